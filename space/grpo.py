@@ -69,7 +69,6 @@ class GRPOSettings(BaseModel):
     gradient_accumulation_steps: int = Field(
         1, gt=0, description="micro-batches per optimiser step; B*G must be divisible by it"
     )
-    theta_solve: float = Field(1.0, ge=0, le=1, description="a rollout is solved when its reward >= this")
     bf16: bool = Field(False, description="bf16 mixed precision; GPU only (forced off on CPU)")
     gradient_checkpointing: bool = Field(False, description="activation checkpointing; GPU only (forced off on CPU)")
     use_vllm: bool = Field(
@@ -391,11 +390,13 @@ def train_epoch(
     total_epochs: int,
     seed: int,
     progress: Progress | None = None,
+    theta_solve: float = 1.0,
 ) -> EpochResult:
     """Train one epoch of GRPO on `order` (slot -> row index) and write `checkpoint_out`.
 
     `reward_fn(completions, *, answer, metadata) -> list[float | None]`; None means "cannot judge" and is
-    counted, never read as 0. `progress(done_steps, epoch_steps, log)` is called after every step.
+    counted, never read as 0. `progress(done_steps, epoch_steps, log)` is called after every step. A rollout
+    is solved when its reward is at least `theta_solve` (the recipe's verifier threshold).
     """
     import torch
     from transformers import PrinterCallback, set_seed
@@ -450,7 +451,7 @@ def train_epoch(
              "base_model_dir": str(base_model_dir)}
     save_checkpoint(checkpoint_out, trainer.accelerator.unwrap_model(trainer.model), tokenizer, optimizer, scheduler,
                     extra, global_step=global_step, epoch=epoch)
-    rollouts = build_rollouts(recorder.records, epoch, len(order), settings.num_generations, settings.theta_solve)
+    rollouts = build_rollouts(recorder.records, epoch, len(order), settings.num_generations, theta_solve)
     log_history = [rewrite_log(e, e.get("step", 0), step_offset, epoch)
                    for e in trainer.state.log_history if "train_runtime" not in e]
     metrics = summarise(rollouts, log_history, seconds, num_steps, global_step)
