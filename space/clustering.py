@@ -24,10 +24,17 @@ class ClusterConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    num_clusters: int = Field(4, ge=1, description="K, the number of k-means clusters (bandit arms before dropping empties).")
+    num_clusters: int = Field(
+        4, ge=1, description="K, the number of k-means clusters (bandit arms before dropping empties)."
+    )
     niter: int = Field(25, ge=1, description="k-means iterations.")
     seed: int = Field(1234, description="Seed of the k-means initialisation.")
-    nredo: int = Field(1, ge=1, description="Independent k-means runs; the one with the lowest objective is kept.")
+    nredo: int = Field(
+        5,
+        ge=1,
+        description="Independent k-means runs (faiss seeds each from `seed`); the lowest objective is kept. One run "
+        "often stops in a local minimum that merges two natural groups and splits another.",
+    )
     init: Literal["random", "kmeans++"] = Field(
         "kmeans++", description="Centroid initialisation: faiss's uniform random sample or k-means++ (D^2 sampling)."
     )
@@ -118,7 +125,9 @@ def cluster_features(features: np.ndarray, cfg: ClusterConfig) -> tuple[np.ndarr
     if x.ndim != 2:
         raise ValueError(f"features must be 2-D (N, d), got shape {x.shape}")
     if not np.isfinite(x).all():
-        raise ValueError(f"features contain NaN or inf at rows {np.flatnonzero(~np.isfinite(x).all(axis=1))[:5].tolist()}")
+        raise ValueError(
+            f"features contain NaN or inf at rows {np.flatnonzero(~np.isfinite(x).all(axis=1))[:5].tolist()}"
+        )
     check_pool(x.shape[0], cfg.num_clusters)
     gpu = resolve_gpu(cfg.use_gpu)
     km = train_kmeans(x, cfg, gpu)

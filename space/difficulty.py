@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from typing import Any, Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -56,12 +57,16 @@ class DifficultyConfig(BaseModel):
     k: int = Field(8, ge=1, description="Reference samples per prompt.")
     temperature: float = Field(1.0, ge=0.0, description="Sampling temperature T_ref of the reference model.")
     max_tokens: int = Field(32, ge=1, description="Completion length of each reference sample (the training length).")
-    theta_solve: float = Field(1.0, description="A sample counts as solved when its verifier score is >= this.")
     label_column: str = Field(
-        "level", description="For source='label': a column of the data table, else a top-level key of its metadata JSON."
+        "level",
+        description="For source='label': a column of the data table, else a top-level key of its metadata JSON.",
     )
-    label_low: float | None = Field(None, description="Label value mapped to difficulty 0 (default: the smallest seen).")
-    label_high: float | None = Field(None, description="Label value mapped to difficulty 1 (default: the largest seen).")
+    label_low: float | None = Field(
+        None, description="Label value mapped to difficulty 0 (default: the smallest seen)."
+    )
+    label_high: float | None = Field(
+        None, description="Label value mapped to difficulty 1 (default: the largest seen)."
+    )
 
 
 class VerifierError(RuntimeError):
@@ -139,8 +144,11 @@ def estimate_difficulty(
     verifier: VerifierFn,
     cfg: DifficultyConfig,
     seed: int,
+    theta_solve: float = 1.0,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Difficulty from reference rollouts: (per-prompt table, rollouts table); see the module docstring.
+
+    A sample is solved when its score is at least `theta_solve` (the recipe's verifier threshold).
 
     `prompts` are the rendered prompts the engine sees; `generate_fn(prompts, n, temperature, max_tokens, seed,
     prompt_ids)` returns one list of n completions (str or objects with `.text`) per prompt; `verifier(completions,
@@ -154,9 +162,9 @@ def estimate_difficulty(
     rows, rollouts = [], []
     for pid, completions, answer, meta in zip(prompt_ids, groups, answers, metadata):
         scores = score_group(verifier, pid, completions, answer, meta)
-        rows.append({"prompt_id": pid, **summarize_group(scores, cfg.theta_solve)})
+        rows.append({"prompt_id": pid, **summarize_group(scores, theta_solve)})
         for j, (text, score) in enumerate(zip(completions, scores)):
-            solved = None if score is None else score >= cfg.theta_solve
+            solved = None if score is None else score >= theta_solve
             rollouts.append({"prompt_id": pid, "sample": j, "completion": text, "score": score, "solved": solved})
     per_prompt = pl.DataFrame(rows, schema=PER_PROMPT_SCHEMA)
     report_unjudged(per_prompt)
@@ -189,15 +197,15 @@ def report_unjudged(per_prompt: pl.DataFrame) -> None:
 
 
 def summarize_difficulty(per_prompt: pl.DataFrame) -> dict[str, float]:
-    """Metrics for a tracker: prompt count, mean difficulty and the unjudged counts."""
+    """Metrics for a tracker (unprefixed keys): prompt count, mean difficulty, unjudged counts, shares at 0 and 1."""
     difficulty = per_prompt["difficulty"]
     return {
-        "difficulty/prompts": float(per_prompt.height),
-        "difficulty/mean": float(difficulty.mean()) if difficulty.drop_nulls().len() else float("nan"),
-        "difficulty/null_prompts": float(difficulty.null_count()),
-        "difficulty/unjudged_samples": float(per_prompt["unjudged"].sum() or 0),
-        "difficulty/all_solved_share": float((difficulty == 0.0).mean() or 0.0),
-        "difficulty/none_solved_share": float((difficulty == 1.0).mean() or 0.0),
+        "prompts": float(per_prompt.height),
+        "mean": float(difficulty.mean()) if difficulty.drop_nulls().len() else float("nan"),
+        "null_prompts": float(difficulty.null_count()),
+        "unjudged_samples": float(per_prompt["unjudged"].sum() or 0),
+        "all_solved_share": float((difficulty == 0.0).mean() or 0.0),
+        "none_solved_share": float((difficulty == 1.0).mean() or 0.0),
     }
 
 

