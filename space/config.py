@@ -83,15 +83,18 @@ class TrainConfig(BaseModel):
 
 
 class EvalConfig(BaseModel):
-    """Held-out evaluation: greedy accuracy and mean pass@1 over k samples."""
+    """Held-out evaluation: greedy accuracy and mean pass_at_1 over k samples."""
 
     model_config = _FROZEN
 
     every: int = Field(1, ge=0, description="evaluate every N epochs (0: only at the end)")
-    k: int = Field(4, gt=0, description="samples per prompt for pass@1")
-    temperature: float = Field(1.0, ge=0.0, description="sampling temperature for pass@1 (the training one)")
+    k: int = Field(4, gt=0, description="samples per prompt for pass_at_1")
+    temperature: float = Field(1.0, ge=0.0, description="sampling temperature for pass_at_1 (the training one)")
     max_tokens: int = Field(16, gt=0, description="completion length for evaluation")
     limit: int | None = Field(None, gt=0, description="evaluate on at most this many prompts")
+    engine_kind: Literal["auto", "transformers", "vllm", "openai"] | None = Field(
+        None, description="rollout engine for evaluation (None: the recipe's engine)"
+    )
 
 
 class Recipe(BaseModel):
@@ -108,6 +111,12 @@ class Recipe(BaseModel):
     curate: CurateConfig = Field(default_factory=CurateConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    def eval_engine(self) -> EngineConfig:
+        """The engine evaluation uses: the recipe's, with `eval.engine_kind` swapped in when set."""
+        if self.eval.engine_kind is None:
+            return self.engine
+        return self.engine.model_copy(update={"kind": self.eval.engine_kind})
 
 
 class RecipeError(ValueError):

@@ -7,7 +7,7 @@ e.g. the reasoning-gym entry its scorer needs).
 
 Sources:
 - `builtin`: short-answer reasoning-gym tasks at several levels (space/builtin_tasks.py); pool, eval
-  and SFT splits come from disjoint seed streams and are then made disjoint by question text.
+  and SFT splits come from disjoint seed streams and question-hash buckets, checked disjoint by text.
 - `hf`: a Hugging Face `datasets` hub name (for users with a hub) or local jsonl/json/parquet/csv
   files, with a column mapping (GSM8K's `#### 42` answers are understood) and split selection.
 
@@ -157,15 +157,10 @@ def _jsonable(value: Any) -> Any:
 # builtin
 
 
-_SPLIT_STREAM = {"pool": 0, "sft": 1, "eval": 2}
-
-
 def _builtin_raw(split: Split, size: int, seed: int) -> list[dict[str, Any]]:
     from space.builtin_tasks import generate_items
 
-    # oversample so the split keeps its size after de-duplication and overlap removal
-    items = generate_items(split, int(size * 1.5) + 50, seed * 10 + _SPLIT_STREAM[split])
-    return [{**item, "metadata": item["metadata"]} for item in items]
+    return generate_items(split, size, seed)
 
 
 def _builtin_rows_to_table(items: list[dict[str, Any]], cfg: DataConfig) -> tuple[pl.DataFrame, LoadReport]:
@@ -179,17 +174,18 @@ def _builtin_rows_to_table(items: list[dict[str, Any]], cfg: DataConfig) -> tupl
 
 
 def load_builtin(cfg: DataConfig, split: Split) -> tuple[pl.DataFrame, LoadReport]:
-    """A builtin split, disjoint by question text from the splits before it (pool, then sft, then eval)."""
+    """A builtin split. Splits are disjoint by construction (each question hashes to one split's buckets);
+    this checks it by question text against the splits before it (pool, then sft, then eval) and
+    removes and counts any overlap rather than trusting the construction."""
     sizes = {"pool": cfg.pool_size, "sft": cfg.sft_size, "eval": cfg.eval_size}
     order: list[Split] = ["pool", "sft", "eval"]
-    taken: set[str] = set()
-    for name in order[: order.index(split) + 1]:
-        table, report = _builtin_rows_to_table(_builtin_raw(name, sizes[name], cfg.seed), cfg)
-        fresh = table.filter(~pl.col("question").is_in(list(taken)))
-        report.overlap_removed = table.height - fresh.height
-        fresh = fresh.head(sizes[name])
-        report.kept_rows = fresh.height
-        taken.update(fresh["question"].to_list())
+    earlier: set[str] = set()
+    for name in order[: order.index(split)]:
+        earlier.update(_builtin_rows_to_table(_builtin_raw(name, sizes[name], cfg.seed), cfg)[0]["question"])
+    table, report = _builtin_rows_to_table(_builtin_raw(split, sizes[split], cfg.seed), cfg)
+    fresh = table.filter(~pl.col("question").is_in(list(earlier)))
+    report.overlap_removed = table.height - fresh.height
+    report.kept_rows = fresh.height
     return fresh, report
 
 

@@ -1,6 +1,7 @@
 """Test-wide settings: offline, quiet, and every artefact under a per-session temporary SPACE_HOME."""
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -8,3 +9,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
+# Flows write models, artefacts, Prefect's database and the MLflow store under a fresh SPACE_HOME, never
+# the user's: servers or stores the user configured are ignored, the test run derives its own.
+os.environ["SPACE_HOME"] = tempfile.mkdtemp(prefix="space-tests-")
+for key in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_RESULTS_LOCAL_STORAGE_PATH", "MLFLOW_TRACKING_URI"):
+    os.environ.pop(key, None)

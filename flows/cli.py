@@ -1,0 +1,113 @@
+"""The `space` command: run the SPaCe stages as Prefect flows on a recipe.
+
+    space run                         # bootstrap -> curate -> train -> final eval, builtin recipe
+    space curate --recipe smollm2 --set curate.clusters.num_clusters=8
+    space recipe --recipe builtin     # print the resolved recipe
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="SPaCe: self-paced curriculum RL fine-tuning on Prefect and MLflow.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+
+RecipeOption = Annotated[str, typer.Option("--recipe", "-r", help="shipped recipe name or a YAML path")]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", "-s", help="override a recipe key: section.key=value (repeatable)")
+]
+
+
+def _resolve(recipe: str, overrides: list[str] | None):
+    """Load and validate the recipe, save the resolved YAML under SPACE_HOME/recipes, say where."""
+    from space.config import RecipeError, dump_recipe, fingerprint, load_recipe
+    from space.paths import space_home
+
+    try:
+        resolved = load_recipe(recipe, overrides or [])
+    except RecipeError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from None
+    path = space_home() / "recipes" / f"{resolved.name}-{fingerprint(resolved)}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dump_recipe(resolved))
+    typer.echo(f"recipe {resolved.name}: resolved recipe saved to {path}")
+    return resolved
+
+
+@app.command()
+def recipe(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
+    """Print the fully resolved recipe (shipped recipes: `space recipes`)."""
+    from space.config import dump_recipe, load_recipe, RecipeError
+
+    try:
+        typer.echo(dump_recipe(load_recipe(recipe, set or [])))
+    except RecipeError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def recipes() -> None:
+    """List the recipes shipped with space."""
+    from space.config import shipped_recipes
+
+    for name in shipped_recipes():
+        typer.echo(name)
+
+
+@app.command("bootstrap-model")
+def bootstrap_model(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
+    """Build (tiny), convert (smollm2-135m) or locate the recipe's policy model."""
+    resolved = _resolve(recipe, set)
+    from flows.bootstrap import bootstrap_flow
+
+    model = bootstrap_flow(resolved)
+    typer.echo(f"model: {model['path']}")
+
+
+@app.command()
+def curate(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
+    """Phase 1: embed, estimate difficulty, cluster and keep representatives."""
+    resolved = _resolve(recipe, set)
+    from flows.bootstrap import bootstrap_flow
+    from flows.curate import curate_flow
+
+    result = curate_flow(resolved, bootstrap_flow(resolved))
+    typer.echo(f"reduced pool: {result['stages']['select']['reduced']}")
+    typer.echo(f"MLflow run: {result['run_id']}")
+
+
+@app.command()
+def train(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
+    """Phase 2: bandit-paced GRPO epochs on the curated pool (runs bootstrap and curation first, cached)."""
+    resolved = _resolve(recipe, set)
+    from flows.bootstrap import bootstrap_flow
+    from flows.curate import curate_flow
+    from flows.train import train_flow
+
+    model = bootstrap_flow(resolved)
+    result = train_flow(resolved, model, curate_flow(resolved, model))
+    typer.echo(f"model: {result['model_dir']}")
+    typer.echo(f"MLflow run: {result['run_id']}")
+
+
+@app.command()
+def run(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
+    """The main job: bootstrap -> curate -> train -> final eval, as one Prefect flow."""
+    resolved = _resolve(recipe, set)
+    from flows.run import run_flow
+
+    result = run_flow(resolved)
+    for key in ("curate_run_id", "train_run_id", "model_dir", "unique_prompts"):
+        typer.echo(f"{key}: {result[key]}")
+    for key, value in sorted(result["final_eval"].items()):
+        if key.startswith("eval/all/"):
+            typer.echo(f"{key}: {value:.4f}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,45 @@
+"""Curate flow (method.md section 2): embed -> difficulty -> features -> cluster -> select, then report.
+
+    space curate --recipe builtin
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+import tasks  # noqa: F401
+from space.config import Recipe, dump_recipe, fingerprint, flatten
+from tasks import curate as stage
+from tasks import tracking
+from tasks.curate_report import report_curation
+
+
+@flow(name="curate", log_prints=True)
+def curate_flow(recipe: Recipe, model: dict[str, Any], parent_run_id: str | None = None) -> dict[str, Any]:
+    """Reduce the pool to a small, diverse, difficulty-aware subset tagged by cluster."""
+    cfg = recipe.curate
+    data = stage.load_data(recipe.data)
+    embedded = stage.embed(data["pool"], cfg.embedding)
+    difficulty = stage.estimate_difficulty(data["pool"], model, recipe.model.system_prompt,
+                                           recipe.verifier.model_dump(), cfg.difficulty, recipe.engine, recipe.seed)
+    features = stage.build_features(embedded, difficulty, cfg.features)
+    clusters = stage.cluster(features, cfg.clusters)
+    selected = stage.select(data["pool"], difficulty, features, clusters, cfg.selection)
+
+    stages = {"data": data, "embed": embedded, "difficulty": difficulty, "features": features,
+              "cluster": clusters, "select": selected}
+    run_id = tracking.open_run(f"curate-{recipe.name}", _tags(recipe, model, selected), flatten(recipe),
+                               dump_recipe(recipe), parent_run_id)
+    metrics = report_curation(run_id, recipe.name, stages)
+    tracking.close_run(run_id)
+    print(f"curation: kept {selected['selected']} of {selected['pool']} prompts "
+          f"in {clusters['num_clusters']} clusters (MLflow run {run_id})")
+    return {"run_id": run_id, "stages": stages, "metrics": metrics}
+
+
+def _tags(recipe: Recipe, model: dict[str, Any], selected: dict[str, Any]) -> dict[str, str]:
+    return {"space.stage": "curate", "space.recipe": recipe.name, "space.seed": str(recipe.seed),
+            "space.model": model["name"], "space.selection": recipe.curate.selection.selection,
+            "space.fingerprint": fingerprint("curate-run", selected["sha"])}

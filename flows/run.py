@@ -1,0 +1,33 @@
+"""The main job: bootstrap -> curate -> train -> final eval, one Prefect flow with the stages as subflows.
+
+    space run                       # the embedded default (builtin recipe, CPU, offline)
+    space run --recipe smollm2
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+import tasks  # noqa: F401
+from flows.bootstrap import bootstrap_flow
+from flows.curate import curate_flow
+from flows.train import train_flow
+from space.config import Recipe
+
+
+@flow(name="space-run", log_prints=True)
+def run_flow(recipe: Recipe) -> dict[str, Any]:
+    """Run SPaCe end to end on one recipe; returns MLflow run ids, final metrics and the model path."""
+    model = bootstrap_flow(recipe)
+    curation = curate_flow(recipe, model)
+    training = train_flow(recipe, model, curation)
+    accuracy = training["final_eval"]["metrics"]
+    print(f"curate MLflow run: {curation['run_id']}")
+    print(f"train MLflow run: {training['run_id']}")
+    print(f"final greedy accuracy {accuracy.get('eval/all/greedy_acc', float('nan')):.3f}, "
+          f"pass_at_1 {accuracy.get('eval/all/pass_at_1', float('nan')):.3f}")
+    print(f"model: {training['model_dir']}")
+    return {"curate_run_id": curation["run_id"], "train_run_id": training["run_id"],
+            "final_eval": accuracy, "model_dir": training["model_dir"], "unique_prompts": training["unique_prompts"]}

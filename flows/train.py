@@ -1,0 +1,50 @@
+"""Train flow (method.md section 3): bandit-paced GRPO epochs, evaluated every N epochs, logged to MLflow.
+
+    space train --recipe builtin
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+import tasks  # noqa: F401
+from space.config import Recipe, dump_recipe, fingerprint, flatten
+from tasks import tracking
+from tasks.train import evaluate, prepare_training, train_epoch
+from tasks.train_report import log_epoch, report_training
+
+
+@flow(name="train", log_prints=True)
+def train_flow(recipe: Recipe, model: dict[str, Any], curation: dict[str, Any],
+               parent_run_id: str | None = None) -> dict[str, Any]:
+    """Epoch by epoch: allocate with the bandit, train with GRPO, update the bandit, evaluate."""
+    cfg = recipe.train
+    data = prepare_training(curation["stages"]["select"], model, recipe.model.system_prompt, cfg.pool)
+    eval_split = curation["stages"]["data"]["eval"]
+    run_id = tracking.open_run(f"train-{recipe.name}-{cfg.bandit.policy}-s{recipe.seed}",
+                               _tags(recipe, model, data), flatten(recipe), dump_recipe(recipe), parent_run_id)
+    epochs: list[dict[str, Any]] = []
+    for epoch in range(cfg.epochs):
+        done = train_epoch(data, model, cfg, recipe.verifier, recipe.seed, epoch, epochs[-1] if epochs else None)
+        due = recipe.eval.every > 0 and (epoch + 1) % recipe.eval.every == 0
+        evaluation = (evaluate(done["checkpoint"], done["checkpoint_sha"], eval_split, recipe.model.system_prompt,
+                               recipe.verifier, recipe.eval, recipe.eval_engine(), recipe.seed) if due else None)
+        log_epoch(run_id, done, evaluation)
+        epochs.append(done)
+    final = evaluate(epochs[-1]["checkpoint"], epochs[-1]["checkpoint_sha"], eval_split, recipe.model.system_prompt,
+                     recipe.verifier, recipe.eval, recipe.eval_engine(), recipe.seed)
+    tracking.log_metrics(run_id, {f"final/{k}": v for k, v in final["metrics"].items()}, step=cfg.epochs)
+    report_training(run_id, epochs, final)
+    tracking.close_run(run_id)
+    return {"run_id": run_id, "epochs": epochs, "final_eval": final, "model_dir": epochs[-1]["checkpoint"],
+            "unique_prompts": len({i for e in epochs for i in e["order"]})}
+
+
+def _tags(recipe: Recipe, model: dict[str, Any], data: dict[str, Any]) -> dict[str, str]:
+    return {"space.stage": "train", "space.recipe": recipe.name, "space.seed": str(recipe.seed),
+            "space.policy": recipe.train.bandit.policy, "space.pool": recipe.train.pool,
+            "space.selection": recipe.curate.selection.selection, "space.model": model["name"],
+            "space.fingerprint": fingerprint("train-run", data["sha"], model["sha"], recipe.train, recipe.verifier,
+                                             recipe.eval, recipe.seed)}

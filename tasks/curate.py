@@ -1,0 +1,205 @@
+"""Curation tasks: one cached Prefect task per stage of method.md section 2.
+
+Each task reads its inputs by path, calls `space`, writes its outputs under
+SPACE_HOME/artifacts/<stage>/<fingerprint>/ and returns a small manifest (paths, content hash, a few
+numbers). The inputs that key the cache are the stage's config and the upstream manifests (which carry
+content hashes), so changing K re-runs only clustering and selection.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+import polars as pl
+from prefect import task
+
+from space.clustering import ClusterConfig
+from space.data import DataConfig
+from space.difficulty import DifficultyConfig
+from space.embedding import EmbeddingConfig
+from space.engines import EngineConfig
+from space.features import FeatureConfig
+from space.reduction import SelectionConfig
+from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, write_manifest
+
+
+def _reuse(directory) -> dict[str, Any] | None:
+    """A finished stage's manifest found on disk (the Prefect cache may have been cleared)."""
+    return read_manifest(directory)
+
+
+@task(name="load-data", cache_policy=CACHED, persist_result=True)
+def load_data(data: DataConfig) -> dict[str, Any]:
+    """The pool and eval splits as parquet, with their load reports."""
+    from space.data import load_split
+
+    out = stage_dir("data", data)
+    if (done := _reuse(out)) is not None:
+        return done
+    start, manifest = time.perf_counter(), {}
+    for split in ("pool", "eval"):
+        table, report = load_split(data, split)
+        path = out / f"{split}.parquet"
+        table.write_parquet(path)
+        manifest[split] = {"path": str(path), "sha": file_sha256(path), "rows": table.height,
+                           "report": {**report.as_metrics(f"data/{split}"), "bad_rows": report.bad_rows[:50]}}
+    manifest["seconds"] = time.perf_counter() - start
+    return write_manifest(out, manifest)
+
+
+@task(name="embed", cache_policy=CACHED, persist_result=True)
+def embed(pool: dict[str, Any], cfg: EmbeddingConfig) -> dict[str, Any]:
+    """Sentence embeddings of the question texts (not the chat-rendered prompts; method.md 2.1)."""
+    from space.embedding import embed_texts, load_embedder, save_embeddings
+
+    out = stage_dir("embed", pool["sha"], cfg)
+    if (done := _reuse(out)) is not None:
+        return done
+    start = time.perf_counter()
+    table = pl.read_parquet(pool["path"])
+    vectors = embed_texts(load_embedder(cfg), table["question"].to_list(), cfg.batch_size, show_progress=True)
+    path = save_embeddings(out / "embeddings.npz", table["prompt_id"].to_list(), vectors)
+    seconds = time.perf_counter() - start
+    return write_manifest(out, {"path": str(path), "sha": file_sha256(path), "dim": int(vectors.shape[1]),
+                                "seconds": seconds})
+
+
+@task(name="estimate-difficulty", cache_policy=CACHED, persist_result=True)
+def estimate_difficulty(
+    pool: dict[str, Any],
+    model: dict[str, Any],
+    system_prompt: str | None,
+    verifier: dict[str, Any],
+    cfg: DifficultyConfig,
+    engine: EngineConfig,
+    seed: int,
+) -> dict[str, Any]:
+    """k reference rollouts per prompt, scored by the verifier -> solve rate and difficulty."""
+    from space import difficulty
+
+    out = stage_dir("difficulty", pool["sha"], model["sha"], system_prompt, verifier, cfg, engine, seed)
+    if (done := _reuse(out)) is not None:
+        return done
+    start = time.perf_counter()
+    table = pl.read_parquet(pool["path"])
+    if cfg.source == "label":
+        per_prompt, rollouts = difficulty.difficulty_table_from_labels(table, cfg), None
+    else:
+        per_prompt, rollouts = _difficulty_from_rollouts(table, model, system_prompt, verifier, cfg, engine, seed)
+    per_prompt.write_parquet(out / "difficulty.parquet")
+    if rollouts is not None:
+        rollouts.write_parquet(out / "rollouts.parquet")
+    summary = difficulty.summarize_difficulty(per_prompt)
+    return write_manifest(out, {"path": str(out / "difficulty.parquet"), "sha": file_sha256(out / "difficulty.parquet"),
+                                "rollouts": str(out / "rollouts.parquet") if rollouts is not None else None,
+                                "summary": summary, "seconds": time.perf_counter() - start})
+
+
+def _difficulty_from_rollouts(table, model, system_prompt, verifier, cfg, engine, seed):
+    from transformers import AutoTokenizer
+
+    from space.difficulty import estimate_difficulty as estimate
+    from space.engines import make_engine
+    from space.prompting import render_prompts
+    from space.verifiers import get_verifier
+
+    tokenizer = AutoTokenizer.from_pretrained(model["path"])
+    prompts = render_prompts(tokenizer, table["question"].to_list(), system_prompt)
+    score = get_verifier(verifier["name"], extract=verifier["extract"])
+    with make_engine(engine, model["path"]) as rollout_engine:
+        return estimate(table["prompt_id"].to_list(), prompts, table["answer"].to_list(),
+                        table["metadata"].to_list(), rollout_engine.generate, score, cfg, seed,
+                        theta_solve=verifier["theta_solve"])
+
+
+@task(name="build-features", cache_policy=CACHED, persist_result=True)
+def build_features(embedded: dict[str, Any], difficulty: dict[str, Any], cfg: FeatureConfig) -> dict[str, Any]:
+    """f_i = [whitened PCA(e_i) ; w_d * standardised d_i] (method.md 2.3)."""
+    from space.difficulty import difficulty_array
+    from space.embedding import load_embeddings
+    from space.features import build_features as build
+
+    out = stage_dir("features", embedded["sha"], difficulty["sha"], cfg)
+    if (done := _reuse(out)) is not None:
+        return done
+    start = time.perf_counter()
+    ids, vectors = load_embeddings(embedded["path"])
+    d = difficulty_array(pl.read_parquet(difficulty["path"]), ids)
+    features, info = build(vectors, d, cfg)
+    np.savez(out / "features.npz", ids=np.asarray(ids), features=features)
+    return write_manifest(out, {"path": str(out / "features.npz"), "sha": file_sha256(out / "features.npz"),
+                                "info": _plain(info), "seconds": time.perf_counter() - start})
+
+
+@task(name="cluster", cache_policy=CACHED, persist_result=True)
+def cluster(features: dict[str, Any], cfg: ClusterConfig) -> dict[str, Any]:
+    """faiss k-means on the features; empty clusters dropped (arms = non-empty clusters)."""
+    from space.clustering import cluster_features
+
+    out = stage_dir("cluster", features["sha"], cfg)
+    if (done := _reuse(out)) is not None:
+        return done
+    start = time.perf_counter()
+    stored = np.load(features["path"])
+    labels, centroids, info = cluster_features(stored["features"], cfg)
+    np.savez(out / "clusters.npz", ids=stored["ids"], labels=labels, centroids=centroids)
+    return write_manifest(out, {"path": str(out / "clusters.npz"), "sha": file_sha256(out / "clusters.npz"),
+                                "num_clusters": int(centroids.shape[0]), "info": _plain(info),
+                                "seconds": time.perf_counter() - start})
+
+
+@task(name="select-representatives", cache_policy=CACHED, persist_result=True)
+def select(
+    pool: dict[str, Any], difficulty: dict[str, Any], features: dict[str, Any], clusters: dict[str, Any],
+    cfg: SelectionConfig,
+) -> dict[str, Any]:
+    """Keep l representatives per cluster; write the curation table and the reduced pool."""
+    from space.reduction import select_representatives
+
+    out = stage_dir("select", pool["sha"], difficulty["sha"], features["sha"], clusters["sha"], cfg)
+    if (done := _reuse(out)) is not None:
+        return done
+    start = time.perf_counter()
+    feats, grouped = np.load(features["path"]), np.load(clusters["path"])
+    ids = [str(i) for i in grouped["ids"]]
+    mask, distances = select_representatives(feats["features"], grouped["labels"], grouped["centroids"], ids, cfg)
+    table = curation_table(pool, difficulty, ids, grouped["labels"], distances, mask)
+    table.write_parquet(out / "curation.parquet")
+    reduced = table.filter(pl.col("selected"))
+    reduced.write_parquet(out / "reduced.parquet")
+    return write_manifest(out, {"path": str(out / "curation.parquet"), "reduced": str(out / "reduced.parquet"),
+                                "sha": file_sha256(out / "curation.parquet"), "selected": reduced.height,
+                                "pool": table.height, "clusters": cluster_rows(table),
+                                "seconds": time.perf_counter() - start})
+
+
+def curation_table(pool, difficulty, ids, labels, distances, mask) -> pl.DataFrame:
+    """Prompt id, text, answer, cluster, d_i, successes, k, distance to centroid, selected flag."""
+    assigned = pl.DataFrame({"prompt_id": ids, "cluster": labels.astype(np.int64),
+                             "distance": distances.astype(np.float64), "selected": mask.astype(bool)})
+    return (pl.read_parquet(pool["path"]).join(assigned, on="prompt_id", how="inner", validate="1:1")
+            .join(pl.read_parquet(difficulty["path"]), on="prompt_id", how="left", validate="1:1")
+            .sort("cluster", "prompt_id"))
+
+
+def cluster_rows(table: pl.DataFrame) -> list[dict[str, Any]]:
+    """One row per cluster: size, kept, mean difficulty, main source, an example prompt."""
+    rows = []
+    for (label,), part in table.group_by("cluster", maintain_order=True):
+        top_source = part["source"].mode().sort()[0]
+        rows.append({"cluster": int(label), "size": part.height, "selected": int(part["selected"].sum()),
+                     "mean_difficulty": _round(part["difficulty"].mean()),
+                     "main_source": str(top_source), "example": part["question"][0][:80]})
+    return rows
+
+
+def _round(value: Any) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def _plain(info: dict[str, Any]) -> dict[str, Any]:
+    """numpy scalars and arrays -> JSON values (Prefect artifacts and manifests use plain json)."""
+    return json.loads(json.dumps(info, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))

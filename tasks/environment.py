@@ -1,0 +1,28 @@
+"""Environment defaults for Prefect, MLflow and Hugging Face, derived from SPACE_HOME."""
+
+from __future__ import annotations
+
+import os
+
+from space.paths import space_home
+
+
+def configure_environment() -> None:
+    """Set defaults (never overriding what the user exported) before prefect or mlflow is imported."""
+    home = space_home()
+    defaults = {
+        "PREFECT_HOME": str(home / "prefect"),
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "prefect" / "storage"),
+        "PREFECT_MEMO_STORE_PATH": str(home / "prefect" / "memo_store.toml"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+        "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)

@@ -1,0 +1,159 @@
+"""Training tasks: prepare the arms, run one bandit-paced GRPO epoch per task, evaluate checkpoints.
+
+An epoch task reads the previous epoch's manifest (checkpoint with weights, optimizer, scheduler and RNG;
+bandit and prompt-picker state), plans the epoch's M slots with the bandit, trains, feeds the epoch's own
+rollouts back to the bandit and writes a new epoch folder whose manifest is written last. Epoch tasks are
+cached on (run fingerprint, epoch, previous manifest), so re-running a killed run replays finished epochs
+from the cache and resumes at the first unfinished one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from prefect import task
+
+from space.config import EvalConfig, TrainConfig, VerifierConfig
+from space.engines import EngineConfig
+from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, write_manifest
+
+
+@task(name="prepare-training", cache_policy=CACHED, persist_result=True)
+def prepare_training(curation: dict[str, Any], model: dict[str, Any], system_prompt: str | None,
+                     pool: str) -> dict[str, Any]:
+    """Training rows (rendered prompt, answer, metadata, cluster) for the reduced or the full pool."""
+    from transformers import AutoTokenizer
+
+    from space.prompting import render_prompts
+
+    out = stage_dir("train-data", curation["sha"], model["sha"], system_prompt, pool)
+    if (done := read_manifest(out)) is not None:
+        return done
+    table = pl.read_parquet(curation["path"])
+    if pool == "reduced":
+        table = table.filter(pl.col("selected"))
+    tokenizer = AutoTokenizer.from_pretrained(model["path"])
+    table = table.with_columns(pl.Series("prompt", render_prompts(tokenizer, table["question"].to_list(),
+                                                                  system_prompt)))
+    table = table.select("prompt_id", "question", "prompt", "answer", "metadata", "source", "level", "cluster",
+                         "solve_rate").sort("cluster", "prompt_id")
+    table.write_parquet(out / "train.parquet")
+    arms = table.group_by("cluster", maintain_order=True).agg(pl.len().alias("size"),
+                                                              pl.col("solve_rate").mean().alias("ref_solve_rate"))
+    return write_manifest(out, {"path": str(out / "train.parquet"), "sha": file_sha256(out / "train.parquet"),
+                                "rows": table.height, "arms": arms.to_dicts()})
+
+
+def _members(table: pl.DataFrame) -> list[list[int]]:
+    clusters = table["cluster"].to_list()
+    members: list[list[int]] = [[] for _ in range(max(clusters) + 1)]
+    for row, cluster in enumerate(clusters):
+        members[cluster].append(row)
+    return members
+
+
+def _group_results(rollouts: pl.DataFrame) -> tuple[list[Any], int]:
+    """Bandit feedback per slot; judged rollouts only (a group left with < 2 judged rollouts is skipped)."""
+    from space.bandit import GroupResult
+
+    groups, skipped = [], 0
+    for (_, cluster), part in rollouts.group_by("group", "cluster", maintain_order=True):
+        judged = part.filter(pl.col("reward").is_not_null())
+        if judged.height < 2:
+            skipped += 1
+            continue
+        groups.append(GroupResult(int(cluster), tuple(judged["reward"].to_list()), tuple(judged["solved"].to_list())))
+    return groups, skipped
+
+
+@task(name="train-epoch", cache_policy=CACHED, persist_result=True)
+def train_epoch(
+    data: dict[str, Any], model: dict[str, Any], cfg: TrainConfig, verifier: VerifierConfig, seed: int, epoch: int,
+    previous: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """One GRPO epoch over the bandit's allocation; returns the epoch manifest (paths and metrics)."""
+    from space import grpo
+    from space.bandit import make_policy
+    from space.sampler import ClusterPromptPicker
+    from space.verifiers import get_verifier
+
+    run_dir = stage_dir("train", data["sha"], model["sha"], cfg, verifier, seed)
+    out = run_dir / f"epoch_{epoch:03d}"
+    out.mkdir(parents=True, exist_ok=True)
+    if (done := read_manifest(out)) is not None:
+        return done
+    start = time.perf_counter()
+    table = pl.read_parquet(data["path"])
+    members = _members(table)
+    priors = [arm["ref_solve_rate"] or 0.0 for arm in data["arms"]]
+    policy = make_policy(cfg.bandit, [len(m) for m in members], seed, priors)
+    picker = ClusterPromptPicker(members, seed)
+    if previous is not None:
+        state = json.loads(Path(previous["state"]).read_text())
+        policy.load_state_dict(state["bandit"])
+        picker.load_state_dict(state["picker"])
+    probabilities, arms = policy.allocate(epoch, cfg.slots_per_epoch)
+    order = picker.fill(arms)
+
+    result = grpo.train_epoch(
+        Path(model["path"]), Path(previous["checkpoint"]) if previous else None, out / "checkpoint",
+        table.to_dicts(), order, get_verifier(verifier.name, extract=verifier.extract), cfg.grpo,
+        epoch, cfg.epochs, seed, progress=_print_progress(epoch), theta_solve=verifier.theta_solve,
+    )
+    result.rollouts.write_parquet(out / "rollouts.parquet")  # kept even if the update below fails
+    groups, skipped = _group_results(result.rollouts)
+    if not groups:
+        raise RuntimeError(f"epoch {epoch}: the verifier judged no group (see {out / 'rollouts.parquet'})")
+    bandit_metrics = policy.update(groups)
+    (out / "state.json").write_text(json.dumps({"bandit": policy.state_dict(), "picker": picker.state_dict()}))
+    shares = {f"bandit/arm_{k:02d}/share": float((arms == k).mean()) for k in range(len(members))}
+    probs = {f"bandit/arm_{k:02d}/p": float(p) for k, p in enumerate(probabilities)}
+    metrics = {**result.metrics, **bandit_metrics, **shares, **probs, "bandit/skipped_groups": skipped,
+               "seconds/epoch": time.perf_counter() - start}
+    weights = Path(result.checkpoint_out) / "model.safetensors"
+    return write_manifest(out, {"epoch": epoch, "checkpoint": str(result.checkpoint_out),
+                                "checkpoint_sha": file_sha256(weights), "state": str(out / "state.json"),
+                                "rollouts": str(out / "rollouts.parquet"), "order": [int(i) for i in order],
+                                "arms": [int(a) for a in arms], "metrics": metrics,
+                                "log_history": result.log_history, "arm_table": policy.arm_table()})
+
+
+def _print_progress(epoch: int):
+    def report(done: int, total: int, log: dict[str, Any]) -> None:
+        reward = log.get("reward")
+        print(f"epoch {epoch} step {done}/{total}" + (f" reward {reward:.3f}" if reward is not None else ""))
+
+    return report
+
+
+@task(name="evaluate", cache_policy=CACHED, persist_result=True)
+def evaluate(model_path: str, model_sha: str, eval_split: dict[str, Any], system_prompt: str | None,
+             verifier: VerifierConfig, cfg: EvalConfig, engine: EngineConfig, seed: int) -> dict[str, Any]:
+    """Greedy accuracy and pass_at_1 of a model directory on the held-out split."""
+    from transformers import AutoTokenizer
+
+    from space.engines import make_engine
+    from space.evaluation import evaluate as run_eval
+    from space.prompting import render_prompts
+    from space.verifiers import get_verifier
+
+    out = stage_dir("eval", model_sha, eval_split["sha"], system_prompt, verifier, cfg, engine, seed)
+    if (done := read_manifest(out)) is not None:
+        return done
+    start = time.perf_counter()
+    table = pl.read_parquet(eval_split["path"])
+    if cfg.limit is not None:
+        table = table.head(cfg.limit)
+    prompts = render_prompts(AutoTokenizer.from_pretrained(model_path), table["question"].to_list(), system_prompt)
+    with make_engine(engine, model_path) as rollout_engine:
+        metrics, per_prompt = run_eval(rollout_engine.generate, prompts, table,
+                                       get_verifier(verifier.name, extract=verifier.extract), k=cfg.k,
+                                       temperature=cfg.temperature, max_tokens=cfg.max_tokens,
+                                       theta_solve=verifier.theta_solve, seed=seed)
+    per_prompt.write_parquet(out / "eval.parquet")
+    metrics["seconds/eval"] = time.perf_counter() - start
+    return write_manifest(out, {"path": str(out / "eval.parquet"), "metrics": metrics})

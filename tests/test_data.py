@@ -1,0 +1,108 @@
+"""Data sources: normalised schema, stable ids, duplicates and bad rows counted, builtin splits disjoint."""
+
+import json
+
+import polars as pl
+import pytest
+
+from space.data import SCHEMA, BadRowsError, DataConfig, load_split, make_prompt_id, normalize_rows
+
+
+def _write_jsonl(path, rows):
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+GSM8K_ROWS = [
+    {"question": "Tom has 3 apples and buys 4 more. How many?", "answer": "3 + 4 = 7\n#### 7"},
+    {"question": "What is 6 times 7?", "answer": "#### 42"},
+    {"question": "What is 6 times 7?", "answer": "#### 42"},  # exact duplicate
+    {"question": "", "answer": "#### 1"},  # empty question
+    {"question": "How many legs?", "answer": None},  # missing answer value
+    {"question": ["not", "text"], "answer": "#### 2"},  # wrong type
+]
+
+
+def test_local_jsonl_with_gsm8k_answers(tmp_path):
+    _write_jsonl(tmp_path / "train.jsonl", GSM8K_ROWS)
+    _write_jsonl(tmp_path / "test.jsonl", GSM8K_ROWS[:2])
+    cfg = DataConfig(source="hf", path=str(tmp_path), answer_format="gsm8k", source_name="gsm8k")
+    table, report = load_split(cfg, "pool")
+    assert dict(table.schema) == SCHEMA
+    assert table["answer"].to_list() == ["7", "42"]
+    assert table["source"].unique().to_list() == ["gsm8k"]
+    assert (report.raw_rows, report.kept_rows, report.duplicates) == (6, 2, 1)
+    assert [(b["row"], b["field"]) for b in report.bad_rows] == [(3, "question"), (4, "answer"), (5, "question")]
+    eval_table, _ = load_split(cfg, "eval")
+    assert eval_table.height == 2
+
+
+def test_reject_mode_names_row_and_field(tmp_path):
+    _write_jsonl(tmp_path / "train.jsonl", GSM8K_ROWS)
+    cfg = DataConfig(source="hf", path=str(tmp_path), answer_format="gsm8k", bad_rows="reject")
+    with pytest.raises(BadRowsError, match=r"row 3, field 'question': empty"):
+        load_split(cfg, "pool")
+
+
+def test_column_mapping_and_missing_column(tmp_path):
+    rows = [{"problem": "1+1?", "solution": 2, "level": 3}, {"problem": "2+2?", "solution": 4, "level": 1}]
+    path = tmp_path / "data.parquet"
+    pl.DataFrame(rows).write_parquet(path)
+    cfg = DataConfig(source="hf", path=str(path), question_column="problem", answer_column="solution",
+                     level_column="level", eval_split=None)
+    table, _ = load_split(cfg, "pool")
+    assert table["answer"].to_list() == ["2", "4"] and table["level"].to_list() == [3, 1]
+    bad = DataConfig(source="hf", path=str(path), question_column="prompt", eval_split=None)
+    _, report = load_split(bad, "pool")
+    assert report.kept_rows == 0 and report.bad_rows[0] == {"row": 0, "field": "prompt", "problem": "missing"}
+
+
+def test_single_file_has_no_implicit_eval(tmp_path):
+    path = _write_jsonl(tmp_path / "all.jsonl", GSM8K_ROWS[:2])
+    with pytest.raises(ValueError, match="eval_path"):
+        load_split(DataConfig(source="hf", path=str(path)), "eval")
+
+
+def test_prompt_id_is_stable_content_hash():
+    assert make_prompt_id("q", "a") == make_prompt_id("q", "a") != make_prompt_id("q", "b")
+    assert len(make_prompt_id("q", "a")) == 16
+
+
+def test_hf_requires_path():
+    with pytest.raises(ValueError, match="data.path is required"):
+        DataConfig(source="hf")
+
+
+def test_normalize_rows_keeps_metadata_as_json():
+    table, _ = normalize_rows([{"question": "q", "answer": "a", "extra": (1, 2)}], DataConfig(), "x")
+    assert json.loads(table["metadata"][0]) == {"extra": [1, 2]}
+
+
+@pytest.fixture(scope="module")
+def builtin_splits():
+    cfg = DataConfig(pool_size=300, eval_size=100, sft_size=300, seed=5)
+    return {split: load_split(cfg, split) for split in ("pool", "sft", "eval")}
+
+
+def test_builtin_splits_are_disjoint_and_sized(builtin_splits):
+    questions = {split: set(t["question"]) for split, (t, _) in builtin_splits.items()}
+    assert not questions["pool"] & questions["eval"]
+    assert not questions["pool"] & questions["sft"]
+    assert not questions["sft"] & questions["eval"]
+    assert [builtin_splits[s][0].height for s in ("pool", "sft", "eval")] == [300, 300, 100]
+
+
+def test_builtin_has_ground_truth_labels_and_scores(builtin_splits):
+    from space.verifiers import get_verifier
+
+    pool, _ = builtin_splits["pool"]
+    assert pool["source"].n_unique() >= 4 and pool["level"].null_count() == 0
+    assert pool.group_by("source").agg(pl.col("level").n_unique()).get_column("level").min() >= 3
+    scores = get_verifier("reasoning_gym", extract="none")(pool["answer"].to_list(), answer=pool["answer"].to_list(),
+                                                           metadata=pool["metadata"].to_list())
+    assert scores == [1.0] * pool.height
+
+
+def test_builtin_is_deterministic():
+    cfg = DataConfig(pool_size=50, seed=1)
+    assert load_split(cfg, "pool")[0].equals(load_split(cfg, "pool")[0])

@@ -1,0 +1,171 @@
+"""End to end on real Prefect (ephemeral server), real MLflow (SQLite), the real tiny model and TRL.
+
+One module-scoped `space run` on the small e2e recipe, then: a re-run is all cache hits; changing only K
+re-runs only clustering and selection; a training process killed mid-run resumes at the first unfinished
+epoch and ends exactly where an uninterrupted run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+RECIPE = str(Path(__file__).parent / "recipes" / "e2e.yaml")
+COMPUTE_TASKS = {"build-tiny-model", "load-data", "embed", "estimate-difficulty", "build-features", "cluster",
+                 "select-representatives", "prepare-training", "train-epoch", "evaluate"}
+
+
+def _task_states_since(since: datetime) -> dict[str, set[str]]:
+    """Task name -> state names of the task runs created after `since`."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(limit=500)
+    states: dict[str, set[str]] = {}
+    for run in runs:
+        if run.created and run.created >= since and run.state is not None:
+            states.setdefault(run.name.rsplit("-", 1)[0], set()).add(run.state.name)
+    return states
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    from space.config import load_recipe
+
+    return load_recipe(RECIPE)
+
+
+@pytest.fixture(scope="module")
+def first_run(recipe):
+    from flows.run import run_flow
+
+    return run_flow(recipe)
+
+
+def test_run_produces_model_metrics_and_mlflow_record(first_run, recipe):
+    from mlflow.tracking import MlflowClient
+    from transformers import AutoModelForCausalLM
+
+    assert 0.0 <= first_run["final_eval"]["eval/all/greedy_acc"] <= 1.0
+    assert 0.0 <= first_run["final_eval"]["eval/all/pass_at_1"] <= 1.0
+    AutoModelForCausalLM.from_pretrained(first_run["model_dir"])
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    train = client.get_run(first_run["train_run_id"])
+    assert train.data.tags["space.policy"] == recipe.train.bandit.policy
+    assert train.data.params["train.epochs"] == "3"
+    history = client.get_metric_history(train.info.run_id, "eval/all/pass_at_1")
+    assert sorted(m.step for m in history) == [0, 1, 2]
+    shares = [client.get_metric_history(train.info.run_id, f"bandit/arm_{k:02d}/share") for k in range(3)]
+    for epoch in range(3):  # allocation shares of every epoch sum to 1
+        assert sum(m.value for h in shares for m in h if m.step == epoch) == pytest.approx(1.0)
+    artifacts = {a.path for a in client.list_artifacts(train.info.run_id)}
+    assert {"recipe.yaml", "plots", "model", "tables"} <= artifacts
+    curate = client.get_run(first_run["curate_run_id"])
+    assert curate.data.metrics["curate/pool_size"] == 96
+    assert {a.path for a in client.list_artifacts(curate.info.run_id, "curation")} >= {
+        "curation/curation.parquet", "curation/reduced.parquet", "curation/projection.png"}
+
+
+def test_curation_table_invariants(first_run, recipe):
+    from space.paths import space_home
+
+    [path] = (space_home() / "artifacts" / "select").glob("*/curation.parquet")
+    table = pl.read_parquet(path)
+    assert table["prompt_id"].is_unique().all() and table.height == 96
+    sizes = table.group_by("cluster").agg(pl.len(), pl.col("selected").sum())
+    assert (sizes["selected"] == sizes["len"].clip(upper_bound=recipe.curate.selection.per_cluster)).all()
+    assert first_run["unique_prompts"] <= table["selected"].sum()
+
+
+def test_rerun_is_all_cache_hits(first_run, recipe):
+    from flows.run import run_flow
+
+    since = datetime.now(timezone.utc)
+    again = run_flow(recipe)
+    states = _task_states_since(since)
+    assert COMPUTE_TASKS <= set(states), states
+    assert all(states[name] == {"Cached"} for name in COMPUTE_TASKS), states
+    assert again["final_eval"] == first_run["final_eval"]
+
+
+def test_changing_k_reruns_only_clustering_and_selection(first_run, recipe):
+    from flows.bootstrap import bootstrap_flow
+    from flows.curate import curate_flow
+    from space.config import load_recipe
+
+    changed = load_recipe(RECIPE, ["curate.clusters.num_clusters=2"])
+    since = datetime.now(timezone.utc)
+    result = curate_flow(changed, bootstrap_flow(changed))
+    states = _task_states_since(since)
+    for name in ("load-data", "embed", "estimate-difficulty", "build-features"):
+        assert states[name] == {"Cached"}, (name, states)
+    for name in ("cluster", "select-representatives"):
+        assert states[name] == {"Completed"}, (name, states)
+    assert result["stages"]["cluster"]["num_clusters"] == 2
+
+
+def _train_dir(home: Path) -> Path:
+    [run_dir] = (home / "artifacts" / "train").iterdir()
+    return run_dir
+
+
+def _space(home: Path, *args: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PREFECT_HOME", "PREFECT_RESULTS_LOCAL_STORAGE_PATH", "MLFLOW_TRACKING_URI")}
+    env["SPACE_HOME"] = str(home)
+    return subprocess.Popen([sys.executable, "-m", "flows.cli", *args], env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_killed_training_resumes_and_matches_uninterrupted_run(first_run, tmp_path):
+    from space.paths import space_home
+
+    reference = _train_dir(space_home())
+    home = tmp_path / "home"
+    for stage in ("data", "embed", "difficulty", "features", "cluster", "select", "train-data"):
+        shutil.copytree(space_home() / "artifacts" / stage, home / "artifacts" / stage)
+    shutil.copytree(space_home() / "models", home / "models")
+
+    proc = _space(home, "train", "--recipe", RECIPE)
+    deadline = time.monotonic() + 600
+    while not list((home / "artifacts" / "train").glob("*/epoch_000/manifest.json")):
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "epoch 0 did not finish in time"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # killed during epoch 1 (or its evaluation)
+    proc.wait()
+    assert not (_train_dir(home) / "epoch_002" / "manifest.json").exists()
+
+    resumed = _space(home, "train", "--recipe", RECIPE)
+    output, _ = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, output
+    run_dir = _train_dir(home)
+    assert run_dir.name == reference.name
+    for epoch in range(3):
+        ours = json.loads((run_dir / f"epoch_{epoch:03d}" / "manifest.json").read_text())
+        theirs = json.loads((reference / f"epoch_{epoch:03d}" / "manifest.json").read_text())
+        assert ours["order"] == theirs["order"] and ours["arms"] == theirs["arms"]
+        assert json.loads(Path(ours["state"]).read_text()) == json.loads(Path(theirs["state"]).read_text())
+    _assert_same_weights(run_dir / "epoch_002" / "checkpoint", reference / "epoch_002" / "checkpoint")
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    from safetensors.numpy import load_file
+
+    left, right = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert left.keys() == right.keys()
+    for key in left:
+        np.testing.assert_allclose(left[key], right[key], atol=1e-5, err_msg=key)
