@@ -31,9 +31,10 @@ COMPUTE_TASKS = {"build-tiny-model", "load-data", "embed", "estimate-difficulty"
 def _task_states_since(since: datetime) -> dict[str, set[str]]:
     """Task name -> state names of the task runs created after `since`."""
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import TaskRunSort
 
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(limit=500)
+        runs = client.read_task_runs(sort=TaskRunSort.EXPECTED_START_TIME_DESC, limit=200)
     states: dict[str, set[str]] = {}
     for run in runs:
         if run.created and run.created >= since and run.state is not None:
