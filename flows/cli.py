@@ -109,5 +109,28 @@ def run(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
             typer.echo(f"{key}: {value:.4f}")
 
 
+@app.command()
+def serve(
+    recipe: RecipeOption = "builtin",
+    set: SetOption = None,
+    cron: Annotated[str | None, typer.Option(help="cron schedule, e.g. '0 3 * * *'")] = None,
+    interval: Annotated[int | None, typer.Option(help="schedule every N seconds")] = None,
+    name: Annotated[str | None, typer.Option(help="deployment name (default: the recipe name)")] = None,
+) -> None:
+    """Serve `space run` on a recipe as a scheduled Prefect deployment (needs PREFECT_API_URL; blocks)."""
+    import os
+
+    if not os.environ.get("PREFECT_API_URL"):
+        typer.echo("serve needs a Prefect server: run `prefect server start` (see infra/servers.sh) and set "
+                   "PREFECT_API_URL=http://127.0.0.1:4200/api; the temporary local server runs no scheduler", err=True)
+        raise typer.Exit(2)
+    resolved = _resolve(recipe, set)
+    from flows.run import run_flow
+
+    run_flow.serve(name=name or resolved.name, cron=cron, interval=interval,
+                   parameters={"recipe": resolved.model_dump(mode="json")},
+                   tags=[f"recipe:{resolved.name}", f"policy:{resolved.train.bandit.policy}"])
+
+
 if __name__ == "__main__":
     app()

@@ -3,8 +3,8 @@
     space curate --recipe builtin
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Prefect builds the parameter model from the real types
+# when a deployment loads this flow by entrypoint, and postponed (string) annotations cannot be resolved.
 from typing import Any
 
 from prefect import flow

@@ -4,8 +4,8 @@
     space run --recipe smollm2
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Prefect builds the parameter model from the real types
+# when a deployment loads this flow by entrypoint, and postponed (string) annotations cannot be resolved.
 from typing import Any
 
 from prefect import flow
