@@ -1,0 +1,1 @@
+"""Models that space builds itself (the tiny character-level LM of `space.models.tiny`)."""
