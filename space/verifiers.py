@@ -21,7 +21,6 @@ import math
 import re
 import threading
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from typing import Any, Literal, Protocol
 
 ExtractMode = Literal["auto", "none", "answer_tag", "boxed", "last_line"]
@@ -151,13 +150,6 @@ def _rows(completions: Sequence[Any], answer: Sequence[str], metadata: Sequence[
 # reasoning-gym
 
 
-@lru_cache(maxsize=None)
-def _reasoning_gym_scorer(source: str) -> Callable[[str, dict], float]:
-    import reasoning_gym
-
-    return reasoning_gym.get_score_answer_fn(source)
-
-
 def _parse_metadata(raw: str | dict | None, row: int) -> dict:
     if raw is None:
         raise ValueError(f"row {row}: the reasoning_gym verifier needs the 'metadata' column")
@@ -168,7 +160,8 @@ def _parse_metadata(raw: str | dict | None, row: int) -> dict:
 
 
 class ReasoningGymVerifier:
-    """Delegates to the reasoning-gym task's own scorer, found from `metadata["source_dataset"]`."""
+    """Delegates to the reasoning-gym task's own scorer, found from `metadata["source_dataset"]`, with known
+    scorer bugs corrected (`space.builtin_tasks.score_item`)."""
 
     def __init__(self, extract: ExtractMode = "auto"):
         self.extract = extract
@@ -176,10 +169,11 @@ class ReasoningGymVerifier:
     def __call__(self, completions, *, answer, metadata=None, **columns):
         scores: list[float | None] = []
         for row, text, gold, raw_meta in _rows(completions, answer, metadata):
+            from space.builtin_tasks import score_item
+
             meta = _parse_metadata(raw_meta, row)
-            entry = {"question": "", "answer": gold, "metadata": meta}
             try:
-                score = _reasoning_gym_scorer(meta["source_dataset"])(extract_answer(text, self.extract), entry)
+                score = score_item(extract_answer(text, self.extract), "", gold, meta)
             except Exception as err:  # re-raised with context: a scorer bug must not look like a wrong answer
                 raise RuntimeError(f"row {row}: reasoning-gym scorer for {meta['source_dataset']!r} failed: {err}") from err
             scores.append(float(score))

@@ -31,13 +31,13 @@ from space.models.tiny import (
 
 SMALL = TinyModelConfig(
     hidden_size=64, num_layers=1, intermediate_size=128, sft_steps=40, batch_size=16, lr=3e-3, warmup_steps=5,
-    log_every=5, sft_size=240,
+    log_every=5,
 )
 
 
 @pytest.fixture(scope="module")
 def sft_items():
-    return generate_items("sft", SMALL.sft_size, seed=SMALL.seed)
+    return generate_items("sft", 240, seed=SMALL.seed)
 
 
 @pytest.fixture(scope="module")

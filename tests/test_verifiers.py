@@ -113,3 +113,13 @@ def test_registry_and_lengths():
 def test_solved_flags_threshold_and_none():
     assert solved_flags([1.0, 0.01, None, 0.5], theta_solve=1.0) == [True, False, None, False]
     assert parse_number("x = -3.5") == -3.5
+
+
+def test_reasoning_gym_spell_backward_float_bug_is_corrected():
+    """reasoning-gym's spell_backward compares a float sum with == 1.0, so the gold word plus extra letters
+    scored 1.0000000000000002 for some lengths; space corrects it: only the right answer is solved."""
+    entries = [e for e in reasoning_gym.create_dataset("spell_backward", size=300, seed=1) if len(e["answer"]) == 9]
+    meta = [json.dumps(entries[0]["metadata"], default=list)]
+    verifier = get_verifier("reasoning_gym", extract="none")
+    assert verifier([entries[0]["answer"]], answer=[entries[0]["answer"]], metadata=meta) == [1.0]
+    assert verifier([entries[0]["answer"] + "xy"], answer=[entries[0]["answer"]], metadata=meta)[0] < 1.0

@@ -3,7 +3,7 @@
 It gives the whole pipeline (difficulty estimation, curation, GRPO, evaluation) a policy that is partly
 able on the builtin reasoning-gym mix (space/builtin_tasks.py) without downloading anything:
 
-    items = generate_items("sft", cfg.sft_size, cfg.seed)
+    items = generate_items("sft", 12000, seed=0)        # the recipe's data.sft_size and data.seed
     manifest = bootstrap_tiny(models_dir() / "tiny", cfg, items)
 
 The directory loads with `AutoTokenizer`, `AutoModelForCausalLM` and `vllm.LLM`. Prompts go through the
@@ -61,7 +61,6 @@ class TinyModelConfig(BaseModel):
     num_layers: int = Field(2, gt=0, description="transformer blocks")
     intermediate_size: int = Field(512, gt=0, description="MLP inner width")
     max_length: int = Field(128, gt=8, description="longest prompt + answer + EOS in tokens; longer SFT items fail")
-    sft_size: int = Field(12000, gt=0, description="SFT items to generate from the builtin sft split")
     sft_steps: int = Field(2000, ge=0, description="SFT optimiser steps")
     batch_size: int = Field(64, gt=0, description="SFT sequences per step")
     lr: float = Field(3e-3, gt=0, description="peak AdamW learning rate (linear warm-up, cosine decay)")
