@@ -3,46 +3,17 @@
     from conftest_models import make_tiny_model_dir
     model_dir = make_tiny_model_dir(tmp_path / "tiny")
 
-Character-level WordLevel tokenizer (four specials, then printable ASCII: 100 tokens) and a Llama with
-hidden 128, 2 heads (head dim 64: vLLM's CPU attention rejects small head dims, stack.md 5), 2 layers. The
-weights are random (seeded), so outputs are gibberish but deterministic: enough to test engines' shapes,
-seeding and agreement between backends. Independent of space/models/tiny.py on purpose.
+The built-in tiny model's character tokenizer and chat template with a random-init Llama of hidden 128,
+2 heads (head dim 64: vLLM's CPU attention rejects small head dims, stack.md 5), 2 layers, untied output.
+The weights are random (seeded), so outputs are gibberish but deterministic: enough to test engines'
+shapes, seeding and agreement between backends without the minutes an SFT build takes.
 """
 
 from __future__ import annotations
 
-import string
 from pathlib import Path
 
-SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")  # ids 0, 1, 2, 3
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'user' -%}Q: {{ message['content'] }}{{ '\\n' }}"
-    "{%- elif message['role'] == 'assistant' -%}A: {{ message['content'] }}{{ eos_token }}{{ '\\n' }}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}A: {% endif -%}"
-)
-
-
-def build_vocab() -> dict[str, int]:
-    """Specials first, then letters, digits, punctuation, space and newline: 100 entries."""
-    chars = string.ascii_letters + string.digits + string.punctuation + " \n"
-    return {token: i for i, token in enumerate([*SPECIALS, *chars])}
-
-
-def build_tokenizer():
-    """A one-token-per-character PreTrainedTokenizerFast that pads on the left (set in the constructor)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    core = Tokenizer(models.WordLevel(build_vocab(), unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
-    core.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
-        padding_side="left", chat_template=CHAT_TEMPLATE,
-    )
+from space.models.tiny import build_tokenizer
 
 
 def make_tiny_model_dir(path: Path, seed: int = 0) -> Path:
