@@ -104,9 +104,10 @@ def run(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
     result = run_flow(resolved)
     for key in ("curate_run_id", "train_run_id", "model_dir", "unique_prompts"):
         typer.echo(f"{key}: {result[key]}")
-    for key, value in sorted(result["final_eval"].items()):
-        if key.startswith("eval/all/"):
-            typer.echo(f"{key}: {value:.4f}")
+    for label, metrics in (("base", result["base_eval"]), ("final", result["final_eval"])):
+        for key, value in sorted(metrics.items()):
+            if key.startswith("eval/all/"):
+                typer.echo(f"{label} {key}: {value:.4f}")
 
 
 @app.command()

@@ -23,11 +23,12 @@ def run_flow(recipe: Recipe) -> dict[str, Any]:
     model = bootstrap_flow(recipe)
     curation = curate_flow(recipe, model)
     training = train_flow(recipe, model, curation)
-    accuracy = training["final_eval"]["metrics"]
+    accuracy, before = training["final_eval"]["metrics"], training["base_eval"]["metrics"]
     print(f"curate MLflow run: {curation['run_id']}")
     print(f"train MLflow run: {training['run_id']}")
-    print(f"final greedy accuracy {accuracy.get('eval/all/greedy_acc', float('nan')):.3f}, "
-          f"pass_at_1 {accuracy.get('eval/all/pass_at_1', float('nan')):.3f}")
+    for name, metrics in (("base model", before), ("final model", accuracy)):
+        print(f"{name}: greedy accuracy {metrics['eval/all/greedy_acc']:.3f}, "
+              f"pass@1 {metrics['eval/all/pass_at_1']:.3f}")
     print(f"model: {training['model_dir']}")
     return {"curate_run_id": curation["run_id"], "train_run_id": training["run_id"],
-            "final_eval": accuracy, "model_dir": training["model_dir"], "unique_prompts": training["unique_prompts"]}
+            "base_eval": before, "final_eval": accuracy, "model_dir": training["model_dir"], "unique_prompts": training["unique_prompts"]}

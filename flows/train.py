@@ -25,6 +25,9 @@ def train_flow(recipe: Recipe, model: dict[str, Any], curation: dict[str, Any],
     eval_split = curation["stages"]["data"]["eval"]
     run_id = tracking.open_run(f"train-{recipe.name}-{cfg.bandit.policy}-s{recipe.seed}",
                                _tags(recipe, model, data), flatten(recipe), dump_recipe(recipe), parent_run_id)
+    base = evaluate(model["path"], model["sha"], eval_split, recipe.model.system_prompt, recipe.verifier,
+                    recipe.eval, recipe.eval_engine(), recipe.seed)
+    tracking.log_metrics(run_id, {f"base/{k}": v for k, v in base["metrics"].items()}, step=0)
     epochs: list[dict[str, Any]] = []
     for epoch in range(cfg.epochs):
         done = train_epoch(data, model, cfg, recipe.verifier, recipe.seed, epoch, epochs[-1] if epochs else None)
@@ -38,7 +41,8 @@ def train_flow(recipe: Recipe, model: dict[str, Any], curation: dict[str, Any],
     tracking.log_metrics(run_id, {f"final/{k}": v for k, v in final["metrics"].items()}, step=cfg.epochs)
     report_training(run_id, epochs, final)
     tracking.close_run(run_id)
-    return {"run_id": run_id, "epochs": epochs, "final_eval": final, "model_dir": epochs[-1]["checkpoint"],
+    return {"run_id": run_id, "epochs": epochs, "base_eval": base, "final_eval": final,
+            "model_dir": epochs[-1]["checkpoint"],
             "unique_prompts": len({i for e in epochs for i in e["order"]})}
 
 

@@ -25,19 +25,22 @@ def run_one(recipe_name: str, seed: int, overrides: list[str]) -> dict:
     recipe = load_recipe(recipe_name, [f"seed={seed}", *overrides])
     start = time.perf_counter()
     result = run_flow(recipe)
-    metrics = result["final_eval"]
+    metrics, base = result["final_eval"], result["base_eval"]
     return {"recipe": recipe_name, "seed": seed, "seconds": round(time.perf_counter() - start, 1),
+            "base_greedy_acc": base["eval/all/greedy_acc"], "base_pass_at_1": base["eval/all/pass_at_1"],
             "greedy_acc": metrics["eval/all/greedy_acc"], "pass_at_1": metrics["eval/all/pass_at_1"],
             "unique_prompts": result["unique_prompts"], "train_run_id": result["train_run_id"]}
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| recipe | seeds | greedy acc (mean) | pass@1 (mean) | unique prompts | per-seed greedy / pass@1 |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| recipe | seeds | base greedy / pass@1 | final greedy acc (mean) | final pass@1 (mean) | unique prompts "
+             "| per-seed final greedy / pass@1 |", "|---|---|---|---|---|---|---|"]
     for name in dict.fromkeys(r["recipe"] for r in rows):
         mine = [r for r in rows if r["recipe"] == name]
         per_seed = "; ".join(f"s{r['seed']}: {r['greedy_acc']:.3f} / {r['pass_at_1']:.3f}" for r in mine)
-        lines.append(f"| {name} | {len(mine)} | {statistics.mean(r['greedy_acc'] for r in mine):.3f} | "
+        base = f"{statistics.mean(r['base_greedy_acc'] for r in mine):.3f} / " \
+               f"{statistics.mean(r['base_pass_at_1'] for r in mine):.3f}"
+        lines.append(f"| {name} | {len(mine)} | {base} | {statistics.mean(r['greedy_acc'] for r in mine):.3f} | "
                      f"{statistics.mean(r['pass_at_1'] for r in mine):.3f} | "
                      f"{'/'.join(str(r['unique_prompts']) for r in mine)} | {per_seed} |")
     return "\n".join(lines)

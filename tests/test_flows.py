@@ -67,6 +67,7 @@ def test_run_produces_model_metrics_and_mlflow_record(first_run, recipe):
     train = client.get_run(first_run["train_run_id"])
     assert train.data.tags["space.policy"] == recipe.train.bandit.policy
     assert train.data.params["train.epochs"] == "3"
+    assert 0.0 <= train.data.metrics["base/eval/all/greedy_acc"] <= 1.0  # the untrained model, for reference
     history = client.get_metric_history(train.info.run_id, "eval/all/pass_at_1")
     assert sorted(m.step for m in history) == [0, 1, 2]
     shares = [client.get_metric_history(train.info.run_id, f"bandit/arm_{k:02d}/share") for k in range(3)]
