@@ -1,6 +1,7 @@
 """Curation benchmark: seconds per stage, cached re-run, engine and embedding throughput.
 
     .venv/bin/python infra/bench_curate.py [--recipe builtin] [--home /tmp/space-bench] [--out infra/results]
+    .venv/bin/python infra/bench_curate.py --keep --model-dir DIR   # only steps 3 and 4
 
 Runs in a fresh SPACE_HOME (removed first unless --keep), so the first curation is cold:
 1. `space bootstrap-model` + `space curate` on the recipe: wall time and each stage's seconds;
@@ -28,6 +29,7 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--keep", action="store_true", help="reuse the home instead of starting cold")
     parser.add_argument("--engine-prompts", type=int, default=64)
+    parser.add_argument("--model-dir", help="skip the flow timings; benchmark engines on this model directory")
     return parser.parse_args()
 
 
@@ -107,8 +109,10 @@ def main() -> None:
     import tasks  # noqa: F401  (environment defaults for this SPACE_HOME)
 
     result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "recipe": args.recipe}
-    result["flows"] = bench_flows(args.recipe)
-    result["engines"] = bench_engines(result["flows"]["model"]["path"], args.engine_prompts)
+    if args.model_dir is None:
+        result["flows"] = bench_flows(args.recipe)
+    model_dir = args.model_dir or result["flows"]["model"]["path"]
+    result["engines"] = bench_engines(model_dir, args.engine_prompts)
     result["embedding"] = bench_embedding()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
