@@ -47,5 +47,6 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_manifest(directory: Path) -> dict[str, Any] | None:
+    """A finished stage's manifest, found on disk even when Prefect's result cache was cleared."""
     path = directory / MANIFEST
     return json.loads(path.read_text()) if path.is_file() else None

@@ -26,18 +26,13 @@ from space.reduction import SelectionConfig
 from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, write_manifest
 
 
-def _reuse(directory) -> dict[str, Any] | None:
-    """A finished stage's manifest found on disk (the Prefect cache may have been cleared)."""
-    return read_manifest(directory)
-
-
 @task(name="load-data", cache_policy=CACHED, persist_result=True)
 def load_data(data: DataConfig) -> dict[str, Any]:
     """The pool and eval splits as parquet, with their load reports."""
     from space.data import load_split
 
     out = stage_dir("data", data)
-    if (done := _reuse(out)) is not None:
+    if (done := read_manifest(out)) is not None:
         return done
     start, manifest = time.perf_counter(), {}
     for split in ("pool", "eval"):
@@ -56,7 +51,7 @@ def embed(pool: dict[str, Any], cfg: EmbeddingConfig) -> dict[str, Any]:
     from space.embedding import embed_texts, load_embedder, save_embeddings
 
     out = stage_dir("embed", pool["sha"], cfg)
-    if (done := _reuse(out)) is not None:
+    if (done := read_manifest(out)) is not None:
         return done
     start = time.perf_counter()
     table = pl.read_parquet(pool["path"])
@@ -81,7 +76,7 @@ def estimate_difficulty(
     from space import difficulty
 
     out = stage_dir("difficulty", pool["sha"], model["sha"], system_prompt, verifier, cfg, engine, seed)
-    if (done := _reuse(out)) is not None:
+    if (done := read_manifest(out)) is not None:
         return done
     start = time.perf_counter()
     table = pl.read_parquet(pool["path"])
@@ -123,7 +118,7 @@ def build_features(embedded: dict[str, Any], difficulty: dict[str, Any], cfg: Fe
     from space.features import build_features as build
 
     out = stage_dir("features", embedded["sha"], difficulty["sha"], cfg)
-    if (done := _reuse(out)) is not None:
+    if (done := read_manifest(out)) is not None:
         return done
     start = time.perf_counter()
     ids, vectors = load_embeddings(embedded["path"])
@@ -140,7 +135,7 @@ def cluster(features: dict[str, Any], cfg: ClusterConfig) -> dict[str, Any]:
     from space.clustering import cluster_features
 
     out = stage_dir("cluster", features["sha"], cfg)
-    if (done := _reuse(out)) is not None:
+    if (done := read_manifest(out)) is not None:
         return done
     start = time.perf_counter()
     stored = np.load(features["path"])
@@ -160,7 +155,7 @@ def select(
     from space.reduction import select_representatives
 
     out = stage_dir("select", pool["sha"], difficulty["sha"], features["sha"], clusters["sha"], cfg)
-    if (done := _reuse(out)) is not None:
+    if (done := read_manifest(out)) is not None:
         return done
     start = time.perf_counter()
     feats, grouped = np.load(features["path"]), np.load(clusters["path"])
