@@ -25,25 +25,28 @@ def train_flow(recipe: Recipe, model: dict[str, Any], curation: dict[str, Any],
     eval_split = curation["stages"]["data"]["eval"]
     run_id = tracking.open_run(f"train-{recipe.name}-{cfg.bandit.policy}-s{recipe.seed}",
                                _tags(recipe, model, data), flatten(recipe), dump_recipe(recipe), parent_run_id)
-    base = evaluate(model["path"], model["sha"], eval_split, recipe.model.system_prompt, recipe.verifier,
-                    recipe.eval, recipe.eval_engine(), recipe.seed)
+    base = _evaluate(recipe, model["path"], model["sha"], eval_split)
     tracking.log_metrics(run_id, {f"base/{k}": v for k, v in base["metrics"].items()}, step=0)
     epochs: list[dict[str, Any]] = []
     for epoch in range(cfg.epochs):
         done = train_epoch(data, model, cfg, recipe.verifier, recipe.seed, epoch, epochs[-1] if epochs else None)
         due = recipe.eval.every > 0 and (epoch + 1) % recipe.eval.every == 0
-        evaluation = (evaluate(done["checkpoint"], done["checkpoint_sha"], eval_split, recipe.model.system_prompt,
-                               recipe.verifier, recipe.eval, recipe.eval_engine(), recipe.seed) if due else None)
+        evaluation = _evaluate(recipe, done["checkpoint"], done["checkpoint_sha"], eval_split) if due else None
         log_epoch(run_id, done, evaluation)
         epochs.append(done)
-    final = evaluate(epochs[-1]["checkpoint"], epochs[-1]["checkpoint_sha"], eval_split, recipe.model.system_prompt,
-                     recipe.verifier, recipe.eval, recipe.eval_engine(), recipe.seed)
+    # a cache hit when the last epoch was already evaluated (same checkpoint hash, same inputs)
+    final = _evaluate(recipe, epochs[-1]["checkpoint"], epochs[-1]["checkpoint_sha"], eval_split)
     tracking.log_metrics(run_id, {f"final/{k}": v for k, v in final["metrics"].items()}, step=cfg.epochs)
     report_training(run_id, epochs, final)
     tracking.close_run(run_id)
     return {"run_id": run_id, "epochs": epochs, "base_eval": base, "final_eval": final,
             "model_dir": epochs[-1]["checkpoint"],
             "unique_prompts": len({i for e in epochs for i in e["order"]})}
+
+
+def _evaluate(recipe: Recipe, model_path: str, model_sha: str, eval_split: dict[str, Any]) -> dict[str, Any]:
+    return evaluate(model_path, model_sha, eval_split, recipe.model.system_prompt, recipe.verifier, recipe.eval,
+                    recipe.eval_engine(), recipe.seed)
 
 
 def _tags(recipe: Recipe, model: dict[str, Any], data: dict[str, Any]) -> dict[str, str]:
