@@ -43,7 +43,7 @@ def main() -> None:
     build_s = time.perf_counter() - start
     pool = load_data.fn(recipe.data)["pool"]
     engine = EngineConfig(kind="vllm")
-    difficulty = estimate_difficulty.fn(pool, model, recipe.model.system_prompt, recipe.verifier.model_dump(),
+    difficulty = estimate_difficulty.fn(pool, model, recipe.model.system_prompt, recipe.verifier,
                                         recipe.curate.difficulty, engine, recipe.seed)
     table = pl.read_parquet(pool["path"]).join(pl.read_parquet(difficulty["path"]), on="prompt_id")
     prompts = render_prompts(AutoTokenizer.from_pretrained(model["path"]), table["question"].to_list(),

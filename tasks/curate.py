@@ -17,6 +17,7 @@ import polars as pl
 from prefect import task
 
 from space.clustering import ClusterConfig
+from space.config import VerifierConfig
 from space.data import DataConfig
 from space.difficulty import DifficultyConfig
 from space.embedding import EmbeddingConfig
@@ -67,7 +68,7 @@ def estimate_difficulty(
     pool: dict[str, Any],
     model: dict[str, Any],
     system_prompt: str | None,
-    verifier: dict[str, Any],
+    verifier: VerifierConfig,
     cfg: DifficultyConfig,
     engine: EngineConfig,
     seed: int,
@@ -103,11 +104,11 @@ def _difficulty_from_rollouts(table, model, system_prompt, verifier, cfg, engine
 
     tokenizer = AutoTokenizer.from_pretrained(model["path"])
     prompts = render_prompts(tokenizer, table["question"].to_list(), system_prompt)
-    score = get_verifier(verifier["name"], extract=verifier["extract"])
+    score = get_verifier(verifier.name, extract=verifier.extract)
     with make_engine(engine, model["path"]) as rollout_engine:
         return estimate(table["prompt_id"].to_list(), prompts, table["answer"].to_list(),
                         table["metadata"].to_list(), rollout_engine.generate, score, cfg, seed,
-                        theta_solve=verifier["theta_solve"])
+                        theta_solve=verifier.theta_solve)
 
 
 @task(name="build-features", cache_policy=CACHED, persist_result=True)

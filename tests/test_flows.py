@@ -182,7 +182,7 @@ def test_difficulty_with_vllm_matches_transformers_on_the_builtin_model(first_ru
 
     pool = load_data.fn(recipe.data)["pool"]
     model = build_tiny_model.fn(recipe.model.tiny, recipe.data)
-    args = (pool, model, None, recipe.verifier.model_dump(), recipe.curate.difficulty)
+    args = (pool, model, None, recipe.verifier, recipe.curate.difficulty)
     via_vllm = estimate_difficulty.fn(*args, EngineConfig(kind="vllm"), recipe.seed)
     via_hf = estimate_difficulty.fn(*args, recipe.engine, recipe.seed)
     ours, theirs = pl.read_parquet(via_vllm["path"]), pl.read_parquet(via_hf["path"])

@@ -29,7 +29,7 @@ def builtin():
     recipe = load_recipe("builtin", ["data.pool_size=1000"])
     pool = load_data.fn(recipe.data)["pool"]
     model = build_tiny_model.fn(recipe.model.tiny, recipe.data)
-    difficulty = estimate_difficulty.fn(pool, model, None, recipe.verifier.model_dump(), recipe.curate.difficulty,
+    difficulty = estimate_difficulty.fn(pool, model, None, recipe.verifier, recipe.curate.difficulty,
                                         EngineConfig(kind="vllm"), recipe.seed)
     table = pl.read_parquet(pool["path"]).join(pl.read_parquet(difficulty["path"]), on="prompt_id")
     return {"recipe": recipe, "pool": pool, "model": model, "table": table,
