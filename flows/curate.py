@@ -19,11 +19,13 @@ from tasks.curate_report import report_curation
 @flow(name="curate", log_prints=True)
 def curate_flow(recipe: Recipe, model: dict[str, Any], parent_run_id: str | None = None) -> dict[str, Any]:
     """Reduce the pool to a small, diverse, difficulty-aware subset tagged by cluster."""
+    recipe = recipe.resolved()
     cfg = recipe.curate
     data = stage.load_data(recipe.data)
+    stage.check_lengths(data, model, recipe)  # before any engine starts
     embedded = stage.embed(data["pool"], cfg.embedding)
     difficulty = stage.estimate_difficulty(data["pool"], model, recipe.model.system_prompt,
-                                           recipe.verifier, cfg.difficulty, recipe.engine, recipe.seed)
+                                           recipe.verifier, cfg.difficulty, recipe.engine, cfg.difficulty.seed)
     features = stage.build_features(embedded, difficulty, cfg.features)
     clusters = stage.cluster(features, cfg.clusters)
     selected = stage.select(data["pool"], difficulty, features, clusters, cfg.selection)

@@ -20,6 +20,7 @@ from space.config import Recipe
 @flow(name="space-run", log_prints=True)
 def run_flow(recipe: Recipe) -> dict[str, Any]:
     """Run SPaCe end to end on one recipe; returns MLflow run ids, final metrics and the model path."""
+    recipe = recipe.resolved()
     model = bootstrap_flow(recipe)
     curation = curate_flow(recipe, model)
     training = train_flow(recipe, model, curation)

@@ -20,6 +20,7 @@ from tasks.train_report import log_epoch, report_training
 def train_flow(recipe: Recipe, model: dict[str, Any], curation: dict[str, Any],
                parent_run_id: str | None = None) -> dict[str, Any]:
     """Epoch by epoch: allocate with the bandit, train with GRPO, update the bandit, evaluate."""
+    recipe = recipe.resolved()
     cfg = recipe.train
     data = prepare_training(curation["stages"]["select"], model, recipe.model.system_prompt, cfg.pool)
     eval_split = curation["stages"]["data"]["eval"]

@@ -8,7 +8,7 @@ is told the epoch's GRPO groups once (`update`), and round-trips through a JSON-
     arms = policy.plan(epoch=0, slots=16)          # int arm id per slot
     metrics = policy.update([GroupResult(arm=2, rewards=(1.0, 0.0), solved=(True, False)), ...])
 
-Randomness: every draw of epoch t comes from `np.random.default_rng([seed, t])`, so `plan` is a pure
+Randomness: every draw of epoch t comes from `derive_rng(seed, "bandit", t)` (space/seeding.py), so `plan` is a pure
 function of (state, seed, epoch, slots) and a policy restored from `state_dict()` plans identically.
 """
 
@@ -21,6 +21,8 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+from space.seeding import derive_rng
 
 PolicyName = Literal["ts_hard", "ts_lp", "learnability", "ucb", "exp3", "sec", "uniform"]
 ADV_EPS = 1e-4  # TRL GRPOTrainer: advantages / (std_rewards + 1e-4)
@@ -403,7 +405,7 @@ def epoch_rng(seed: int, epoch: int, slots: int) -> np.random.Generator:
         raise ValueError(f"epoch must be >= 0, got {epoch}")
     if slots < 1:
         raise ValueError(f"slots must be >= 1, got {slots}")
-    return np.random.default_rng([seed, epoch])
+    return derive_rng(seed, "bandit", epoch)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
+from space.seeding import derive_seed
+
 Split = Literal["pool", "eval", "sft"]
 
 # Share of the question space each split owns, as ranges of hash buckets 0..99.
@@ -123,12 +125,6 @@ def get_task(name: str, tasks: Sequence[TaskSpec] = TASKS) -> TaskSpec:
 # generation
 
 
-def derive_seed(seed: int, *parts: object) -> int:
-    """A 31-bit seed for one stream, from the base seed and the stream's name parts."""
-    text = "/".join(str(p) for p in (seed, *parts))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") >> 1
-
-
 def question_bucket(source: str, question: str) -> int:
     """The hash bucket (0..99) that decides which split may hold this question."""
     return int.from_bytes(hashlib.sha256(f"{source}\x1f{question}".encode()).digest()[:8], "big") % 100
@@ -167,7 +163,7 @@ def generate_cell(
     if size == 0:
         return []
     draws = MAX_DRAWS_PER_ITEM * size + 1000
-    cell_seed = derive_seed(seed, split, task.name, level)
+    cell_seed = derive_seed(seed, "builtin-data", split, task.name, level)
     dataset = reasoning_gym.create_dataset(task.name, size=draws, seed=cell_seed, **task.levels[level])
     buckets, items = SPLIT_BUCKETS[split], []
     for index in range(draws):

@@ -16,6 +16,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from space.seeding import derive_seed
+
 INIT_METHODS = ("random", "kmeans++")
 
 
@@ -28,7 +30,11 @@ class ClusterConfig(BaseModel):
         4, ge=1, description="K, the number of k-means clusters (bandit arms before dropping empties)."
     )
     niter: int = Field(25, ge=1, description="k-means iterations.")
-    seed: int = Field(1234, description="Seed of the k-means initialisation.")
+    seed: int | None = Field(
+        None, ge=0, description="Seed of the k-means initialisation. None = derived from the recipe seed "
+        "(Recipe.resolved: derive_seed(seed, 'kmeans')), so each run seed re-draws the initialisation; outside a "
+        "recipe, from seed 0."
+    )
     nredo: int = Field(
         5,
         ge=1,
@@ -41,6 +47,11 @@ class ClusterConfig(BaseModel):
     use_gpu: Literal["auto", "yes", "no"] = Field(
         "auto", description="'auto': GPU when faiss has GPU support and sees a GPU; 'yes' requires one; 'no': CPU."
     )
+
+
+def kmeans_seed(cfg: ClusterConfig, run_seed: int = 0) -> int:
+    """cfg.seed when set, else the one derived from the run seed (0 when used outside a recipe)."""
+    return cfg.seed if cfg.seed is not None else derive_seed(run_seed, "kmeans")
 
 
 def faiss_has_gpu() -> bool:
@@ -85,7 +96,7 @@ def train_kmeans(x: np.ndarray, cfg: ClusterConfig, gpu: bool) -> Any:
         cfg.num_clusters,
         niter=cfg.niter,
         nredo=cfg.nredo,
-        seed=cfg.seed,
+        seed=kmeans_seed(cfg),
         init_method=init,
         spherical=False,
         gpu=gpu,

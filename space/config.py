@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import space
 from space.bandit import BanditConfig
-from space.clustering import ClusterConfig
+from space.clustering import ClusterConfig, kmeans_seed
 from space.data import DataConfig
 from space.difficulty import DifficultyConfig
 from space.embedding import EmbeddingConfig
@@ -29,7 +29,7 @@ from space.engines import EngineConfig
 from space.features import FeatureConfig
 from space.grpo import GRPOSettings
 from space.models.tiny import TinyModelConfig
-from space.reduction import SelectionConfig
+from space.reduction import SelectionConfig, selection_seed
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
@@ -90,7 +90,10 @@ class EvalConfig(BaseModel):
     every: int = Field(1, ge=0, description="evaluate every N epochs (0: only at the end)")
     k: int = Field(4, gt=0, description="samples per prompt for pass_at_1")
     temperature: float = Field(1.0, ge=0.0, description="sampling temperature for pass_at_1 (the training one)")
-    max_tokens: int = Field(16, gt=0, description="completion length for evaluation")
+    max_tokens: int | None = Field(
+        None, gt=0, description="completion length for evaluation; None = the training completion length "
+        "(train.grpo.max_completion_length)"
+    )
     limit: int | None = Field(None, gt=0, description="evaluate on at most this many prompts")
     engine_kind: Literal["auto", "transformers", "vllm", "openai"] | None = Field(
         None, description="rollout engine for evaluation (None: the recipe's engine)"
@@ -103,7 +106,11 @@ class Recipe(BaseModel):
     model_config = _FROZEN
 
     name: str = Field("builtin", description="recipe name, used in run names and tags")
-    seed: int = Field(0, description="the run seed; every stochastic step derives its seed from it")
+    seed: int = Field(
+        0, description="the run seed: k-means initialisation, random selection, bandit, prompt picker, GRPO and "
+        "evaluation sampling derive distinct streams from it (space/seeding.py). Data generation (data.seed) and "
+        "difficulty rollouts (curate.difficulty.seed) keep their own seeds, so runs of several seeds share them"
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     verifier: VerifierConfig = Field(default_factory=VerifierConfig)
@@ -112,11 +119,35 @@ class Recipe(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
+    @property
+    def completion_length(self) -> int:
+        """The training completion length, which curation and evaluation follow unless set explicitly."""
+        return self.train.grpo.max_completion_length
+
+    def resolved(self) -> Recipe:
+        """This recipe with every follow-the-default field filled (idempotent; load_recipe returns it).
+
+        curate.difficulty.max_tokens and eval.max_tokens: None -> the training completion length;
+        curate.clusters.seed and curate.selection.seed: None -> derived from the recipe seed with their own tags.
+        A recipe changed with `model_copy` after resolution keeps its filled values.
+        """
+        length, cur = self.completion_length, self.curate
+        difficulty = cur.difficulty.model_copy(update={"max_tokens": _given(cur.difficulty.max_tokens, length)})
+        clusters = cur.clusters.model_copy(update={"seed": kmeans_seed(cur.clusters, self.seed)})
+        selection = cur.selection.model_copy(update={"seed": selection_seed(cur.selection, self.seed)})
+        curate = cur.model_copy(update={"difficulty": difficulty, "clusters": clusters, "selection": selection})
+        evaluation = self.eval.model_copy(update={"max_tokens": _given(self.eval.max_tokens, length)})
+        return self.model_copy(update={"curate": curate, "eval": evaluation})
+
     def eval_engine(self) -> EngineConfig:
         """The engine evaluation uses: the recipe's, with `eval.engine_kind` swapped in when set."""
         if self.eval.engine_kind is None:
             return self.engine
         return self.engine.model_copy(update={"kind": self.eval.engine_kind})
+
+
+def _given(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 class RecipeError(ValueError):
@@ -183,7 +214,7 @@ def load_recipe(name_or_path: str = "builtin", overrides: list[str] | None = Non
     for item in overrides or []:
         data = _merge(data, parse_override(item))
     try:
-        return Recipe.model_validate(data)
+        return Recipe.model_validate(data).resolved()
     except ValidationError as err:
         where = origin + (f" with overrides {overrides}" if overrides else "")
         raise RecipeError(_describe(err, where)) from None

@@ -6,7 +6,9 @@
 The reference model arrives as a `generate_fn` (a rollout engine's generate) and the verifier as a plain batch
 function, so this module never builds an engine. Samples the verifier cannot judge (`None`) are counted in
 `unjudged` and left out of the solve rate; a prompt with no judged sample gets a null difficulty and is
-reported, never scored 0. A verifier exception is re-raised as `VerifierError` naming the prompt.
+reported, never scored 0. A verifier exception is re-raised as `VerifierError` naming the prompt. Every
+rollout records whether it hit max_tokens (`truncated`, from the engine's finish reason); the verifier gets
+the flags and never scores a truncated completion solved by a fallback extraction (space/verifiers.py).
 
     per_prompt, rollouts = estimate_difficulty(ids, rendered_prompts, answers, metadata,
                                                engine.generate, verifier, DifficultyConfig(), seed=0)
@@ -24,6 +26,8 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from space.lengths import completion_truncated
+
 logger = logging.getLogger(__name__)
 
 GenerateFn = Callable[..., Sequence[Sequence[Any]]]
@@ -34,6 +38,7 @@ PER_PROMPT_SCHEMA = {
     "successes": pl.Int64,
     "k": pl.Int64,
     "unjudged": pl.Int64,
+    "truncated": pl.Int64,
     "solve_rate": pl.Float64,
     "difficulty": pl.Float64,
 }
@@ -43,6 +48,7 @@ ROLLOUT_SCHEMA = {
     "completion": pl.String,
     "score": pl.Float64,
     "solved": pl.Boolean,
+    "truncated": pl.Boolean,
 }
 
 
@@ -56,7 +62,14 @@ class DifficultyConfig(BaseModel):
     )
     k: int = Field(8, ge=1, description="Reference samples per prompt.")
     temperature: float = Field(1.0, ge=0.0, description="Sampling temperature T_ref of the reference model.")
-    max_tokens: int = Field(32, ge=1, description="Completion length of each reference sample (the training length).")
+    max_tokens: int | None = Field(
+        None, ge=1, description="Completion length of each reference sample; None = the training completion length "
+        "(train.grpo.max_completion_length, filled in by Recipe.resolved)."
+    )
+    seed: int = Field(
+        0, description="Seed of the reference rollouts. Independent of the recipe seed on purpose: runs with "
+        "different seeds share one difficulty estimate (and its cache)."
+    )
     label_column: str = Field(
         "level",
         description="For source='label': a column of the data table, else a top-level key of its metadata JSON.",
@@ -89,8 +102,11 @@ def completion_text(item: Any) -> str:
 
 def generate_completions(
     generate_fn: GenerateFn, prompt_ids: list[str], prompts: list[str], cfg: DifficultyConfig, seed: int
-) -> list[list[str]]:
-    """Draw cfg.k samples per prompt in one engine call and check the shape of what comes back."""
+) -> list[list[tuple[str, bool]]]:
+    """Draw cfg.k samples per prompt in one engine call, check the shape: (text, truncated) per sample."""
+    if cfg.max_tokens is None:
+        raise ValueError("DifficultyConfig.max_tokens is None: resolve the recipe first (Recipe.resolved fills in "
+                         "the training completion length)")
     outputs = generate_fn(
         prompts, n=cfg.k, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=seed, prompt_ids=prompt_ids
     )
@@ -100,17 +116,19 @@ def generate_completions(
     for pid, group in zip(prompt_ids, outputs):
         if len(group) != cfg.k:
             raise ValueError(f"generate_fn returned {len(group)} samples for prompt_id={pid!r}, expected k={cfg.k}")
-        groups.append([completion_text(item) for item in group])
+        groups.append([(completion_text(item), completion_truncated(item)) for item in group])
     return groups
 
 
 def score_group(
-    verifier: VerifierFn, prompt_id: str, completions: list[str], answer: str, metadata: str
+    verifier: VerifierFn, prompt_id: str, completions: list[str], answer: str, metadata: str,
+    truncated: list[bool] | None = None,
 ) -> list[float | None]:
     """Verifier scores for one prompt's samples; None = cannot judge. Errors name the prompt."""
     n = len(completions)
+    cut = [False] * n if truncated is None else list(truncated)
     try:
-        scores = list(verifier(completions, answer=[answer] * n, metadata=[metadata] * n))
+        scores = list(verifier(completions, answer=[answer] * n, metadata=[metadata] * n, truncated=cut))
     except Exception as err:
         raise VerifierError(prompt_id, err) from err
     if len(scores) != n:
@@ -121,8 +139,8 @@ def score_group(
     return [None if s is None else float(s) for s in scores]
 
 
-def summarize_group(scores: list[float | None], theta_solve: float) -> dict[str, Any]:
-    """successes / k / unjudged / solve_rate / difficulty of one prompt; solve rate over judged samples only."""
+def summarize_group(scores: list[float | None], theta_solve: float, truncated: int = 0) -> dict[str, Any]:
+    """successes / k / unjudged / truncated / solve_rate / difficulty of one prompt; rate over judged samples."""
     judged = [s for s in scores if s is not None]
     successes = sum(s >= theta_solve for s in judged)
     rate = successes / len(judged) if judged else None
@@ -130,6 +148,7 @@ def summarize_group(scores: list[float | None], theta_solve: float) -> dict[str,
         "successes": successes,
         "k": len(scores),
         "unjudged": len(scores) - len(judged),
+        "truncated": truncated,
         "solve_rate": rate,
         "difficulty": None if rate is None else 1.0 - rate,
     }
@@ -160,12 +179,14 @@ def estimate_difficulty(
     check_lengths(prompt_ids, prompts=prompts, answers=answers, metadata=metadata)
     groups = generate_completions(generate_fn, prompt_ids, prompts, cfg, seed)
     rows, rollouts = [], []
-    for pid, completions, answer, meta in zip(prompt_ids, groups, answers, metadata):
-        scores = score_group(verifier, pid, completions, answer, meta)
-        rows.append({"prompt_id": pid, **summarize_group(scores, theta_solve)})
-        for j, (text, score) in enumerate(zip(completions, scores)):
+    for pid, group, answer, meta in zip(prompt_ids, groups, answers, metadata):
+        texts, cut = [text for text, _ in group], [flag for _, flag in group]
+        scores = score_group(verifier, pid, texts, answer, meta, cut)
+        rows.append({"prompt_id": pid, **summarize_group(scores, theta_solve, sum(cut))})
+        for j, (text, score, flag) in enumerate(zip(texts, scores, cut)):
             solved = None if score is None else score >= theta_solve
-            rollouts.append({"prompt_id": pid, "sample": j, "completion": text, "score": score, "solved": solved})
+            rollouts.append({"prompt_id": pid, "sample": j, "completion": text, "score": score, "solved": solved,
+                             "truncated": flag})
     per_prompt = pl.DataFrame(rows, schema=PER_PROMPT_SCHEMA)
     report_unjudged(per_prompt)
     return per_prompt, pl.DataFrame(rollouts, schema=ROLLOUT_SCHEMA)
@@ -197,8 +218,11 @@ def report_unjudged(per_prompt: pl.DataFrame) -> None:
 
 
 def summarize_difficulty(per_prompt: pl.DataFrame) -> dict[str, float]:
-    """Metrics for a tracker (unprefixed keys): prompt count, mean difficulty, unjudged counts, shares at 0 and 1."""
+    """Metrics for a tracker (unprefixed keys): prompt count, mean difficulty, unjudged counts, shares at 0 and 1,
+    and the share of truncated samples (only when rollouts were drawn)."""
     difficulty = per_prompt["difficulty"]
+    samples = per_prompt["k"].sum()
+    truncated = {"truncated_share": float(per_prompt["truncated"].sum() / samples)} if samples else {}
     return {
         "prompts": float(per_prompt.height),
         "mean": float(difficulty.mean()) if difficulty.drop_nulls().len() else float("nan"),
@@ -206,6 +230,7 @@ def summarize_difficulty(per_prompt: pl.DataFrame) -> dict[str, float]:
         "unjudged_samples": float(per_prompt["unjudged"].sum() or 0),
         "all_solved_share": float((difficulty == 0.0).mean() or 0.0),
         "none_solved_share": float((difficulty == 1.0).mean() or 0.0),
+        **truncated,
     }
 
 
@@ -247,7 +272,7 @@ def read_labels(data: pl.DataFrame, column: str) -> list[float | None]:
 def difficulty_table_from_labels(data: pl.DataFrame, cfg: DifficultyConfig) -> pl.DataFrame:
     """Per-prompt table (same schema as estimate_difficulty's) with d_i from a rescaled label.
 
-    successes, k, unjudged and solve_rate are null: no rollouts were drawn.
+    successes, k, unjudged, truncated and solve_rate are null: no rollouts were drawn.
     """
     levels = read_labels(data, cfg.label_column)
     difficulty = difficulty_from_label(levels, cfg.label_low, cfg.label_high)
@@ -257,6 +282,7 @@ def difficulty_table_from_labels(data: pl.DataFrame, cfg: DifficultyConfig) -> p
             "successes": pl.Series([None] * data.height, dtype=pl.Int64),
             "k": pl.Series([None] * data.height, dtype=pl.Int64),
             "unjudged": pl.Series([None] * data.height, dtype=pl.Int64),
+            "truncated": pl.Series([None] * data.height, dtype=pl.Int64),
             "solve_rate": pl.Series([None] * data.height, dtype=pl.Float64),
             "difficulty": pl.Series(difficulty, dtype=pl.Float64, nan_to_null=True),
         },

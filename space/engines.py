@@ -7,8 +7,8 @@
 Prompts are already-rendered strings (the caller applied the chat template, space/prompting.py), so no engine
 adds special tokens of its own (no second BOS), as TRL's GRPO trainer does when it tokenizes prompts.
 
-**Seeds.** Every prompt gets its own seed, derived from (seed, prompt_id, occurrence) with BLAKE2b, so it is
-stable across processes and Python versions (`hash()` is salted per process). One seed shared by all
+**Seeds.** Every prompt gets its own seed, `derive_seed(seed, "engine-prompt", prompt_id, occurrence)`
+(space/seeding.py), stable across processes and Python versions (`hash()` is salted per process). One seed shared by all
 prompts makes samples of different prompts nearly identical in vLLM (stack.md 5), hence one SamplingParams
 per prompt. Without prompt_ids the key is a hash of the prompt text; a key that repeats inside one call gets
 its occurrence number mixed in, so repeated prompts still get independent samples.
@@ -42,9 +42,10 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from space.seeding import derive_seed
+
 logger = logging.getLogger(__name__)
 
-SEED_MASK = 0x7FFF_FFFF  # 31-bit seeds: accepted by torch, vLLM and any server that parses int32
 VLLM_MIN_STEP_TOKENS = 4096  # vLLM's default max_num_batched_tokens; raised to the context length on CPU
 
 
@@ -56,6 +57,11 @@ class Completion:
     text: str
     num_tokens: int
     finish_reason: str
+
+    @property
+    def truncated(self) -> bool:
+        """True when the completion hit max_tokens before EOS (finish_reason "length")."""
+        return self.finish_reason == "length"
 
 
 @runtime_checkable
@@ -142,12 +148,6 @@ class EngineConfig(BaseModel):
 # ---------------------------------------------------------------------------------------------- seeds and checks
 
 
-def derive_seed(seed: int, key: str, occurrence: int = 0) -> int:
-    """A stable 31-bit seed for one prompt (or one sample) from the run seed and a string key."""
-    digest = hashlib.blake2b(f"{seed}\x1f{key}\x1f{occurrence}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") & SEED_MASK
-
-
 def prompt_keys(prompts: Sequence[str], prompt_ids: Sequence[str] | None) -> list[tuple[str, int]]:
     """(key, occurrence) per prompt: the id (or a hash of the text) and how often it appeared before."""
     if prompt_ids is None:
@@ -212,7 +212,7 @@ class BaseEngine:
         if not prompts:
             return []
         keys = prompt_keys(prompts, prompt_ids)
-        seeds = [derive_seed(seed, key, occ) for key, occ in keys]
+        seeds = [derive_seed(seed, "engine-prompt", key, occ) for key, occ in keys]
         labels = [key for key, _ in keys]
         if temperature == 0:
             greedy = self._sample(prompts, labels, seeds, 1, 0.0, max_tokens)
@@ -324,7 +324,7 @@ def nucleus(probs: Any, top_p: float) -> Any:
 class TransformersEngine(BaseEngine):
     """Batched HF `generate` with left padding, on CUDA when available, else CPU.
 
-    Sampling: row j of prompt i uses a torch.Generator seeded with derive_seed(prompt seed, "sample", j). So a
+    Sampling: row j of prompt i uses a torch.Generator seeded with derive_seed(prompt seed, "engine-sample", j). So a
     prompt's samples do not depend on which other prompts share the call or on batch_size; the only
     difference is floating-point noise from padding lengths, which can flip a draw on a near-tie (rare).
     Generation stops at any EOS id of the model's generation config or tokenizer; the model's own sampling
@@ -374,7 +374,7 @@ class TransformersEngine(BaseEngine):
         enc = self.tokenizer(rows, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         processors = LogitsProcessorList()
         if temperature > 0:
-            generators = [torch.Generator(device=self.device).manual_seed(derive_seed(s, "sample", j))
+            generators = [torch.Generator(device=self.device).manual_seed(derive_seed(s, "engine-sample", j))
                           for s in seeds for j in range(n)]
             processors.append(SeededSampler(generators, temperature, self.cfg.top_p))
         config = GenerationConfig(max_new_tokens=max_tokens, do_sample=False, eos_token_id=self.eos_ids,

@@ -2,6 +2,8 @@
 
 Small models often improve in sampled pass_at_1 long before greedy accuracy moves, so both are reported.
 A sample the verifier cannot judge is left out of the means and counted (`unjudged`), never scored 0.
+Completions that hit max_tokens are counted per prompt (`truncated`, greedy plus sampled) and reported as a
+share (`eval/<source>/truncated`); the verifier never scores them solved by a fallback extraction.
 
     metrics, per_prompt = evaluate(engine.generate, prompts, table, verifier, k=4, temperature=1.0,
                                    max_tokens=16, theta_solve=1.0, seed=0)
@@ -15,17 +17,21 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from space.lengths import completion_truncated
 from space.verifiers import completion_text, solved_flags
 
 
 def _score(generate: Callable, prompts, table, verifier, n, temperature, max_tokens, theta, seed):
+    """(solved as 1.0/0.0/NaN for unjudged, truncated as bool), both shaped (prompts, n)."""
     groups = generate(prompts, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed,
                       prompt_ids=table["prompt_id"].to_list())
     texts = [completion_text(c) for group in groups for c in group]
+    cut = [completion_truncated(c) for group in groups for c in group]
     answers = [a for a in table["answer"].to_list() for _ in range(n)]
     metadata = [m for m in table["metadata"].to_list() for _ in range(n)]
-    solved = solved_flags(verifier(texts, answer=answers, metadata=metadata), theta)
-    return np.array([np.nan if s is None else float(s) for s in solved]).reshape(len(prompts), n)
+    solved = solved_flags(verifier(texts, answer=answers, metadata=metadata, truncated=cut), theta)
+    shape = (len(prompts), n)
+    return np.array([np.nan if s is None else float(s) for s in solved]).reshape(shape), np.array(cut).reshape(shape)
 
 
 def evaluate(
@@ -43,13 +49,16 @@ def evaluate(
     """Metrics `eval/<source>/greedy_acc`, `eval/<source>/pass_at_1`, and `eval/all/...`; plus a per-prompt table."""
     if len(prompts) != table.height:
         raise ValueError(f"{len(prompts)} prompts but the eval table has {table.height} rows")
-    greedy = _score(generate, prompts, table, verifier, 1, 0.0, max_tokens, theta_solve, seed)[:, 0]
-    sampled = _score(generate, prompts, table, verifier, k, temperature, max_tokens, theta_solve, seed)
+    greedy, greedy_cut = _score(generate, prompts, table, verifier, 1, 0.0, max_tokens, theta_solve, seed)
+    sampled, sampled_cut = _score(generate, prompts, table, verifier, k, temperature, max_tokens, theta_solve, seed)
+    greedy = greedy[:, 0]
     per_prompt = pl.DataFrame({
         "prompt_id": table["prompt_id"], "source": table["source"],
         "greedy": pl.Series(greedy, nan_to_null=True),
         "pass1": pl.Series(_nanmean_rows(sampled), nan_to_null=True),
         "unjudged": np.isnan(sampled).sum(axis=1) + np.isnan(greedy).astype(int),
+        "truncated": sampled_cut.sum(axis=1) + greedy_cut[:, 0].astype(int),
+        "samples": np.full(len(prompts), k + 1),
     })
     return eval_metrics(per_prompt), per_prompt
 
@@ -61,7 +70,8 @@ def _nanmean_rows(values: np.ndarray) -> np.ndarray:
 
 
 def eval_metrics(per_prompt: pl.DataFrame) -> dict[str, float]:
-    """Means over judged prompts, per source and over all prompts."""
+    """Means over judged prompts, per source and over all prompts; `truncated` is the share of completions
+    (greedy and sampled) that hit max_tokens."""
     metrics: dict[str, float] = {}
     parts = [("all", per_prompt)] + [(str(s), g) for (s,), g in per_prompt.group_by("source", maintain_order=True)]
     for name, part in sorted(parts, key=lambda p: (p[0] != "all", p[0])):
@@ -70,4 +80,5 @@ def eval_metrics(per_prompt: pl.DataFrame) -> dict[str, float]:
             if mean is not None:
                 metrics[f"eval/{name}/{label}"] = float(mean)
         metrics[f"eval/{name}/unjudged"] = float(part["unjudged"].sum())
+        metrics[f"eval/{name}/truncated"] = float(part["truncated"].sum() / max(1, part["samples"].sum()))
     return metrics

@@ -35,6 +35,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from space.engines import collect_eos_ids
+from space.lengths import ids_truncated
+from space.seeding import derive_seed
+
 REQUIRED_ROW_KEYS = ("prompt", "prompt_id", "cluster", "answer", "metadata")
 RewardFn = Callable[..., list]
 Progress = Callable[[int, int, dict], None]
@@ -90,7 +94,7 @@ class EpochResult:
     rollouts: one row per completion, columns epoch, step (run-wide optimiser step the rollout first
         trains, 1-based like TRL's log `step`), group (slot index in the epoch's order), sample (index
         within the group), prompt_id, cluster, completion, reward (null = reward function returned None),
-        solved (null where reward is null).
+        solved (null where reward is null), truncated (hit max_completion_length without EOS).
     log_history: TRL's per-step logs, `step` rewritten to the run-wide step and `epoch` to the epoch index.
     metrics: epoch aggregates (slash names, floats).
     """
@@ -101,13 +105,6 @@ class EpochResult:
     checkpoint_out: Path
     global_step: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def derive_seed(seed: int, epoch: int) -> int:
-    """The seed of one epoch: a hash of (seed, epoch), so epochs get unrelated streams."""
-    import numpy as np
-
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
 def steps_per_epoch(num_slots: int, settings: GRPOSettings) -> int:
@@ -221,17 +218,25 @@ class RolloutRecorder:
     function next to each completion, so a completion maps to its slot even when a prompt fills
     several slots. TRL calls the reward once per generation batch (never again for reused batches when
     num_iterations or steps_per_generation > 1); a slot seen twice is an error, not a silent overwrite.
+    A completion whose ids do not end in an EOS id ran to max_completion_length: it is recorded as truncated
+    and the reward function gets `truncated=` so it never scores it solved by a fallback extraction.
     """
 
-    def __init__(self, reward_fn: RewardFn, num_generations: int, step_offset: int):
+    def __init__(self, reward_fn: RewardFn, num_generations: int, step_offset: int, eos_ids: Sequence[int]):
         self.reward_fn, self.num_generations, self.step_offset = reward_fn, num_generations, step_offset
+        if not eos_ids:
+            raise ValueError("RolloutRecorder needs the policy's EOS ids to tell truncated completions")
+        self.eos_ids = list(eos_ids)
         self.records: list[dict[str, Any]] = []
         self.seen: dict[int, int] = {}
         self.__name__ = getattr(reward_fn, "__name__", "reward")
 
     def __call__(self, prompts, completions, completion_ids=None, *, slot, prompt_id, cluster, answer, metadata,
                  trainer_state=None, **_: Any) -> list[float | None]:
-        rewards = list(self.reward_fn(list(completions), answer=list(answer), metadata=list(metadata)))
+        if completion_ids is None or len(completion_ids) != len(completions):
+            raise ValueError("the trainer passed no completion_ids aligned with the completions")
+        cut = [ids_truncated(ids, self.eos_ids) for ids in completion_ids]
+        rewards = list(self.reward_fn(list(completions), answer=list(answer), metadata=list(metadata), truncated=cut))
         check_rewards(rewards, len(completions), self.__name__)
         rewards = [None if r is None else float(r) for r in rewards]
         step = self.step_offset + (trainer_state.global_step if trainer_state is not None else 0) + 1
@@ -243,7 +248,7 @@ class RolloutRecorder:
             self.records.append(
                 {"step": step, "group": int(slot[i]), "sample": sample, "prompt_id": str(prompt_id[i]),
                  "cluster": int(cluster[i]), "completion": completion,
-                 "reward": rewards[i]}
+                 "reward": rewards[i], "truncated": cut[i]}
             )
         return rewards
 
@@ -324,7 +329,8 @@ def load_policy(source: Path) -> tuple[Any, Any]:
 
 
 def summarise(rollouts: Any, log_history: list[dict], seconds: float, steps: int, global_step: int) -> dict[str, float]:
-    """Epoch aggregates: reward mean over judged rollouts, None count, solve rate, TRL's zero-std share."""
+    """Epoch aggregates: reward mean over judged rollouts, None count, solve rate, TRL's zero-std share, and the
+    share of truncated rollouts overall (`truncated/all`) and per arm (`truncated/arm_03`)."""
     import polars as pl
 
     judged = rollouts.filter(pl.col("reward").is_not_null())
@@ -340,6 +346,9 @@ def summarise(rollouts: Any, log_history: list[dict], seconds: float, steps: int
         "steps": float(steps),
         "global_step": float(global_step),
         "seconds": float(seconds),
+        "truncated/all": float(rollouts["truncated"].cast(pl.Float64).mean()) if rollouts.height else nan,
+        **{f"truncated/arm_{int(arm):02d}": float(share) for arm, share in
+           rollouts.group_by("cluster").agg(pl.col("truncated").cast(pl.Float64).mean()).sort("cluster").iter_rows()},
     }
 
 
@@ -356,12 +365,13 @@ def build_rollouts(records: list[dict], epoch: int, num_slots: int, num_generati
             f"epoch {epoch}: slots {missing[:10]} did not get exactly {num_generations} recorded completions"
         )
     schema = {"step": pl.Int64, "group": pl.Int64, "sample": pl.Int64, "prompt_id": pl.String,
-              "cluster": pl.Int64, "completion": pl.String, "reward": pl.Float64}
+              "cluster": pl.Int64, "completion": pl.String, "reward": pl.Float64, "truncated": pl.Boolean}
     frame = pl.DataFrame(records, schema=schema, orient="row").sort("group", "sample")
     return frame.with_columns(
         pl.lit(epoch, dtype=pl.Int64).alias("epoch"),
         (pl.col("reward") >= theta).alias("solved"),
-    ).select("epoch", "step", "group", "sample", "prompt_id", "cluster", "completion", "reward", "solved")
+    ).select("epoch", "step", "group", "sample", "prompt_id", "cluster", "completion", "reward", "solved",
+             "truncated")
 
 
 def check_resume(state: Any, epoch: int, total_epochs: int, num_steps: int) -> None:
@@ -410,7 +420,7 @@ def train_epoch(
         raise ValueError(f"epoch {epoch} is outside 0..{total_epochs - 1}")
     if (checkpoint_in is None) != (epoch == 0):
         raise ValueError(f"epoch {epoch}: checkpoint_in must be given exactly when epoch > 0 (got {checkpoint_in})")
-    epoch_seed = derive_seed(seed, epoch)
+    epoch_seed = derive_seed(seed, "grpo-epoch", epoch)
     set_seed(epoch_seed)
 
     # 2. Policy, optimiser and scheduler, from the base model or the previous checkpoint.
@@ -428,7 +438,8 @@ def train_epoch(
         step_offset = state.global_step
 
     # 3. A fresh trainer over the epoch's slots.
-    recorder = RolloutRecorder(reward_fn, settings.num_generations, step_offset)
+    eos_ids = collect_eos_ids(tokenizer.eos_token_id, model.generation_config.eos_token_id)  # as TRL does
+    recorder = RolloutRecorder(reward_fn, settings.num_generations, step_offset, eos_ids)
     with tempfile.TemporaryDirectory(prefix="space-grpo-") as scratch:
         config = build_config(settings, output_dir=Path(scratch), seed=epoch_seed, use_cpu=use_cpu)
         callbacks = [make_progress_callback(progress, num_steps, step_offset, epoch)] if progress else []

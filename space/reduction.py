@@ -6,7 +6,7 @@ centroid; ties are broken by prompt id (ascending). Rules, by registry name:
     farthest  the l members with the largest r_i (default; the paper's "farthest")
     maxmin    greedy farthest-point: start at argmax r_i, then add argmax_{i not in S} min_{j in S} ||f_i - f_j||
     nearest   the l members with the smallest r_i (prototypes)
-    random    l members uniformly without replacement, seeded by (seed, cluster)
+    random    l members uniformly without replacement, seeded by (seed, cluster) via space/seeding.py
 
     mask, distances = select_representatives(features, labels, centroids, prompt_ids, SelectionConfig())
 """
@@ -18,6 +18,8 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+from space.seeding import derive_rng, derive_seed
 
 # A rule gets one cluster's members, already sorted by prompt id: features (n, d), distances r (n,), the
 # number to keep and a generator; it returns the chosen positions (into the sorted members).
@@ -61,7 +63,16 @@ class SelectionConfig(BaseModel):
     selection: Literal["farthest", "maxmin", "nearest", "random"] = Field(
         "farthest", description="Selection rule name (see space.reduction)."
     )
-    seed: int = Field(0, ge=0, description="Seed of the 'random' rule; cluster k draws from default_rng([seed, k]).")
+    seed: int | None = Field(
+        None, ge=0, description="Seed of the 'random' rule; cluster k draws from derive_rng(seed, 'selection', k). "
+        "None = derived from the recipe seed (Recipe.resolved), so each run seed draws another random subset; "
+        "outside a recipe, from seed 0."
+    )
+
+
+def selection_seed(cfg: SelectionConfig, run_seed: int = 0) -> int:
+    """cfg.seed when set, else the one derived from the run seed (0 when used outside a recipe)."""
+    return cfg.seed if cfg.seed is not None else derive_seed(run_seed, "selection")
 
 
 @register_selection("farthest")
@@ -139,7 +150,7 @@ def select_representatives(
             continue
         members = members[np.argsort(ids[members], kind="stable")]
         l = min(cfg.per_cluster, members.size)
-        picks = rule(features[members], r[members], l, np.random.default_rng([cfg.seed, k]))
+        picks = rule(features[members], r[members], l, derive_rng(selection_seed(cfg), "selection", k))
         if len(picks) != l or np.unique(picks).size != l:
             raise RuntimeError(
                 f"selection rule {cfg.selection!r} returned {len(picks)} picks ({np.unique(picks).size} distinct) "

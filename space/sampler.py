@@ -16,14 +16,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import torch.utils.data
+
+from space.seeding import derive_rng
 
 
 class ClusterPromptPicker:
     """Fills planned arms with prompts: per cluster a seeded shuffled queue, refilled when used up.
 
-    The n-th refill of arm k is shuffled by `np.random.default_rng([seed, k, n])`, so the queues plus
+    The n-th refill of arm k is shuffled by `derive_rng(seed, "picker", k, n)` (space/seeding.py), so the queues plus
     refill counts are the whole state and `load_state_dict` resumes exactly.
     """
 
@@ -46,7 +47,7 @@ class ClusterPromptPicker:
         if not 0 <= arm < len(self.members):
             raise ValueError(f"arm {arm} is outside 0..{len(self.members) - 1}")
         if not self.queues[arm]:
-            rng = np.random.default_rng([self.seed, arm, self.refills[arm]])
+            rng = derive_rng(self.seed, "picker", arm, self.refills[arm])
             self.queues[arm] = [self.members[arm][i] for i in rng.permutation(len(self.members[arm]))]
             self.refills[arm] += 1
         return self.queues[arm].pop(0)

@@ -2,13 +2,21 @@
 
 Every verifier is a plain batch function with TRL's reward-function shape,
 
-    verifier(completions, *, answer, metadata=None, **columns) -> list[float | None]
+    verifier(completions, *, answer, metadata=None, truncated=None, **columns) -> list[float | None]
 
 so it can be handed to `GRPOTrainer` as a reward function and used for difficulty estimation and
 evaluation alike. A score lies in [0, 1]; `None` means "cannot judge this row" (for instance a gold
 answer that does not parse) and must be counted by the caller, never read as a wrong answer. Errors
 inside a scorer are raised with the row number; they are never turned into a score of 0, because a
 bandit fed by solve rates would read a bug as a hard prompt.
+
+**Truncated completions.** `truncated` (one bool per completion; default: the completion's own `.truncated`,
+else False) marks completions that hit the length limit before EOS. Such a text is cut mid-answer, so the
+fallback extractions (`none`: the whole text; `last_line`; `auto`'s "answer is" and last-line fallbacks) never
+read it: a truncated completion scores 0.0 (judged, not solved; not an error and not None) unless it holds a
+complete explicit answer marker that the extract mode reads - a closed `<answer>...</answer>` (`auto`,
+`answer_tag`) or a balanced `\boxed{...}` (`auto`, `boxed`) - which is then scored as usual. The completion
+length check (space/lengths.py) uses the same rule to decide how many tokens an answer needs.
 
 Verifiers are safe to call from worker threads: math-verify's signal-based timeouts are switched off
 outside the main thread (they only work there, see stack.md section 9).
@@ -36,7 +44,8 @@ class Verifier(Protocol):
     __name__: str
 
     def __call__(
-        self, completions: Sequence[Any], *, answer: Sequence[str], metadata: Sequence[str] | None = None, **columns: Any
+        self, completions: Sequence[Any], *, answer: Sequence[str], metadata: Sequence[str] | None = None,
+        truncated: Sequence[bool] | None = None, **columns: Any
     ) -> list[float | None]: ...
 
 
@@ -109,6 +118,21 @@ def _last_line(text: str) -> str:
     return line.strip().rstrip(".").strip()
 
 
+def extract_complete_answer(text: str, mode: ExtractMode, truncated: bool) -> str | None:
+    """The answer of a completion, or None when it was truncated and holds no complete explicit marker."""
+    if not truncated:
+        return extract_answer(text, mode)
+    if mode in ("auto", "answer_tag"):
+        tags = _TAG.findall(text)
+        if tags:
+            return tags[-1].strip()
+    if mode in ("auto", "boxed"):
+        boxed = _last_boxed(text)
+        if boxed is not None:
+            return boxed.strip()
+    return None
+
+
 def extract_answer(text: str, mode: ExtractMode = "auto") -> str:
     """The answer part of a completion.
 
@@ -137,13 +161,16 @@ def extract_answer(text: str, mode: ExtractMode = "auto") -> str:
     return _last_line(text)
 
 
-def _rows(completions: Sequence[Any], answer: Sequence[str], metadata: Sequence[str] | None):
-    if len(answer) != len(completions):
-        raise ValueError(f"{len(completions)} completions but {len(answer)} answers")
-    if metadata is not None and len(metadata) != len(completions):
-        raise ValueError(f"{len(completions)} completions but {len(metadata)} metadata entries")
+def _rows(completions: Sequence[Any], answer: Sequence[str], metadata: Sequence[str] | None,
+          truncated: Sequence[bool] | None, mode: ExtractMode):
+    """(row, extracted answer or None when truncated without a marker, gold, metadata) per completion."""
+    for name, column in (("answers", answer), ("metadata entries", metadata), ("truncated flags", truncated)):
+        if column is not None and len(column) != len(completions):
+            raise ValueError(f"{len(completions)} completions but {len(column)} {name}")
     for row, completion in enumerate(completions):
-        yield row, completion_text(completion), answer[row], (metadata[row] if metadata is not None else None)
+        cut = bool(truncated[row]) if truncated is not None else bool(getattr(completion, "truncated", False))
+        extracted = extract_complete_answer(completion_text(completion), mode, cut)
+        yield row, extracted, answer[row], (metadata[row] if metadata is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,14 +193,17 @@ class ReasoningGymVerifier:
     def __init__(self, extract: ExtractMode = "auto"):
         self.extract = extract
 
-    def __call__(self, completions, *, answer, metadata=None, **columns):
+    def __call__(self, completions, *, answer, metadata=None, truncated=None, **columns):
         scores: list[float | None] = []
-        for row, text, gold, raw_meta in _rows(completions, answer, metadata):
+        for row, text, gold, raw_meta in _rows(completions, answer, metadata, truncated, self.extract):
             from space.builtin_tasks import score_item
 
             meta = _parse_metadata(raw_meta, row)
+            if text is None:  # truncated, no complete marker: judged and not solved
+                scores.append(0.0)
+                continue
             try:
-                score = score_item(extract_answer(text, self.extract), "", gold, meta)
+                score = score_item(text, "", gold, meta)
             except Exception as err:  # re-raised with context: a scorer bug must not look like a wrong answer
                 raise RuntimeError(f"row {row}: reasoning-gym scorer for {meta['source_dataset']!r} failed: {err}") from err
             scores.append(float(score))
@@ -195,18 +225,21 @@ class MathVerifier:
     def __init__(self, extract: ExtractMode = "none"):
         self.extract = extract
 
-    def __call__(self, completions, *, answer, metadata=None, **columns):
+    def __call__(self, completions, *, answer, metadata=None, truncated=None, **columns):
         from math_verify import parse, verify
 
         # signal.alarm timeouts only work in the main thread (stack.md section 9)
         timeout = 5 if threading.current_thread() is threading.main_thread() else None
         scores: list[float | None] = []
-        for _, text, gold, _ in _rows(completions, answer, metadata):
+        for _, text, gold, _ in _rows(completions, answer, metadata, truncated, self.extract):
             gold_parsed = _parse_gold(str(gold), parse, timeout)
             if gold_parsed is None:
                 scores.append(None)
                 continue
-            pred = parse(extract_answer(text, self.extract), parsing_timeout=timeout)
+            if text is None:  # truncated, no complete marker
+                scores.append(0.0)
+                continue
+            pred = parse(text, parsing_timeout=timeout)
             scores.append(1.0 if verify(gold_parsed, pred, timeout_seconds=timeout) else 0.0)
         return scores
 
@@ -240,10 +273,10 @@ class ExactVerifier:
     def __init__(self, extract: ExtractMode = "auto"):
         self.extract = extract
 
-    def __call__(self, completions, *, answer, metadata=None, **columns):
+    def __call__(self, completions, *, answer, metadata=None, truncated=None, **columns):
         return [
-            float(normalize_text(extract_answer(text, self.extract)) == normalize_text(gold))
-            for _, text, gold, _ in _rows(completions, answer, metadata)
+            float(text is not None and normalize_text(text) == normalize_text(gold))
+            for _, text, gold, _ in _rows(completions, answer, metadata, truncated, self.extract)
         ]
 
 
@@ -270,14 +303,14 @@ class NumericVerifier:
     def __init__(self, extract: ExtractMode = "auto", rel_tol: float = 1e-6):
         self.extract, self.rel_tol = extract, rel_tol
 
-    def __call__(self, completions, *, answer, metadata=None, **columns):
+    def __call__(self, completions, *, answer, metadata=None, truncated=None, **columns):
         scores: list[float | None] = []
-        for _, text, gold, _ in _rows(completions, answer, metadata):
+        for _, text, gold, _ in _rows(completions, answer, metadata, truncated, self.extract):
             gold_value = parse_number(str(gold).split("####")[-1])
             if gold_value is None:
                 scores.append(None)
                 continue
-            value = parse_number(extract_answer(text, self.extract))
+            value = None if text is None else parse_number(text)
             ok = value is not None and math.isclose(value, gold_value, rel_tol=self.rel_tol, abs_tol=1e-9)
             scores.append(float(ok))
         return scores

@@ -17,7 +17,7 @@ import polars as pl
 from prefect import task
 
 from space.clustering import ClusterConfig
-from space.config import VerifierConfig
+from space.config import Recipe, VerifierConfig
 from space.data import DataConfig
 from space.difficulty import DifficultyConfig
 from space.embedding import EmbeddingConfig
@@ -44,6 +44,25 @@ def load_data(data: DataConfig) -> dict[str, Any]:
                            "report": {**report.as_metrics(f"data/{split}"), "bad_rows": report.bad_rows[:50]}}
     manifest["seconds"] = time.perf_counter() - start
     return write_manifest(out, manifest)
+
+
+@task(name="check-lengths")
+def check_lengths(data: dict[str, Any], model: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
+    """Fail before any engine starts when a completion limit cannot hold the longest gold answer."""
+    from transformers import AutoTokenizer
+
+    from space.lengths import check_completion_lengths
+
+    recipe = recipe.resolved()
+    pool_limits = {"curate.difficulty.max_tokens": recipe.curate.difficulty.max_tokens,
+                   "train.grpo.max_completion_length": recipe.train.grpo.max_completion_length}
+    if recipe.curate.difficulty.source != "rollouts":
+        del pool_limits["curate.difficulty.max_tokens"]
+    splits = {"pool": (pl.read_parquet(data["pool"]["path"]), pool_limits),
+              "eval": (pl.read_parquet(data["eval"]["path"]) if data.get("eval") else None,
+                       {"eval.max_tokens": recipe.eval.max_tokens})}
+    tokenizer = AutoTokenizer.from_pretrained(model["path"])
+    return check_completion_lengths(tokenizer, splits, recipe.verifier.extract)
 
 
 @task(name="embed", cache_policy=CACHED, persist_result=True)
@@ -182,12 +201,15 @@ def curation_table(pool, difficulty, ids, labels, distances, mask) -> pl.DataFra
 
 
 def cluster_rows(table: pl.DataFrame) -> list[dict[str, Any]]:
-    """One row per cluster: size, kept, mean difficulty, main source, an example prompt."""
+    """One row per cluster: size, kept, mean difficulty, share of truncated difficulty rollouts (None without
+    rollouts), main source, an example prompt."""
     rows = []
     for (label,), part in table.group_by("cluster", maintain_order=True):
         top_source = part["source"].mode().sort()[0]
+        samples = part["k"].sum()
+        truncated = _round(part["truncated"].sum() / samples) if samples else None
         rows.append({"cluster": int(label), "size": part.height, "selected": int(part["selected"].sum()),
-                     "mean_difficulty": _round(part["difficulty"].mean()),
+                     "mean_difficulty": _round(part["difficulty"].mean()), "truncated_share": truncated,
                      "main_source": str(top_source), "example": part["question"][0][:80]})
     return rows
 

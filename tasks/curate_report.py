@@ -24,6 +24,8 @@ def curation_metrics(stages: dict[str, dict[str, Any]]) -> dict[str, float]:
         metrics[f"{arm}/size"] = row["size"]
         if row["mean_difficulty"] is not None:
             metrics[f"{arm}/mean_difficulty"] = row["mean_difficulty"]
+        if row["truncated_share"] is not None:
+            metrics[f"{arm}/truncated_share"] = row["truncated_share"]
     for name, manifest in stages.items():
         metrics[f"seconds/{name}"] = float(manifest["seconds"])
     for key, value in (stages["difficulty"].get("summary") or {}).items():

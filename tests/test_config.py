@@ -1,8 +1,21 @@
-"""Recipes: shipped recipes load, overrides apply, unknown keys and bad values name the key and file."""
+"""Recipes: shipped recipes load, overrides apply, unknown keys and bad values name the key and file; one
+completion length unless set explicitly; the recipe seed reaches k-means and selection."""
 
+import numpy as np
 import pytest
 
-from space.config import RecipeError, dump_recipe, fingerprint, flatten, load_recipe, parse_override, shipped_recipes
+from space.clustering import cluster_features
+from space.config import (
+    Recipe,
+    RecipeError,
+    dump_recipe,
+    fingerprint,
+    flatten,
+    load_recipe,
+    parse_override,
+    shipped_recipes,
+)
+from space.reduction import select_representatives
 
 
 def test_every_shipped_recipe_loads():
@@ -57,3 +70,57 @@ def test_dump_round_trips_and_fingerprint_tracks_config(tmp_path):
     assert fingerprint(recipe.curate.clusters) != fingerprint(changed.curate.clusters)
     assert fingerprint(recipe.curate.embedding) == fingerprint(changed.curate.embedding)
     assert flatten(recipe)["curate.clusters.num_clusters"] == 4
+
+
+def test_one_completion_length_unless_set_explicitly(tmp_path):
+    recipe = load_recipe("builtin", ["train.grpo.max_completion_length=40"])
+    assert recipe.curate.difficulty.max_tokens == recipe.eval.max_tokens == 40
+    explicit = load_recipe("builtin", ["train.grpo.max_completion_length=40", "eval.max_tokens=24"])
+    assert (explicit.curate.difficulty.max_tokens, explicit.eval.max_tokens) == (40, 24)
+    raw = Recipe()  # built in code: unresolved until .resolved()
+    assert raw.curate.difficulty.max_tokens is None and raw.eval.max_tokens is None
+    assert raw.resolved().eval.max_tokens == raw.train.grpo.max_completion_length
+    assert raw.resolved().resolved() == raw.resolved()
+
+
+def test_recipe_seed_reaches_kmeans_and_selection_seeds():
+    s0, s1 = load_recipe("random-subset"), load_recipe("random-subset", ["seed=1"])
+    assert s0.curate.clusters.seed != s1.curate.clusters.seed
+    assert s0.curate.selection.seed != s1.curate.selection.seed
+    assert s0.curate.clusters.seed != s0.curate.selection.seed
+    assert load_recipe("random-subset") == s0
+    pinned = load_recipe("builtin", ["seed=1", "curate.clusters.seed=1234"])
+    assert pinned.curate.clusters.seed == 1234
+    # difficulty rollouts keep their own seed, so run seeds share the difficulty cache
+    assert s0.curate.difficulty == s1.curate.difficulty
+
+
+def _features(n: int = 120, d: int = 6) -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(n, d)).astype(np.float32)
+
+
+def test_two_recipe_seeds_give_different_kmeans_inits_one_seed_twice_the_same():
+    x = _features()
+
+    def centroids(seed: int) -> np.ndarray:
+        cfg = load_recipe("builtin", [f"seed={seed}", "curate.clusters.niter=1", "curate.clusters.nredo=1",
+                                      "curate.clusters.init=random"]).curate.clusters
+        return cluster_features(x, cfg)[1]
+
+    np.testing.assert_array_equal(centroids(0), centroids(0))
+    assert not np.allclose(centroids(0), centroids(1))
+
+
+def test_two_recipe_seeds_give_different_random_subsets_one_seed_twice_the_same():
+    x = _features()
+    labels = np.repeat(np.arange(4), 30)
+    centroids = np.stack([x[labels == k].mean(axis=0) for k in range(4)])
+    ids = [f"p{i:03d}" for i in range(len(x))]
+
+    def subset(seed: int) -> list[str]:
+        cfg = load_recipe("random-subset", [f"seed={seed}"]).curate.selection
+        mask, _ = select_representatives(x, labels, centroids, ids, cfg)
+        return [pid for pid, keep in zip(ids, mask) if keep]
+
+    assert subset(0) == subset(0)
+    assert subset(0) != subset(1)
