@@ -19,6 +19,8 @@ from space.difficulty import (
     estimate_difficulty,
     summarize_difficulty,
 )
+from space.engines import Completion
+from space.verifiers import get_verifier
 
 IDS = ["p0", "p1", "p2"]
 PROMPTS = ["Q0", "Q1", "Q2"]
@@ -32,7 +34,7 @@ FIXED = {
 }
 
 
-def exact_match(completions, *, answer, metadata=None):
+def exact_match(completions, *, answer, metadata=None, truncated=None):
     """1.0 for an exact match after stripping, 0.0 otherwise; None for '?' (cannot judge)."""
     return [None if c == "?" else float(c.strip() == a) for c, a in zip(completions, answer)]
 
@@ -60,7 +62,7 @@ class FakeEngine:
 
 def run(fixed=FIXED, verifier=exact_match, theta_solve=1.0, **cfg):
     engine = FakeEngine(fixed)
-    cfg = DifficultyConfig(**{"k": 4, **cfg})
+    cfg = DifficultyConfig(**{"k": 4, "max_tokens": 32, **cfg})
     per, roll = estimate_difficulty(IDS, PROMPTS, ANSWERS, META, engine.generate, verifier, cfg, seed=11,
                                     theta_solve=theta_solve)
     return per, roll, engine
@@ -82,7 +84,8 @@ def test_counts_match_hand_count():
 def test_rollouts_table():
     _, roll, _ = run()
     assert roll.schema == pl.Schema(
-        {"prompt_id": pl.String, "sample": pl.Int64, "completion": pl.String, "score": pl.Float64, "solved": pl.Boolean}
+        {"prompt_id": pl.String, "sample": pl.Int64, "completion": pl.String, "score": pl.Float64, "solved": pl.Boolean,
+         "truncated": pl.Boolean}
     )
     assert roll.height == 12
     p0 = roll.filter(pl.col("prompt_id") == "p0")
@@ -98,14 +101,38 @@ def test_engine_objects_with_text_are_accepted():
     @dataclass
     class Out:
         text: str
+        finish_reason: str = "stop"
 
     per, roll, _ = run(fixed={q: [Out(c) for c in cs] for q, cs in FIXED.items()})
     assert per["successes"].to_list() == [3, 1, 0]
     assert roll["completion"].to_list()[:4] == FIXED["Q0"]
+    assert per["truncated"].to_list() == [0, 0, 0] and not roll["truncated"].any()
+
+    @dataclass
+    class Bare:
+        text: str
+
+    with pytest.raises(TypeError, match="Bare has no finish_reason"):
+        run(fixed={q: [Bare(c) for c in cs] for q, cs in FIXED.items()})
+
+
+def test_truncated_rollouts_are_recorded_and_never_solved_by_fallback():
+    """Q0's sample 0 is the gold answer '4' but hit max_tokens: judged, not solved, counted as truncated."""
+    cut = {("Q0", 0), ("Q0", 1), ("Q1", 2)}
+    fixed = {q: [Completion(c, 2, "length" if (q, j) in cut else "stop") for j, c in enumerate(cs)]
+             for q, cs in FIXED.items()}
+    per, roll, _ = run(fixed=fixed, verifier=get_verifier("exact", extract="none"))
+    assert per["truncated"].to_list() == [2, 1, 0]
+    assert per["successes"].to_list() == [1, 1, 0]  # without truncation 3, 1, 0
+    assert per["unjudged"].to_list() == [0, 0, 0]  # judged, not errors or None
+    p0 = roll.filter(pl.col("prompt_id") == "p0")
+    assert p0["truncated"].to_list() == [True, True, False, False]
+    assert p0["score"].to_list() == [0.0, 0.0, 0.0, 1.0]
+    assert summarize_difficulty(per)["truncated_share"] == pytest.approx(3 / 12)
 
 
 def test_solved_uses_threshold_not_raw_score():
-    def partial(completions, *, answer, metadata=None):
+    def partial(completions, *, answer, metadata=None, **_):
         return [1.0 if c.strip() == a else 0.01 for c, a in zip(completions, answer)]
 
     per, _roll, _ = run(verifier=partial)
@@ -132,7 +159,7 @@ def test_unjudged_samples_are_counted_not_scored(caplog):
 
 
 def test_verifier_exception_names_prompt():
-    def fragile(completions, *, answer, metadata=None):
+    def fragile(completions, *, answer, metadata=None, **_):
         if answer[0] == "7":
             raise ZeroDivisionError("boom")
         return exact_match(completions, answer=answer)
@@ -146,13 +173,13 @@ def test_verifier_exception_names_prompt():
 def test_verifier_receives_answer_and_metadata_per_sample():
     seen = []
 
-    def recording(completions, *, answer, metadata=None):
+    def recording(completions, *, answer, metadata=None, **_):
         seen.append((list(answer), list(metadata)))
         return [0.0] * len(completions)
 
     meta = [json.dumps({"i": i}) for i in range(3)]
     estimate_difficulty(
-        IDS, PROMPTS, ANSWERS, meta, FakeEngine(FIXED).generate, recording, DifficultyConfig(k=2), seed=0
+        IDS, PROMPTS, ANSWERS, meta, FakeEngine(FIXED).generate, recording, DifficultyConfig(k=2, max_tokens=8), seed=0
     )
     assert seen[1] == (["7", "7"], [meta[1], meta[1]])
 
@@ -162,7 +189,7 @@ def test_bad_shapes_and_scores_raise():
     with pytest.raises(ValueError, match=r"3 samples for prompt_id='p0', expected k=4"):
         run(fixed=short)
     with pytest.raises(ValueError, match=r"returned nan for sample 0 of prompt_id='p0'"):
-        run(verifier=lambda c, *, answer, metadata=None: [float("nan")] * len(c))
+        run(verifier=lambda c, *, answer, metadata=None, **_: [float("nan")] * len(c))
     with pytest.raises(ValueError, match="duplicate prompt_id='p0'"):
         estimate_difficulty(
             ["p0", "p0"],
@@ -171,15 +198,18 @@ def test_bad_shapes_and_scores_raise():
             ["{}", "{}"],
             FakeEngine(FIXED).generate,
             exact_match,
-            DifficultyConfig(k=4),
+            DifficultyConfig(k=4, max_tokens=8),
             0,
         )
     with pytest.raises(ValueError, match="answers has 2 entries"):
         estimate_difficulty(
-            IDS, PROMPTS, ANSWERS[:2], META, FakeEngine(FIXED).generate, exact_match, DifficultyConfig(k=4), 0
+            IDS, PROMPTS, ANSWERS[:2], META, FakeEngine(FIXED).generate, exact_match, DifficultyConfig(k=4, max_tokens=8), 0
         )
     with pytest.raises(ValueError, match="difficulty_table_from_labels"):
         run(source="label")
+    with pytest.raises(ValueError, match="max_tokens is None: resolve the recipe"):
+        estimate_difficulty(IDS, PROMPTS, ANSWERS, META, FakeEngine(FIXED).generate, exact_match,
+                            DifficultyConfig(k=4), 0)
 
 
 def test_difficulty_from_label_rescales():

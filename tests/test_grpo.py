@@ -34,13 +34,13 @@ def make_rows(unjudgeable: set[int] = frozenset()) -> list[dict]:
     ]
 
 
-def exact_match(completions, *, answer, metadata):
+def exact_match(completions, *, answer, metadata, truncated):
     """1.0 on an exact answer, else 0.0; None where the row's metadata says it cannot be judged."""
     return [None if not json.loads(m)["judge"] else float(c.strip() == a)
             for c, a, m in zip(completions, answer, metadata, strict=True)]
 
 
-def digit_share(completions, *, answer, metadata):
+def digit_share(completions, *, answer, metadata, truncated):
     """A dense reward (share of digit characters) so groups have variance and the weights move."""
     return [sum(ch.isdigit() for ch in c) / max(1, len(c)) for c in completions]
 
@@ -55,11 +55,22 @@ def base_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def exact_epoch(base_dir, tmp_path_factory):
+def truncated_seen() -> list[bool]:
+    """The truncated flags the exact_epoch's reward function was called with."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def exact_epoch(base_dir, tmp_path_factory, truncated_seen):
     rows = make_rows(unjudgeable={1})
     out = tmp_path_factory.mktemp("exact") / "epoch_000"
     logs = []
-    result = train_epoch(base_dir, None, out, rows, ORDER, exact_match, SETTINGS, epoch=0, total_epochs=2, seed=7,
+
+    def reward(completions, *, answer, metadata, truncated):
+        truncated_seen.extend(truncated)
+        return exact_match(completions, answer=answer, metadata=metadata, truncated=truncated)
+
+    result = train_epoch(base_dir, None, out, rows, ORDER, reward, SETTINGS, epoch=0, total_epochs=2, seed=7,
                          progress=lambda done, total, log: logs.append((done, total, log)))
     return rows, result, logs
 
@@ -68,7 +79,8 @@ def test_records_one_row_per_completion_grouped_by_slot(exact_epoch):
     rows, result, _ = exact_epoch
     df = result.rollouts
     assert df.height == len(ORDER) * SETTINGS.num_generations
-    assert df.columns == ["epoch", "step", "group", "sample", "prompt_id", "cluster", "completion", "reward", "solved"]
+    assert df.columns == ["epoch", "step", "group", "sample", "prompt_id", "cluster", "completion", "reward", "solved",
+                          "truncated"]
     for group in range(len(ORDER)):
         part = df.filter(pl.col("group") == group)
         row = rows[ORDER[group]]
@@ -86,7 +98,8 @@ def test_recorded_rewards_match_reward_function(exact_epoch):
     df = result.rollouts
     answers = [rows[ORDER[g]]["answer"] for g in df["group"]]
     metadata = [rows[ORDER[g]]["metadata"] for g in df["group"]]
-    expected = exact_match(df["completion"].to_list(), answer=answers, metadata=metadata)
+    expected = exact_match(df["completion"].to_list(), answer=answers, metadata=metadata,
+                           truncated=df["truncated"].to_list())
     assert df["reward"].to_list() == expected
     assert df["solved"].to_list() == [None if r is None else r >= 1.0 for r in expected]
     assert any(len(c) > 0 for c in df["completion"])
@@ -104,6 +117,21 @@ def test_none_rewards_are_counted_not_zero(exact_epoch):
     assert all(torch.isfinite(w).all() for w in _weights(result.checkpoint_out).values())  # no NaN from None
     judged = df.filter(pl.col("reward").is_not_null())
     assert result.metrics["reward/mean"] == pytest.approx(judged["reward"].mean())
+
+
+def test_truncated_rollouts_are_flagged_passed_to_the_reward_and_reported(exact_epoch, truncated_seen):
+    _, result, _ = exact_epoch
+    df = result.rollouts
+    limit = SETTINGS.max_completion_length
+    assert 0 < df["truncated"].sum() < df.height  # the random tiny model stops early in some samples only
+    # one character per token: a completion that ended with EOS within the limit has at most limit - 1 chars
+    assert all(len(c) < limit for c in df.filter(~pl.col("truncated"))["completion"])
+    assert sorted(truncated_seen) == sorted(df["truncated"].to_list())  # the reward function got the same flags
+    assert result.metrics["truncated/all"] == pytest.approx(df["truncated"].mean())
+    for (cluster,), part in df.group_by("cluster"):
+        assert result.metrics[f"truncated/arm_{cluster:02d}"] == pytest.approx(part["truncated"].mean())
+    trl_clipped = np.mean([e["completions/clipped_ratio"] for e in result.log_history if "reward" in e])
+    assert result.metrics["truncated/all"] == pytest.approx(trl_clipped)  # TRL's own count agrees
 
 
 def test_log_history_progress_and_metrics(exact_epoch):

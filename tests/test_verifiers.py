@@ -1,4 +1,5 @@
-"""Verifiers: table-driven scores, the gold answer scores 1, unjudgeable rows are None, errors carry the row."""
+"""Verifiers: table-driven scores, the gold answer scores 1, unjudgeable rows are None, errors carry the row;
+truncated completions are solved only through a complete answer marker."""
 
 import json
 import threading
@@ -6,6 +7,7 @@ import threading
 import pytest
 import reasoning_gym
 
+from space.engines import Completion
 from space.verifiers import extract_answer, get_verifier, known_verifiers, parse_number, solved_flags
 
 
@@ -123,3 +125,42 @@ def test_reasoning_gym_spell_backward_float_bug_is_corrected():
     verifier = get_verifier("reasoning_gym", extract="none")
     assert verifier([entries[0]["answer"]], answer=[entries[0]["answer"]], metadata=meta) == [1.0]
     assert verifier([entries[0]["answer"] + "xy"], answer=[entries[0]["answer"]], metadata=meta)[0] < 1.0
+
+
+@pytest.mark.parametrize(
+    "name, extract, text, complete, truncated",
+    [
+        ("exact", "none", "4", 1.0, 0.0),  # the whole text could be the start of "42"
+        ("exact", "last_line", "so x = 4", 1.0, 0.0),
+        ("exact", "auto", "The answer is 4", 1.0, 0.0),  # "answer is" fallback
+        ("exact", "auto", "work\n4", 1.0, 0.0),  # last-line fallback
+        ("exact", "auto", "<answer>4</answer> and then", 1.0, 1.0),  # a closed tag is a complete answer
+        ("exact", "auto", "<answer>\n4", 1.0, 0.0),  # unclosed tag: the last-line fallback is not read
+        ("exact", "answer_tag", "<answer>4</answer>", 1.0, 1.0),
+        ("exact", "answer_tag", "\\boxed{4}", 0.0, 0.0),  # this mode reads only tags
+        ("exact", "boxed", "\\boxed{4} because", 1.0, 1.0),
+        ("exact", "boxed", "\\boxed{4", 0.0, 0.0),
+        ("numeric", "auto", "it is 4", 1.0, 0.0),
+        ("math", "auto", "\\boxed{4} and", 1.0, 1.0),
+        ("math", "auto", "4", 1.0, 0.0),
+    ],
+)
+def test_truncated_completion_is_solved_only_through_a_complete_marker(name, extract, text, complete, truncated):
+    verifier = get_verifier(name, extract=extract)
+    assert verifier([text], answer=["4"], truncated=[False]) == [complete]
+    assert verifier([text], answer=["4"], truncated=[True]) == [truncated]
+
+
+def test_truncated_reasoning_gym_gold_is_judged_unsolved_and_flags_come_from_completions():
+    answers, metadata = _rg_rows("spell_backward", n=2)
+    verifier = get_verifier("reasoning_gym", extract="none")
+    assert verifier(answers, answer=answers, metadata=metadata, truncated=[True, False]) == [0.0, 1.0]
+    cut = [Completion(answers[0], 9, "length"), Completion(answers[1], 9, "stop")]
+    assert verifier(cut, answer=answers, metadata=metadata) == [0.0, 1.0]  # default: each completion's own flag
+
+
+def test_truncation_does_not_hide_an_unjudgeable_gold():
+    assert get_verifier("math")(["4"], answer=["@@@"], truncated=[True]) == [None]
+    assert get_verifier("numeric")(["4"], answer=["five"], truncated=[True]) == [None]
+    with pytest.raises(ValueError, match="2 completions but 1 truncated flags"):
+        get_verifier("exact")(["a", "b"], answer=["a", "b"], truncated=[True])
