@@ -43,7 +43,8 @@ def report_training(run_id: str, epochs: list[dict[str, Any]], final_eval: dict[
     if log_model:
         tracking.log_files(run_id, [Path(epochs[-1]["checkpoint"])], "model")
     rows = [{"epoch": e["epoch"], **{k: round(float(v), 4) for k, v in e["metrics"].items()
-                                      if k.startswith(("reward", "bandit/arm")) and k.endswith(("mean", "share"))}}
+                                      if k.startswith(("reward", "bandit/arm")) and k.endswith(("mean", "share"))
+                                      or k == "truncated/all"}}
             for e in epochs]
     create_table_artifact(rows, key="training-epochs", description="per-epoch reward and allocation shares")
     lines = [f"# Training run `{run_id}`", "", f"epochs: {len(epochs)}; final model: `{epochs[-1]['checkpoint']}`"]
