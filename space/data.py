@@ -48,7 +48,10 @@ class DataConfig(BaseModel):
     pool_size: int = Field(2000, gt=0, description="builtin: prompts in the training pool")
     eval_size: int = Field(400, gt=0, description="builtin: held-out evaluation prompts")
     sft_size: int = Field(12000, gt=0, description="builtin: items in the SFT split the tiny model trains on")
-    seed: int = Field(0, description="builtin: base seed; splits use disjoint streams derived from it")
+    seed: int = Field(
+        0, description="builtin: base seed; splits use disjoint streams derived from it. Independent of the recipe "
+        "seed on purpose: runs with different seeds share the data (and the curation cache)"
+    )
     builtin_question: Literal["compact", "original"] = Field(
         "compact", description="builtin: short questions (tiny model) or reasoning-gym's own wording (instruct LMs)"
     )

@@ -12,7 +12,8 @@ layout, stack.md 4), records every rollout's reward through the reward function,
 code, and resuming is exact as long as the checkpoint holds all state: weights, AdamW state, the LR
 scheduler's step, the global step.
 
-Randomness: every epoch seeds python/numpy/torch from (seed, epoch) before anything random happens
+Randomness: every epoch seeds python/numpy/torch with derive_seed(seed, "grpo-epoch", epoch) (space/seeding.py)
+before anything random happens
 (TRL's trainer re-seeds with the same value). The RNG state stored in a checkpoint is informative only.
 Restoring it instead would make epoch t's sampling depend on every RNG draw made in the process between
 epochs (the bandit, other tasks in the same worker), so a straight run and a resumed one would differ
