@@ -415,7 +415,7 @@ def test_openai_bounds_concurrency_and_keeps_order(scripted):
     with make_engine(openai_cfg(server.base_url, openai_max_concurrency=2), "unused") as engine:
         groups = engine.generate(prompts, n=1, temperature=1.0, max_tokens=8, seed=1, prompt_ids=prompts)
     assert server.max_in_flight == 2
-    assert [g[0].text for g in groups] == [f"{derive_seed(1, "engine-prompt", p, 0)}-0" for p in prompts]
+    assert [g[0].text for g in groups] == [f"{derive_seed(1, 'engine-prompt', p, 0)}-0" for p in prompts]
     assert len({b["seed"] for b in server.bodies}) == 8
 
 
