@@ -125,11 +125,12 @@ class Recipe(BaseModel):
         return self.train.grpo.max_completion_length
 
     def resolved(self) -> Recipe:
-        """This recipe with every follow-the-default field filled (idempotent; load_recipe returns it).
+        """This recipe with every follow-the-default field filled (idempotent).
 
         curate.difficulty.max_tokens and eval.max_tokens: None -> the training completion length;
         curate.clusters.seed and curate.selection.seed: None -> derived from the recipe seed with their own tags.
-        A recipe changed with `model_copy` after resolution keeps its filled values.
+        The flows resolve the recipe they are given, so a loaded recipe changed with `model_copy` (another seed,
+        another length) still gets matching derived values; a resolved recipe keeps the values it was given.
         """
         length, cur = self.completion_length, self.curate
         difficulty = cur.difficulty.model_copy(update={"max_tokens": _given(cur.difficulty.max_tokens, length)})
@@ -214,7 +215,7 @@ def load_recipe(name_or_path: str = "builtin", overrides: list[str] | None = Non
     for item in overrides or []:
         data = _merge(data, parse_override(item))
     try:
-        return Recipe.model_validate(data).resolved()
+        return Recipe.model_validate(data)
     except ValidationError as err:
         where = origin + (f" with overrides {overrides}" if overrides else "")
         raise RecipeError(_describe(err, where)) from None

@@ -49,6 +49,8 @@ def evaluate(
     """Metrics `eval/<source>/greedy_acc`, `eval/<source>/pass_at_1`, and `eval/all/...`; plus a per-prompt table."""
     if len(prompts) != table.height:
         raise ValueError(f"{len(prompts)} prompts but the eval table has {table.height} rows")
+    if max_tokens is None:
+        raise ValueError("max_tokens is None: resolve the recipe first (Recipe.resolved fills in the training length)")
     greedy, greedy_cut = _score(generate, prompts, table, verifier, 1, 0.0, max_tokens, theta_solve, seed)
     sampled, sampled_cut = _score(generate, prompts, table, verifier, k, temperature, max_tokens, theta_solve, seed)
     greedy = greedy[:, 0]

@@ -6,7 +6,6 @@ import pytest
 
 from space.clustering import cluster_features
 from space.config import (
-    Recipe,
     RecipeError,
     dump_recipe,
     fingerprint,
@@ -72,24 +71,31 @@ def test_dump_round_trips_and_fingerprint_tracks_config(tmp_path):
     assert flatten(recipe)["curate.clusters.num_clusters"] == 4
 
 
-def test_one_completion_length_unless_set_explicitly(tmp_path):
+def test_one_completion_length_unless_set_explicitly():
     recipe = load_recipe("builtin", ["train.grpo.max_completion_length=40"])
-    assert recipe.curate.difficulty.max_tokens == recipe.eval.max_tokens == 40
-    explicit = load_recipe("builtin", ["train.grpo.max_completion_length=40", "eval.max_tokens=24"])
+    assert recipe.curate.difficulty.max_tokens is None and recipe.eval.max_tokens is None  # follow, until resolved
+    resolved = recipe.resolved()
+    assert resolved.curate.difficulty.max_tokens == resolved.eval.max_tokens == 40
+    assert resolved.resolved() == resolved
+    explicit = load_recipe("builtin", ["train.grpo.max_completion_length=40", "eval.max_tokens=24"]).resolved()
     assert (explicit.curate.difficulty.max_tokens, explicit.eval.max_tokens) == (40, 24)
-    raw = Recipe()  # built in code: unresolved until .resolved()
-    assert raw.curate.difficulty.max_tokens is None and raw.eval.max_tokens is None
-    assert raw.resolved().eval.max_tokens == raw.train.grpo.max_completion_length
-    assert raw.resolved().resolved() == raw.resolved()
+    # a loaded recipe changed in code still follows the new training length when resolved (as the flows do)
+    longer = recipe.model_copy(update={"train": recipe.train.model_copy(
+        update={"grpo": recipe.train.grpo.model_copy(update={"max_completion_length": 64})})})
+    assert longer.resolved().eval.max_tokens == 64
+    for name in shipped_recipes():  # every shipped recipe resolves to positive lengths
+        shipped = load_recipe(name).resolved()
+        assert min(shipped.curate.difficulty.max_tokens, shipped.eval.max_tokens) > 0
 
 
 def test_recipe_seed_reaches_kmeans_and_selection_seeds():
-    s0, s1 = load_recipe("random-subset"), load_recipe("random-subset", ["seed=1"])
+    s0, s1 = load_recipe("random-subset").resolved(), load_recipe("random-subset", ["seed=1"]).resolved()
     assert s0.curate.clusters.seed != s1.curate.clusters.seed
     assert s0.curate.selection.seed != s1.curate.selection.seed
     assert s0.curate.clusters.seed != s0.curate.selection.seed
-    assert load_recipe("random-subset") == s0
-    pinned = load_recipe("builtin", ["seed=1", "curate.clusters.seed=1234"])
+    assert load_recipe("random-subset").resolved() == s0
+    assert load_recipe("random-subset").model_copy(update={"seed": 1}).resolved().curate == s1.curate
+    pinned = load_recipe("builtin", ["seed=1", "curate.clusters.seed=1234"]).resolved()
     assert pinned.curate.clusters.seed == 1234
     # difficulty rollouts keep their own seed, so run seeds share the difficulty cache
     assert s0.curate.difficulty == s1.curate.difficulty
@@ -104,7 +110,7 @@ def test_two_recipe_seeds_give_different_kmeans_inits_one_seed_twice_the_same():
 
     def centroids(seed: int) -> np.ndarray:
         cfg = load_recipe("builtin", [f"seed={seed}", "curate.clusters.niter=1", "curate.clusters.nredo=1",
-                                      "curate.clusters.init=random"]).curate.clusters
+                                      "curate.clusters.init=random"]).resolved().curate.clusters
         return cluster_features(x, cfg)[1]
 
     np.testing.assert_array_equal(centroids(0), centroids(0))
@@ -118,7 +124,7 @@ def test_two_recipe_seeds_give_different_random_subsets_one_seed_twice_the_same(
     ids = [f"p{i:03d}" for i in range(len(x))]
 
     def subset(seed: int) -> list[str]:
-        cfg = load_recipe("random-subset", [f"seed={seed}"]).curate.selection
+        cfg = load_recipe("random-subset", [f"seed={seed}"]).resolved().curate.selection
         mask, _ = select_representatives(x, labels, centroids, ids, cfg)
         return [pid for pid, keep in zip(ids, mask) if keep]
 

@@ -46,7 +46,7 @@ def _task_states_since(since: datetime) -> dict[str, set[str]]:
 def recipe():
     from space.config import load_recipe
 
-    return load_recipe(RECIPE)
+    return load_recipe(RECIPE).resolved()
 
 
 @pytest.fixture(scope="module")
