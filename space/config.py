@@ -19,7 +19,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-import space
 from space.bandit import BanditConfig
 from space.clustering import ClusterConfig
 from space.data import DataConfig
@@ -29,6 +28,7 @@ from space.engines import EngineConfig
 from space.features import FeatureConfig
 from space.grpo import GRPOSettings
 from space.models.tiny import TinyModelConfig
+from space.provenance import code_version
 from space.reduction import SelectionConfig
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
@@ -205,9 +205,12 @@ def flatten(recipe: BaseModel | dict[str, Any], prefix: str = "") -> dict[str, A
 
 
 def fingerprint(*parts: Any) -> str:
-    """A short hash of configs, ids and file hashes, plus space's version: the cache key of a stage."""
+    """A short hash of configs, ids and file hashes, plus the hash of space's sources: the cache key of a stage.
+
+    The code hash (`space.provenance.code_version`) changes with any edit to the library, so results
+    computed by older code are never reused."""
     def encode(part: Any) -> Any:
         return part.model_dump(mode="json") if isinstance(part, BaseModel) else part
 
-    payload = json.dumps([space.__version__, *[encode(p) for p in parts]], sort_keys=True, default=str)
+    payload = json.dumps([code_version(), *[encode(p) for p in parts]], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -24,7 +24,7 @@ from space.embedding import EmbeddingConfig
 from space.engines import EngineConfig
 from space.features import FeatureConfig
 from space.reduction import SelectionConfig
-from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, write_manifest
+from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, verify_files, write_manifest
 
 
 @task(name="load-data", cache_policy=CACHED, persist_result=True)
@@ -54,6 +54,7 @@ def embed(pool: dict[str, Any], cfg: EmbeddingConfig) -> dict[str, Any]:
     out = stage_dir("embed", pool["sha"], cfg)
     if (done := read_manifest(out)) is not None:
         return done
+    verify_files(pool)
     start = time.perf_counter()
     table = pl.read_parquet(pool["path"])
     vectors = embed_texts(load_embedder(cfg), table["question"].to_list(), cfg.batch_size, show_progress=True)
@@ -79,6 +80,7 @@ def estimate_difficulty(
     out = stage_dir("difficulty", pool["sha"], model["sha"], system_prompt, verifier, cfg, engine, seed)
     if (done := read_manifest(out)) is not None:
         return done
+    verify_files(pool)
     start = time.perf_counter()
     table = pl.read_parquet(pool["path"])
     if cfg.source == "label":
@@ -121,6 +123,7 @@ def build_features(embedded: dict[str, Any], difficulty: dict[str, Any], cfg: Fe
     out = stage_dir("features", embedded["sha"], difficulty["sha"], cfg)
     if (done := read_manifest(out)) is not None:
         return done
+    verify_files(embedded, difficulty)
     start = time.perf_counter()
     ids, vectors = load_embeddings(embedded["path"])
     d = difficulty_array(pl.read_parquet(difficulty["path"]), ids)
@@ -138,6 +141,7 @@ def cluster(features: dict[str, Any], cfg: ClusterConfig) -> dict[str, Any]:
     out = stage_dir("cluster", features["sha"], cfg)
     if (done := read_manifest(out)) is not None:
         return done
+    verify_files(features)
     start = time.perf_counter()
     stored = np.load(features["path"])
     labels, centroids, info = cluster_features(stored["features"], cfg)
@@ -158,6 +162,7 @@ def select(
     out = stage_dir("select", pool["sha"], difficulty["sha"], features["sha"], clusters["sha"], cfg)
     if (done := read_manifest(out)) is not None:
         return done
+    verify_files(pool, difficulty, features, clusters)
     start = time.perf_counter()
     feats, grouped = np.load(features["path"]), np.load(clusters["path"])
     ids = [str(i) for i in grouped["ids"]]

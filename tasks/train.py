@@ -19,7 +19,7 @@ from prefect import task
 
 from space.config import EvalConfig, TrainConfig, VerifierConfig
 from space.engines import EngineConfig
-from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, write_manifest
+from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, verify_files, write_manifest
 
 
 @task(name="prepare-training", cache_policy=CACHED, persist_result=True)
@@ -33,6 +33,7 @@ def prepare_training(curation: dict[str, Any], model: dict[str, Any], system_pro
     out = stage_dir("train-data", curation["sha"], model["sha"], system_prompt, pool)
     if (done := read_manifest(out)) is not None:
         return done
+    verify_files(curation)
     table = pl.read_parquet(curation["path"])
     if pool == "reduced":
         table = table.filter(pl.col("selected"))
@@ -86,6 +87,7 @@ def train_epoch(
     out.mkdir(parents=True, exist_ok=True)
     if (done := read_manifest(out)) is not None:
         return done
+    verify_files(data, previous)
     start = time.perf_counter()
     table = pl.read_parquet(data["path"])
     members = _members(table)
@@ -144,6 +146,7 @@ def evaluate(model_path: str, model_sha: str, eval_split: dict[str, Any], system
     out = stage_dir("eval", model_sha, eval_split["sha"], system_prompt, verifier, cfg, engine, seed)
     if (done := read_manifest(out)) is not None:
         return done
+    verify_files(eval_split)
     start = time.perf_counter()
     table = pl.read_parquet(eval_split["path"])
     if cfg.limit is not None:
