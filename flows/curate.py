@@ -20,7 +20,10 @@ from tasks.curate_report import report_curation
 def curate_flow(recipe: Recipe, model: dict[str, Any], parent_run_id: str | None = None) -> dict[str, Any]:
     """Reduce the pool to a small, diverse, difficulty-aware subset tagged by cluster."""
     cfg = recipe.curate
-    data = stage.load_data(recipe.data)
+    data = stage.fit_context(stage.load_data(recipe.data), model, recipe.model.system_prompt,
+                             _max_new_tokens(recipe), recipe.data.bad_rows)
+    for split in ("pool", "eval"):
+        print(data[split]["summary"] if data[split] else f"{split}: none (this recipe has no eval set)")
     embedded = stage.embed(data["pool"], cfg.embedding)
     difficulty = stage.estimate_difficulty(data["pool"], model, recipe.model.system_prompt,
                                            recipe.verifier, cfg.difficulty, recipe.engine, recipe.seed)
@@ -43,3 +46,8 @@ def _tags(recipe: Recipe, model: dict[str, Any], selected: dict[str, Any]) -> di
     return {"space.stage": "curate", "space.recipe": recipe.name, "space.seed": str(recipe.seed),
             "space.model": model["name"], "space.selection": recipe.curate.selection.selection,
             "space.fingerprint": fingerprint("curate-run", selected["sha"])}
+
+
+def _max_new_tokens(recipe: Recipe) -> int:
+    """The longest completion any stage asks for: a prompt must leave this much of the context free."""
+    return max(recipe.curate.difficulty.max_tokens, recipe.train.grpo.max_completion_length, recipe.eval.max_tokens)

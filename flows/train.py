@@ -21,6 +21,9 @@ def train_flow(recipe: Recipe, model: dict[str, Any], curation: dict[str, Any],
                parent_run_id: str | None = None) -> dict[str, Any]:
     """Epoch by epoch: allocate with the bandit, train with GRPO, update the bandit, evaluate."""
     cfg = recipe.train
+    if curation["stages"]["data"]["eval"] is None:
+        raise ValueError(f"recipe {recipe.name!r} has no eval set, which training needs for its evaluations: "
+                         "set data.eval_path, data.eval_fraction or data.eval_split")
     data = prepare_training(curation["stages"]["select"], model, recipe.model.system_prompt, cfg.pool)
     eval_split = curation["stages"]["data"]["eval"]
     run_id = tracking.open_run(f"train-{recipe.name}-{cfg.bandit.policy}-s{recipe.seed}",

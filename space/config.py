@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from space.bandit import BanditConfig
 from space.clustering import ClusterConfig
@@ -54,6 +54,15 @@ class VerifierConfig(BaseModel):
         "auto", description="how the answer is cut out of a completion (none: the whole text)"
     )
     theta_solve: float = Field(1.0, ge=0.0, le=1.0, description="a completion is solved when its score >= this")
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from space.verifiers import known_verifiers  # cheap: scorers import their libraries lazily
+
+        if name not in known_verifiers():
+            raise ValueError(f"unknown verifier {name!r}; known: {known_verifiers()}")
+        return name
 
 
 class CurateConfig(BaseModel):

@@ -26,3 +26,24 @@ def render_prompts(tokenizer: Any, questions: Sequence[str], system_prompt: str 
         tokenizer.apply_chat_template(build_messages(q, system_prompt), add_generation_prompt=True, tokenize=False)
         for q in questions
     ]
+
+
+def model_context(model_path: str) -> int | None:
+    """The model's context length (`max_position_embeddings`), or None when the config does not say."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_path)
+    config = getattr(config, "text_config", None) or config
+    return getattr(config, "max_position_embeddings", None)
+
+
+def prompt_lengths(tokenizer: Any, prompts: Sequence[str]) -> list[int]:
+    """Token count of each rendered prompt (special tokens come from the chat template itself)."""
+    return [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+
+
+def too_long(lengths: Sequence[int], context: int | None, max_new_tokens: int) -> list[int]:
+    """Indices of prompts that leave fewer than `max_new_tokens` of the context for the completion."""
+    if context is None:
+        return []
+    return [i for i, n in enumerate(lengths) if n + max_new_tokens > context]

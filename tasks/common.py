@@ -97,7 +97,7 @@ def verify_files(*manifests: dict[str, Any] | None) -> None:
     problems = [p for m in manifests if m for p in file_problems(m)]
     if problems:
         raise ArtifactError("stage artifacts are damaged: " + "; ".join(problems)
-                            + ". Re-run with --refresh to recompute the damaged stages.")
+                            + ". Re-run with `space --refresh ...` to recompute the damaged stages.")
 
 
 def read_manifest(directory: Path) -> dict[str, Any] | None:

@@ -37,12 +37,59 @@ def load_data(data: DataConfig) -> dict[str, Any]:
         return done
     start, manifest = time.perf_counter(), {}
     for split in ("pool", "eval"):
-        table, report = load_split(data, split)
-        path = out / f"{split}.parquet"
-        table.write_parquet(path)
-        manifest[split] = {"path": str(path), "sha": file_sha256(path), "rows": table.height,
-                           "report": {**report.as_metrics(f"data/{split}"), "bad_rows": report.bad_rows[:50]}}
+        loaded = load_split(data, split)
+        manifest[split] = None if loaded is None else _split_manifest(out, split, *loaded)
     manifest["seconds"] = time.perf_counter() - start
+    return write_manifest(out, manifest)
+
+
+def _split_manifest(out, split: str, table: pl.DataFrame, report) -> dict[str, Any]:
+    path = out / f"{split}.parquet"
+    table.write_parquet(path)
+    return {"path": str(path), "sha": file_sha256(path), "rows": table.height, "summary": report.summary(split),
+            "report": {**report.as_metrics(f"data/{split}"), "bad_rows": report.bad_rows[:50],
+                       "overlap": report.overlap[:50]}}
+
+
+@task(name="fit-context", cache_policy=CACHED, persist_result=True)
+def fit_context(data: dict[str, Any], model: dict[str, Any], system_prompt: str | None, max_new_tokens: int,
+                bad_rows: str) -> dict[str, Any]:
+    """Before any engine starts: drop (or, with bad_rows=reject, refuse) every prompt whose rendered
+    length plus `max_new_tokens` exceeds the model's context, naming each one."""
+    from transformers import AutoTokenizer
+
+    from space.data import DataError
+    from space.prompting import model_context, prompt_lengths, render_prompts, too_long
+
+    out = stage_dir("fit-context", data["pool"]["sha"], (data["eval"] or {}).get("sha"), model["sha"],
+                    system_prompt, max_new_tokens, bad_rows)
+    if (done := read_manifest(out)) is not None:
+        return done
+    verify_files(data["pool"], data["eval"])
+    tokenizer, context = AutoTokenizer.from_pretrained(model["path"]), model_context(model["path"])
+    manifest: dict[str, Any] = {"context": context, "max_new_tokens": max_new_tokens, "seconds": data["seconds"]}
+    for split in ("pool", "eval"):
+        if data[split] is None:
+            manifest[split] = None
+            continue
+        table = pl.read_parquet(data[split]["path"])
+        lengths = prompt_lengths(tokenizer, render_prompts(tokenizer, table["question"].to_list(), system_prompt))
+        long_rows = too_long(lengths, context, max_new_tokens)
+        culprits = [{"prompt_id": table["prompt_id"][i], "tokens": lengths[i], "question": table["question"][i][:60]}
+                    for i in long_rows]
+        if culprits and bad_rows == "reject":
+            raise DataError(f"{split}: {len(culprits)} prompts do not fit the model's context of {context} tokens "
+                            f"with {max_new_tokens} new tokens, e.g. prompt_id {culprits[0]['prompt_id']} "
+                            f"({culprits[0]['tokens']} tokens: {culprits[0]['question']!r}) (data.bad_rows=reject)")
+        kept = table.filter(~pl.Series(np.isin(np.arange(table.height), long_rows)))
+        path = out / f"{split}.parquet"
+        kept.write_parquet(path)
+        report = {**data[split]["report"], f"data/{split}/too_long": len(culprits), "too_long": culprits[:50],
+                  f"data/{split}/kept_rows": kept.height}
+        summary = (f"{data[split]['summary']}; then {len(culprits)} too long for the model's context "
+                   f"({context} tokens incl. {max_new_tokens} new): {kept.height} left")
+        manifest[split] = {"path": str(path), "sha": file_sha256(path), "rows": kept.height, "report": report,
+                           "summary": summary}
     return write_manifest(out, manifest)
 
 
