@@ -45,13 +45,18 @@ class _NoTraceback(logging.Filter):
 
 
 def _quiet_tracebacks() -> None:
+    """Without --debug, console log handlers print no tracebacks (Prefect's API handler still records them,
+    so the Prefect UI shows them); the error itself ends the command as one paragraph."""
     if _STATE["debug"]:
         return
-    import prefect  # noqa: F401  (configures Prefect's handlers, which the filter is attached to)
+    from prefect.logging.configuration import ensure_logging_setup
 
-    for name in ("prefect", ""):
-        for handler in logging.getLogger(name).handlers:
-            handler.addFilter(_NoTraceback())
+    ensure_logging_setup()  # Prefect's handlers exist from here on (later setups are incremental)
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.addFilter(_NoTraceback())
 
 
 def _describe_error(err: BaseException) -> str:

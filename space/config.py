@@ -41,6 +41,9 @@ class ModelConfig(BaseModel):
 
     name: str = Field("tiny", description="built-in model name, hub model name or local HF directory")
     system_prompt: str | None = Field(None, description="system message put before every question, if any")
+    enable_thinking: bool | None = Field(
+        None, description="passed to the chat template (Qwen3 thinks unless false); None: the template's default"
+    )
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig, description="how `tiny` is built")
 
 

@@ -18,12 +18,19 @@ def build_messages(question: str, system_prompt: str | None = None) -> list[dict
     return [*messages, {"role": "user", "content": question}]
 
 
-def render_prompts(tokenizer: Any, questions: Sequence[str], system_prompt: str | None = None) -> list[str]:
-    """Render each question through the tokenizer's chat template, ready for generation."""
+def render_prompts(tokenizer: Any, questions: Sequence[str], system_prompt: str | None = None,
+                   enable_thinking: bool | None = None) -> list[str]:
+    """Render each question through the tokenizer's chat template, ready for generation.
+
+    `enable_thinking` is passed to the template when set (Qwen3's templates think unless it is False);
+    None leaves the template's own default."""
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("the model's tokenizer has no chat_template; space renders every prompt through one")
+        where = getattr(tokenizer, "name_or_path", "") or "the model"
+        raise ValueError(f"the tokenizer of {where} has no chat_template; space renders every prompt through one")
+    options = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
     return [
-        tokenizer.apply_chat_template(build_messages(q, system_prompt), add_generation_prompt=True, tokenize=False)
+        tokenizer.apply_chat_template(build_messages(q, system_prompt), add_generation_prompt=True, tokenize=False,
+                                      **options)
         for q in questions
     ]
 

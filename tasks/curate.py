@@ -53,7 +53,7 @@ def _split_manifest(out, split: str, table: pl.DataFrame, report) -> dict[str, A
 
 @task(name="fit-context", cache_policy=CACHED, persist_result=True)
 def fit_context(data: dict[str, Any], model: dict[str, Any], system_prompt: str | None, max_new_tokens: int,
-                bad_rows: str) -> dict[str, Any]:
+                bad_rows: str, enable_thinking: bool | None = None) -> dict[str, Any]:
     """Before any engine starts: drop (or, with bad_rows=reject, refuse) every prompt whose rendered
     length plus `max_new_tokens` exceeds the model's context, naming each one."""
     from transformers import AutoTokenizer
@@ -62,7 +62,7 @@ def fit_context(data: dict[str, Any], model: dict[str, Any], system_prompt: str 
     from space.prompting import model_context, prompt_lengths, render_prompts, too_long
 
     out = stage_dir("fit-context", data["pool"]["sha"], (data["eval"] or {}).get("sha"), model["sha"],
-                    system_prompt, max_new_tokens, bad_rows)
+                    system_prompt, max_new_tokens, bad_rows, enable_thinking)
     if (done := read_manifest(out)) is not None:
         return done
     verify_files(data["pool"], data["eval"])
@@ -73,7 +73,8 @@ def fit_context(data: dict[str, Any], model: dict[str, Any], system_prompt: str 
             manifest[split] = None
             continue
         table = pl.read_parquet(data[split]["path"])
-        lengths = prompt_lengths(tokenizer, render_prompts(tokenizer, table["question"].to_list(), system_prompt))
+        lengths = prompt_lengths(tokenizer, render_prompts(tokenizer, table["question"].to_list(), system_prompt,
+                                                                enable_thinking))
         long_rows = too_long(lengths, context, max_new_tokens)
         culprits = [{"prompt_id": table["prompt_id"][i], "tokens": lengths[i], "question": table["question"][i][:60]}
                     for i in long_rows]
@@ -120,11 +121,13 @@ def estimate_difficulty(
     cfg: DifficultyConfig,
     engine: EngineConfig,
     seed: int,
+    enable_thinking: bool | None = None,
 ) -> dict[str, Any]:
     """k reference rollouts per prompt, scored by the verifier -> solve rate and difficulty."""
     from space import difficulty
 
-    out = stage_dir("difficulty", pool["sha"], model["sha"], system_prompt, verifier, cfg, engine, seed)
+    out = stage_dir("difficulty", pool["sha"], model["sha"], system_prompt, verifier, cfg, engine, seed,
+                    enable_thinking)
     if (done := read_manifest(out)) is not None:
         return done
     verify_files(pool)
@@ -133,7 +136,8 @@ def estimate_difficulty(
     if cfg.source == "label":
         per_prompt, rollouts = difficulty.difficulty_table_from_labels(table, cfg), None
     else:
-        per_prompt, rollouts = _difficulty_from_rollouts(table, model, system_prompt, verifier, cfg, engine, seed)
+        per_prompt, rollouts = _difficulty_from_rollouts(table, model, (system_prompt, enable_thinking), verifier,
+                                                            cfg, engine, seed)
     per_prompt.write_parquet(out / "difficulty.parquet")
     if rollouts is not None:
         rollouts.write_parquet(out / "rollouts.parquet")
@@ -143,7 +147,7 @@ def estimate_difficulty(
                                 "summary": summary, "seconds": time.perf_counter() - start})
 
 
-def _difficulty_from_rollouts(table, model, system_prompt, verifier, cfg, engine, seed):
+def _difficulty_from_rollouts(table, model, prompting, verifier, cfg, engine, seed):
     from transformers import AutoTokenizer
 
     from space.difficulty import estimate_difficulty as estimate
@@ -152,7 +156,7 @@ def _difficulty_from_rollouts(table, model, system_prompt, verifier, cfg, engine
     from space.verifiers import get_verifier
 
     tokenizer = AutoTokenizer.from_pretrained(model["path"])
-    prompts = render_prompts(tokenizer, table["question"].to_list(), system_prompt)
+    prompts = render_prompts(tokenizer, table["question"].to_list(), *prompting)
     score = get_verifier(verifier.name, extract=verifier.extract)
     with make_engine(engine, model["path"]) as rollout_engine:
         return estimate(table["prompt_id"].to_list(), prompts, table["answer"].to_list(),
