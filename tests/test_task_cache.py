@@ -101,3 +101,55 @@ def test_truncated_data_stage_is_recomputed_by_its_task(tmp_path, monkeypatch):
     path.write_bytes(path.read_bytes()[:100])
     again = load_data.fn(DATA)
     assert again["pool"]["sha"] == first["pool"]["sha"] == file_sha256(path)
+
+
+PROBE = """
+import sys
+import tasks
+from prefect import flow
+from space.data import DataConfig
+from tasks.curate import load_data
+
+@flow(name="code-probe")
+def probe():
+    state = load_data(DataConfig(pool_size=12, eval_size=6, sft_size=6, seed=5), return_state=True)
+    return state.name, state.result()["dir"]
+
+print("RESULT", *probe())
+"""
+
+
+def _probe_in_copy(root, home):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PREFECT_HOME", "PREFECT_RESULTS_LOCAL_STORAGE_PATH", "MLFLOW_TRACKING_URI")}
+    env.update(PYTHONPATH=str(root), SPACE_HOME=str(home))
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, cwd=root,
+                         timeout=600, check=True)
+    [line] = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    return tuple(line.split()[1:])
+
+
+@pytest.mark.slow
+def test_editing_a_function_in_a_copy_of_the_package_recomputes_the_stage(tmp_path):
+    """A real edit, in a real copy of space and tasks, in fresh processes: cached before, recomputed after."""
+    import shutil
+    from pathlib import Path
+
+    import space
+
+    source = Path(space.__file__).resolve().parent.parent
+    for package in ("space", "tasks"):
+        shutil.copytree(source / package, tmp_path / "code" / package, ignore=shutil.ignore_patterns("__pycache__"))
+    home = tmp_path / "home"
+    first, again = _probe_in_copy(tmp_path / "code", home), _probe_in_copy(tmp_path / "code", home)
+    data_py = tmp_path / "code" / "space" / "data.py"
+    text = data_py.read_text()
+    assert 'return " ".join(text.split()).casefold()' in text
+    data_py.write_text(text.replace('return " ".join(text.split()).casefold()', 'return " ".join(text.split()).lower()'))
+    edited = _probe_in_copy(tmp_path / "code", home)
+    assert first[0] == "Completed" and again == ("Cached", first[1])
+    assert edited[0] == "Completed" and edited[1] != first[1]
