@@ -7,13 +7,81 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Callable
 
 import typer
 
 app = typer.Typer(help="SPaCe: self-paced curriculum RL fine-tuning on Prefect and MLflow.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
+_STATE = {"debug": False}
+# Errors the user can fix (a bad recipe, data file, artifact, verifier or path): a paragraph, exit 2.
+# Anything else is likely a bug: the same paragraph, exit 1. `--debug` shows the traceback of both.
+KNOWN_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError, RuntimeError)
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", envvar="SPACE_DEBUG",
+                                        help="on error, show the full traceback (and Prefect's)")] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help="ignore Prefect's result cache: every stage re-checks "
+                                          "its folder's file hashes and recomputes what is damaged")] = False,
+) -> None:
+    """Options before the command: `space --debug run ...`."""
+    _STATE["debug"] = debug
+    if refresh:
+        os.environ["PREFECT_TASKS_REFRESH_CACHE"] = "true"
+
+
+class _NoTraceback(logging.Filter):
+    """Drops the traceback from log records (Prefect logs one per failed task and flow); keeps the line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _quiet_tracebacks() -> None:
+    """Without --debug, console log handlers print no tracebacks (Prefect's API handler still records them,
+    so the Prefect UI shows them); the error itself ends the command as one paragraph."""
+    if _STATE["debug"]:
+        return
+    from prefect.logging.configuration import ensure_logging_setup
+
+    ensure_logging_setup()  # Prefect's handlers exist from here on (later setups are incremental)
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.addFilter(_NoTraceback())
+
+
+def _describe_error(err: BaseException) -> str:
+    """One paragraph: what failed (the message names the file, row, key or prompt) and how to see more."""
+    message = " ".join(str(err).split()) if not isinstance(err, KeyError) else str(err.args[0] if err.args else err)
+    kind = "error" if isinstance(err, KNOWN_ERRORS) else "unexpected error (please report it)"
+    return f"{kind}: {type(err).__name__}: {message}\n(run `space --debug ...` for the traceback)"
+
+
+def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command; without --debug an exception becomes one paragraph on stderr and a non-zero exit."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if _STATE["debug"]:
+            return command(*args, **kwargs)
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as err:  # noqa: BLE001  (shown, never swallowed: the exit code says it failed)
+            typer.echo(_describe_error(err), err=True)
+            raise typer.Exit(2 if isinstance(err, KNOWN_ERRORS) else 1) from None
+
+    return run
 
 RecipeOption = Annotated[str, typer.Option("--recipe", "-r", help="shipped recipe name or a YAML path")]
 SetOption = Annotated[
@@ -31,6 +99,7 @@ def _resolve(recipe: str, overrides: list[str] | None):
     except RecipeError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from None
+    _quiet_tracebacks()
     path = space_home() / "recipes" / f"{resolved.name}-{fingerprint(resolved)}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(dump_recipe(resolved))
@@ -39,6 +108,7 @@ def _resolve(recipe: str, overrides: list[str] | None):
 
 
 @app.command()
+@friendly_errors
 def recipe(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
     """Print the fully resolved recipe (shipped recipes: `space recipes`)."""
     from space.config import dump_recipe, load_recipe, RecipeError
@@ -60,6 +130,7 @@ def recipes() -> None:
 
 
 @app.command("bootstrap-model")
+@friendly_errors
 def bootstrap_model(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
     """Build (tiny), convert (smollm2-135m) or locate the recipe's policy model."""
     resolved = _resolve(recipe, set)
@@ -70,6 +141,7 @@ def bootstrap_model(recipe: RecipeOption = "builtin", set: SetOption = None) -> 
 
 
 @app.command()
+@friendly_errors
 def curate(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
     """Phase 1: embed, estimate difficulty, cluster and keep representatives."""
     resolved = _resolve(recipe, set)
@@ -82,6 +154,7 @@ def curate(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
 
 
 @app.command()
+@friendly_errors
 def train(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
     """Phase 2: bandit-paced GRPO epochs on the curated pool (runs bootstrap and curation first, cached)."""
     resolved = _resolve(recipe, set)
@@ -96,6 +169,7 @@ def train(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
 
 
 @app.command()
+@friendly_errors
 def run(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
     """The main job: bootstrap -> curate -> train -> final eval, as one Prefect flow."""
     resolved = _resolve(recipe, set)
@@ -111,6 +185,7 @@ def run(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
 
 
 @app.command()
+@friendly_errors
 def serve(
     recipe: RecipeOption = "builtin",
     set: SetOption = None,

@@ -21,11 +21,15 @@ def curate_flow(recipe: Recipe, model: dict[str, Any], parent_run_id: str | None
     """Reduce the pool to a small, diverse, difficulty-aware subset tagged by cluster."""
     recipe = recipe.resolved()
     cfg = recipe.curate
-    data = stage.load_data(recipe.data)
+    data = stage.fit_context(stage.load_data(recipe.data), model, recipe.model.system_prompt,
+                             _max_new_tokens(recipe), recipe.data.bad_rows, recipe.model.enable_thinking)
     stage.check_lengths(data, model, recipe)  # before any engine starts
+    for split in ("pool", "eval"):
+        print(data[split]["summary"] if data[split] else f"{split}: none (this recipe has no eval set)")
     embedded = stage.embed(data["pool"], cfg.embedding)
     difficulty = stage.estimate_difficulty(data["pool"], model, recipe.model.system_prompt,
-                                           recipe.verifier, cfg.difficulty, recipe.engine, cfg.difficulty.seed)
+                                           recipe.verifier, cfg.difficulty, recipe.engine, cfg.difficulty.seed,
+                                           recipe.model.enable_thinking)
     features = stage.build_features(embedded, difficulty, cfg.features)
     clusters = stage.cluster(features, cfg.clusters)
     selected = stage.select(data["pool"], difficulty, features, clusters, cfg.selection)
@@ -45,3 +49,8 @@ def _tags(recipe: Recipe, model: dict[str, Any], selected: dict[str, Any]) -> di
     return {"space.stage": "curate", "space.recipe": recipe.name, "space.seed": str(recipe.seed),
             "space.model": model["name"], "space.selection": recipe.curate.selection.selection,
             "space.fingerprint": fingerprint("curate-run", selected["sha"])}
+
+
+def _max_new_tokens(recipe: Recipe) -> int:
+    """The longest completion any stage asks for: a prompt must leave this much of the context free."""
+    return max(recipe.curate.difficulty.max_tokens, recipe.train.grpo.max_completion_length, recipe.eval.max_tokens)

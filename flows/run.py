@@ -21,6 +21,9 @@ from space.config import Recipe
 def run_flow(recipe: Recipe) -> dict[str, Any]:
     """Run SPaCe end to end on one recipe; returns MLflow run ids, final metrics and the model path."""
     recipe = recipe.resolved()
+    if not recipe.data.has_eval():  # fail before any work: training evaluates on a held-out set
+        raise ValueError(f"recipe {recipe.name!r} has no eval set (data.path is a single file): set "
+                         "data.eval_path or data.eval_fraction, or run `space curate` alone")
     model = bootstrap_flow(recipe)
     curation = curate_flow(recipe, model)
     training = train_flow(recipe, model, curation)

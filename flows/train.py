@@ -22,7 +22,11 @@ def train_flow(recipe: Recipe, model: dict[str, Any], curation: dict[str, Any],
     """Epoch by epoch: allocate with the bandit, train with GRPO, update the bandit, evaluate."""
     recipe = recipe.resolved()
     cfg = recipe.train
-    data = prepare_training(curation["stages"]["select"], model, recipe.model.system_prompt, cfg.pool)
+    if curation["stages"]["data"]["eval"] is None:
+        raise ValueError(f"recipe {recipe.name!r} has no eval set, which training needs for its evaluations: "
+                         "set data.eval_path, data.eval_fraction or data.eval_split")
+    data = prepare_training(curation["stages"]["select"], model, recipe.model.system_prompt, cfg.pool,
+                            recipe.model.enable_thinking)
     eval_split = curation["stages"]["data"]["eval"]
     run_id = tracking.open_run(f"train-{recipe.name}-{cfg.bandit.policy}-s{recipe.seed}",
                                _tags(recipe, model, data), flatten(recipe), dump_recipe(recipe), parent_run_id)
@@ -47,7 +51,7 @@ def train_flow(recipe: Recipe, model: dict[str, Any], curation: dict[str, Any],
 
 def _evaluate(recipe: Recipe, model_path: str, model_sha: str, eval_split: dict[str, Any]) -> dict[str, Any]:
     return evaluate(model_path, model_sha, eval_split, recipe.model.system_prompt, recipe.verifier, recipe.eval,
-                    recipe.eval_engine(), recipe.seed)
+                    recipe.eval_engine(), recipe.seed, recipe.model.enable_thinking)
 
 
 def _tags(recipe: Recipe, model: dict[str, Any], data: dict[str, Any]) -> dict[str, str]:

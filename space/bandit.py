@@ -185,7 +185,7 @@ def make_policy(
     cfg: BanditConfig,
     arm_sizes: Sequence[int],
     seed: int,
-    prior_solve_rates: Sequence[float] | None = None,
+    prior_solve_rates: Sequence[float | None] | None = None,
 ) -> Policy:
     """Build the policy named by `cfg.policy` for arms of the given sizes (|S_k|, all > 0)."""
     if cfg.policy not in _POLICIES:
@@ -208,7 +208,7 @@ class Policy:
         cfg: BanditConfig,
         arm_sizes: Sequence[int],
         seed: int,
-        prior_solve_rates: Sequence[float] | None = None,
+        prior_solve_rates: Sequence[float | None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.arm_sizes = validate_arm_sizes(arm_sizes)
@@ -384,20 +384,23 @@ def validate_arm_sizes(arm_sizes: Sequence[int]) -> list[int]:
 
 
 def prior_pseudo_counts(
-    kappa0: float, prior_solve_rates: Sequence[float] | None, k: int
+    kappa0: float, prior_solve_rates: Sequence[float | None] | None, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """a0 = 1 + kappa0 * s_ref, b0 = 1 + kappa0 * (1 - s_ref); a0 = b0 = 1 without a prior."""
+    """a0 = 1 + kappa0 * s_ref, b0 = 1 + kappa0 * (1 - s_ref); a0 = b0 = 1 without a prior, and for an arm
+    whose s_ref is None (unknown is no prior, not "never solved")."""
     if prior_solve_rates is None:
         if kappa0 > 0:
             raise ValueError(f"prior_strength = {kappa0} > 0 needs prior_solve_rates")
         return np.ones(k), np.ones(k)
-    s = np.asarray(prior_solve_rates, dtype=float)
-    if s.shape != (k,):
-        raise ValueError(f"prior_solve_rates has {s.size} values for {k} arms")
+    if len(prior_solve_rates) != k:
+        raise ValueError(f"prior_solve_rates has {len(prior_solve_rates)} values for {k} arms")
+    known = np.array([r is not None for r in prior_solve_rates])
+    s = np.array([0.0 if r is None else float(r) for r in prior_solve_rates])
     bad = np.flatnonzero(~((s >= 0) & (s <= 1)))
     if bad.size:
         raise ValueError(f"prior_solve_rates[{bad[0]}] = {s[bad[0]]} is outside [0, 1]")
-    return 1.0 + kappa0 * s, 1.0 + kappa0 * (1.0 - s)
+    weight = np.where(known, kappa0, 0.0)
+    return 1.0 + weight * s, 1.0 + weight * (1.0 - s)
 
 
 def epoch_rng(seed: int, epoch: int, slots: int) -> np.random.Generator:
@@ -485,6 +488,14 @@ def bandit_reward(kind: str, solve_rate: np.ndarray, abs_adv: np.ndarray, lp: np
     raise KeyError(f"unknown bandit_reward {kind!r}; known: ['abs_adv', 'hard', 'learnability', 'lp']")
 
 
+def reserved_slots(floor: float, slots: int, epoch: int) -> tuple[int, int]:
+    """(first round-robin position, number) of the exploration slots reserved in `epoch`: the running total
+    floor(eps * slots * t) is spread over epochs, so a fractional eps * slots (0.4 at M = 8) is not rounded
+    away to 0 every epoch."""
+    total = lambda t: math.floor(floor * slots * t + 1e-9)  # noqa: E731
+    return total(epoch), min(slots, total(epoch + 1) - total(epoch))
+
+
 @register_policy("ucb")
 class BatchedUCB(Policy):
     """Batched discounted UCB1 with virtual pulls.
@@ -492,8 +503,9 @@ class BatchedUCB(Policy):
     Slots are assigned one at a time to argmax Q_k/N_k + c sqrt(ln sum_j N'_j / N'_k), with N' = N plus this
     epoch's assignments so far (virtual pulls shrink an arm's bonus but leave its mean estimate alone; an arm
     never pulled has mean 0 and is served first). Project reading of the floor for this deterministic
-    allocator: round(eps * slots) slots are reserved round-robin over the arms, the start rotating with the
-    epoch, so each arm keeps a long-run share of about eps/K. `probabilities` returns the realised shares.
+    allocator: eps * slots slots per epoch are reserved round-robin over the arms, carried over between epochs
+    when fractional (`reserved_slots`: at M = 8, eps = 0.05, two slots every five epochs), so each arm keeps a
+    long-run share of eps/K. `probabilities` returns the realised shares.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -502,8 +514,8 @@ class BatchedUCB(Policy):
 
     def allocate(self, epoch: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
         rng = epoch_rng(self.seed, epoch, slots)
-        reserved = min(slots, round(self.cfg.floor * slots))
-        arms = [(epoch * reserved + i) % self.k for i in range(reserved)]
+        start, reserved = reserved_slots(self.cfg.floor, slots, epoch)
+        arms = [(start + i) % self.k for i in range(reserved)]
         virtual = np.bincount(arms, minlength=self.k).astype(float)
         for _ in range(slots - reserved):
             k = int(argmax_random_ties(self.ucb_index(virtual)[None, :], rng)[0])

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-import space
 from space.bandit import BanditConfig
 from space.clustering import ClusterConfig, kmeans_seed
 from space.data import DataConfig
@@ -29,6 +28,7 @@ from space.engines import EngineConfig
 from space.features import FeatureConfig
 from space.grpo import GRPOSettings
 from space.models.tiny import TinyModelConfig
+from space.provenance import code_version
 from space.reduction import SelectionConfig, selection_seed
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
@@ -41,6 +41,9 @@ class ModelConfig(BaseModel):
 
     name: str = Field("tiny", description="built-in model name, hub model name or local HF directory")
     system_prompt: str | None = Field(None, description="system message put before every question, if any")
+    enable_thinking: bool | None = Field(
+        None, description="passed to the chat template (Qwen3 thinks unless false); None: the template's default"
+    )
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig, description="how `tiny` is built")
 
 
@@ -54,6 +57,15 @@ class VerifierConfig(BaseModel):
         "auto", description="how the answer is cut out of a completion (none: the whole text)"
     )
     theta_solve: float = Field(1.0, ge=0.0, le=1.0, description="a completion is solved when its score >= this")
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from space.verifiers import known_verifiers  # cheap: scorers import their libraries lazily
+
+        if name not in known_verifiers():
+            raise ValueError(f"unknown verifier {name!r}; known: {known_verifiers()}")
+        return name
 
 
 class CurateConfig(BaseModel):
@@ -237,9 +249,12 @@ def flatten(recipe: BaseModel | dict[str, Any], prefix: str = "") -> dict[str, A
 
 
 def fingerprint(*parts: Any) -> str:
-    """A short hash of configs, ids and file hashes, plus space's version: the cache key of a stage."""
+    """A short hash of configs, ids and file hashes, plus the hash of space's sources: the cache key of a stage.
+
+    The code hash (`space.provenance.code_version`) changes with any edit to the library, so results
+    computed by older code are never reused."""
     def encode(part: Any) -> Any:
         return part.model_dump(mode="json") if isinstance(part, BaseModel) else part
 
-    payload = json.dumps([space.__version__, *[encode(p) for p in parts]], sort_keys=True, default=str)
+    payload = json.dumps([code_version(), *[encode(p) for p in parts]], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -389,6 +389,17 @@ def check_resume(state: Any, epoch: int, total_epochs: int, num_steps: int) -> N
         )
 
 
+def restore_seed_after_colocated_vllm(settings: GRPOSettings, epoch_seed: int) -> None:
+    """Re-seed python, numpy and torch with the epoch's seed after the trainer is built, when TRL colocates
+    vLLM: TRL 1.16 starts `LLM(seed=process_index // tensor_parallel_size)` inside the trainer's constructor and
+    vLLM seeds every global RNG with it, so each epoch would otherwise restart every stream at 0 (GPU only:
+    colocate does not run on CPU)."""
+    if settings.use_vllm and settings.vllm_mode == "colocate":
+        from transformers import set_seed
+
+        set_seed(epoch_seed)
+
+
 def train_epoch(
     base_model_dir: Path,
     checkpoint_in: Path | None,
@@ -450,6 +461,7 @@ def train_epoch(
             epoch_sampler=build_sampler(len(order), config),
         )
         trainer.remove_callback(PrinterCallback)  # logs go to `progress` and `log_history`, not stdout
+        restore_seed_after_colocated_vllm(settings, epoch_seed)
         started = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - started

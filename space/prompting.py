@@ -18,11 +18,39 @@ def build_messages(question: str, system_prompt: str | None = None) -> list[dict
     return [*messages, {"role": "user", "content": question}]
 
 
-def render_prompts(tokenizer: Any, questions: Sequence[str], system_prompt: str | None = None) -> list[str]:
-    """Render each question through the tokenizer's chat template, ready for generation."""
+def render_prompts(tokenizer: Any, questions: Sequence[str], system_prompt: str | None = None,
+                   enable_thinking: bool | None = None) -> list[str]:
+    """Render each question through the tokenizer's chat template, ready for generation.
+
+    `enable_thinking` is passed to the template when set (Qwen3's templates think unless it is False);
+    None leaves the template's own default."""
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("the model's tokenizer has no chat_template; space renders every prompt through one")
+        where = getattr(tokenizer, "name_or_path", "") or "the model"
+        raise ValueError(f"the tokenizer of {where} has no chat_template; space renders every prompt through one")
+    options = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
     return [
-        tokenizer.apply_chat_template(build_messages(q, system_prompt), add_generation_prompt=True, tokenize=False)
+        tokenizer.apply_chat_template(build_messages(q, system_prompt), add_generation_prompt=True, tokenize=False,
+                                      **options)
         for q in questions
     ]
+
+
+def model_context(model_path: str) -> int | None:
+    """The model's context length (`max_position_embeddings`), or None when the config does not say."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_path)
+    config = getattr(config, "text_config", None) or config
+    return getattr(config, "max_position_embeddings", None)
+
+
+def prompt_lengths(tokenizer: Any, prompts: Sequence[str]) -> list[int]:
+    """Token count of each rendered prompt (special tokens come from the chat template itself)."""
+    return [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+
+
+def too_long(lengths: Sequence[int], context: int | None, max_new_tokens: int) -> list[int]:
+    """Indices of prompts that leave fewer than `max_new_tokens` of the context for the completion."""
+    if context is None:
+        return []
+    return [i for i, n in enumerate(lengths) if n + max_new_tokens > context]

@@ -220,35 +220,44 @@ def reasoning_gym_verifier(extract: ExtractMode = "auto") -> Verifier:
 
 
 class MathVerifier:
-    """math-verify equivalence, gold first; `None` when the gold answer does not parse."""
+    """math-verify equivalence, gold first; `None` (not judged) when the gold answer does not parse or when
+    math-verify fails while parsing or comparing (an error or a timeout). math-verify's default
+    `raise_on_error=False` would turn such failures into "not equal", i.e. a score of 0."""
 
     def __init__(self, extract: ExtractMode = "none"):
         self.extract = extract
 
     def __call__(self, completions, *, answer, metadata=None, truncated=None, **columns):
-        from math_verify import parse, verify
-
         # signal.alarm timeouts only work in the main thread (stack.md section 9)
         timeout = 5 if threading.current_thread() is threading.main_thread() else None
-        scores: list[float | None] = []
-        for _, text, gold, _ in _rows(completions, answer, metadata, truncated, self.extract):
-            gold_parsed = _parse_gold(str(gold), parse, timeout)
-            if gold_parsed is None:
-                scores.append(None)
-                continue
-            if text is None:  # truncated, no complete marker
-                scores.append(0.0)
-                continue
-            pred = parse(text, parsing_timeout=timeout)
-            scores.append(1.0 if verify(gold_parsed, pred, timeout_seconds=timeout) else 0.0)
-        return scores
+        return [_math_score(text, str(gold), timeout)
+                for _, text, gold, _ in _rows(completions, answer, metadata, truncated, self.extract)]
+
+
+def _math_score(prediction: str | None, gold: str, timeout: int | None) -> float | None:
+    """1/0 when math-verify can compare; None (not judged, counted by the caller, never a 0) when it cannot.
+
+    `prediction` None is a truncated completion without a complete answer marker: judged, not solved."""
+    from math_verify import parse, verify
+    from math_verify.errors import TimeoutException
+
+    try:
+        gold_parsed = _parse_gold(gold, parse, timeout)
+        if gold_parsed is None:
+            return None
+        if prediction is None:
+            return 0.0
+        pred = parse(prediction, parsing_timeout=timeout, raise_on_error=True)
+        return 1.0 if verify(gold_parsed, pred, timeout_seconds=timeout, raise_on_error=True) else 0.0
+    except (Exception, TimeoutException):  # noqa: BLE001
+        return None
 
 
 def _parse_gold(gold: str, parse: Callable, timeout: int | None) -> list | None:
     """Gold answers are LaTeX-ish: try them in math mode, then as they are; a parse that yields only
     strings (no mathematical object) means math-verify cannot judge against this gold."""
     for text in (gold if "$" in gold or "\\boxed" in gold else f"${gold}$", gold):
-        parsed = parse(text, parsing_timeout=timeout)
+        parsed = parse(text, parsing_timeout=timeout, raise_on_error=True)
         if any(not isinstance(item, str) for item in parsed):
             return parsed
     return None

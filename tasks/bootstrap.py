@@ -36,14 +36,16 @@ def _model_manifest(directory: Path, name: str, build: dict[str, Any]) -> dict[s
 
 @task(name="build-tiny-model", cache_policy=CACHED, persist_result=True)
 def build_tiny_model(cfg: TinyModelConfig, data: DataConfig) -> dict[str, Any]:
-    """Character tokenizer + tiny causal LM, SFT-trained on the builtin SFT split."""
+    """Character tokenizer + tiny causal LM, SFT-trained on the builtin SFT split (whatever the pool's source)."""
     from space.data import load_split
     from space.models.tiny import bootstrap_tiny
 
     directory = models_dir() / f"tiny-{fingerprint(cfg, data.seed, data.sft_size)}"
     build = _finished(directory)
     if build is None:
-        sft, _ = load_split(data, "sft")
+        builtin = DataConfig(source="builtin", seed=data.seed, sft_size=data.sft_size, pool_size=data.pool_size,
+                             eval_size=data.eval_size, builtin_question=data.builtin_question)
+        sft, _ = load_split(builtin, "sft")
         items = [{**row, "metadata": json.loads(row["metadata"])} for row in sft.to_dicts()]
         build = bootstrap_tiny(directory, cfg, items)
     return _model_manifest(directory, "tiny", build)
@@ -62,7 +64,11 @@ def convert_smollm2() -> dict[str, Any]:
 @task(name="external-model")
 def external_model(name: str) -> dict[str, Any]:
     """A local directory (hashed by its weights) or a hub name (keyed by the name)."""
+    from space.data import looks_local
+
     directory = Path(name).expanduser()
+    if not directory.is_dir() and looks_local(name):
+        raise FileNotFoundError(f"model.name {name!r} looks like a local directory, but there is no such directory")
     if directory.is_dir():
         return _model_manifest(directory.resolve(), name, {"source": "local"})
     return {"name": name, "path": name, "sha": fingerprint(name), "build": {"source": "hub"}}

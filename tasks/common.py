@@ -1,31 +1,54 @@
 """Shared plumbing for tasks: the cache policy, stage directories, hashes and manifests.
 
 Cache keys are designed, not defaulted: every cached task takes its stage config and the content hashes
-of its inputs as arguments, and `CACHED` keys on those inputs plus the task's own source. TASK_SOURCE
-covers only the task function's lines, not the `space` code it calls (PrefectHQ/prefect#23062), so each
-stage's fingerprint also folds in `space.__version__` (see `space.config.fingerprint`).
+of its inputs as arguments, and `CACHED` keys on those inputs, the task's own source and the code it
+calls. TASK_SOURCE covers only the task function's lines, not the `space` code it calls
+(PrefectHQ/prefect#23062), so `CACHED` and every stage folder's fingerprint also fold in a content hash
+of the `space` and `tasks` sources (`code_key`): after any edit to either package, stages recompute.
+
+A stage folder is reused only when its manifest exists and every file the manifest lists is present
+with its recorded sha256; otherwise the stage recomputes. Inputs handed over from an upstream stage are
+checked the same way (`verify_files`), and a mismatch is an `ArtifactError` naming the file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 
 from space.config import fingerprint
 from space.paths import space_home
+from space.provenance import code_version, source_hash
 
-CACHED = INPUTS + TASK_SOURCE
 MANIFEST = "manifest.json"
+FILES_KEY = "files"
+log = logging.getLogger(__name__)
+
+
+class ArtifactError(RuntimeError):
+    """A stage's file is missing or differs from the sha256 its manifest recorded."""
+
+
+@lru_cache(maxsize=None)
+def code_key() -> str:
+    """Content hash of the `space` library and of these tasks (computed once per process)."""
+    return f"{code_version()}-{source_hash(Path(__file__).resolve().parent)}"
+
+
+CODE = CachePolicy.from_cache_key_fn(lambda _ctx, _inputs: code_key())
+CACHED = INPUTS + TASK_SOURCE + CODE
 
 
 def stage_dir(stage: str, *parts: Any) -> Path:
-    """SPACE_HOME/artifacts/<stage>/<fingerprint of parts>: same inputs, same place."""
-    path = space_home() / "artifacts" / stage / fingerprint(stage, *parts)
+    """SPACE_HOME/artifacts/<stage>/<fingerprint of parts and code>: same inputs and code, same place."""
+    path = space_home() / "artifacts" / stage / fingerprint(stage, code_key(), *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -38,15 +61,59 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def _hash_files(directory: Path) -> dict[str, str]:
+    """sha256 of every file under the stage folder (relative path -> hash), the manifest excepted."""
+    return {p.relative_to(directory).as_posix(): file_sha256(p) for p in sorted(directory.rglob("*"))
+            if p.is_file() and p.name not in (MANIFEST, f".{MANIFEST}.tmp")}
+
+
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Written last and atomically, so a present manifest means the stage's files are complete."""
+    """Written last and atomically, with the sha256 of every file in the folder, so a present manifest
+    means the stage's files are complete, and a changed file can be told apart."""
+    manifest = {**manifest, "dir": str(directory), FILES_KEY: _hash_files(directory)}
     tmp = directory / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
     os.replace(tmp, directory / MANIFEST)
     return manifest
 
 
+def file_problems(manifest: dict[str, Any]) -> list[str]:
+    """What is wrong with the files a manifest lists: missing, or changed since it was written."""
+    if FILES_KEY in manifest:
+        listed = {Path(manifest["dir"]) / name: sha for name, sha in manifest[FILES_KEY].items()}
+    else:  # a part of a stage's manifest handed downstream (e.g. the data stage's pool): its path and sha
+        listed = {Path(manifest["path"]): manifest["sha"]} if {"path", "sha"} <= set(manifest) else {}
+    problems = []
+    for path, sha in listed.items():
+        if not path.is_file():
+            problems.append(f"{path}: missing")
+        elif file_sha256(path) != sha:
+            problems.append(f"{path}: content differs from the manifest (sha256 {sha} recorded)")
+    return problems
+
+
+def verify_files(*manifests: dict[str, Any] | None) -> None:
+    """Raise `ArtifactError` naming every missing or changed file of these upstream manifests."""
+    problems = [p for m in manifests if m for p in file_problems(m)]
+    if problems:
+        raise ArtifactError("stage artifacts are damaged: " + "; ".join(problems)
+                            + ". Re-run with `space --refresh ...` to recompute the damaged stages.")
+
+
 def read_manifest(directory: Path) -> dict[str, Any] | None:
-    """A finished stage's manifest, found on disk even when Prefect's result cache was cleared."""
+    """A finished stage's manifest, found on disk even when Prefect's result cache was cleared; None (the
+    stage recomputes) when there is none or a file it lists is missing or changed."""
     path = directory / MANIFEST
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        log.warning("%s is not valid JSON (%s): recomputing the stage", path, err)
+        return None
+    manifest["dir"] = str(directory)  # where it is now (a copied SPACE_HOME moves it)
+    if FILES_KEY not in manifest or (problems := file_problems(manifest)):
+        log.warning("stage folder %s is incomplete or changed (%s): recomputing it", directory,
+                    "; ".join(problems) if FILES_KEY in manifest else "manifest lists no file hashes")
+        return None
+    return manifest

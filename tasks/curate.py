@@ -24,7 +24,7 @@ from space.embedding import EmbeddingConfig
 from space.engines import EngineConfig
 from space.features import FeatureConfig
 from space.reduction import SelectionConfig
-from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, write_manifest
+from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, verify_files, write_manifest
 
 
 @task(name="load-data", cache_policy=CACHED, persist_result=True)
@@ -37,11 +37,8 @@ def load_data(data: DataConfig) -> dict[str, Any]:
         return done
     start, manifest = time.perf_counter(), {}
     for split in ("pool", "eval"):
-        table, report = load_split(data, split)
-        path = out / f"{split}.parquet"
-        table.write_parquet(path)
-        manifest[split] = {"path": str(path), "sha": file_sha256(path), "rows": table.height,
-                           "report": {**report.as_metrics(f"data/{split}"), "bad_rows": report.bad_rows[:50]}}
+        loaded = load_split(data, split)
+        manifest[split] = None if loaded is None else _split_manifest(out, split, *loaded)
     manifest["seconds"] = time.perf_counter() - start
     return write_manifest(out, manifest)
 
@@ -65,6 +62,57 @@ def check_lengths(data: dict[str, Any], model: dict[str, Any], recipe: Recipe) -
     return check_completion_lengths(tokenizer, splits, recipe.verifier.extract)
 
 
+def _split_manifest(out, split: str, table: pl.DataFrame, report) -> dict[str, Any]:
+    path = out / f"{split}.parquet"
+    table.write_parquet(path)
+    return {"path": str(path), "sha": file_sha256(path), "rows": table.height, "summary": report.summary(split),
+            "report": {**report.as_metrics(f"data/{split}"), "bad_rows": report.bad_rows[:50],
+                       "overlap": report.overlap[:50]}}
+
+
+@task(name="fit-context", cache_policy=CACHED, persist_result=True)
+def fit_context(data: dict[str, Any], model: dict[str, Any], system_prompt: str | None, max_new_tokens: int,
+                bad_rows: str, enable_thinking: bool | None = None) -> dict[str, Any]:
+    """Before any engine starts: drop (or, with bad_rows=reject, refuse) every prompt whose rendered
+    length plus `max_new_tokens` exceeds the model's context, naming each one."""
+    from transformers import AutoTokenizer
+
+    from space.data import DataError
+    from space.prompting import model_context, prompt_lengths, render_prompts, too_long
+
+    out = stage_dir("fit-context", data["pool"]["sha"], (data["eval"] or {}).get("sha"), model["sha"],
+                    system_prompt, max_new_tokens, bad_rows, enable_thinking)
+    if (done := read_manifest(out)) is not None:
+        return done
+    verify_files(data["pool"], data["eval"])
+    tokenizer, context = AutoTokenizer.from_pretrained(model["path"]), model_context(model["path"])
+    manifest: dict[str, Any] = {"context": context, "max_new_tokens": max_new_tokens, "seconds": data["seconds"]}
+    for split in ("pool", "eval"):
+        if data[split] is None:
+            manifest[split] = None
+            continue
+        table = pl.read_parquet(data[split]["path"])
+        lengths = prompt_lengths(tokenizer, render_prompts(tokenizer, table["question"].to_list(), system_prompt,
+                                                                enable_thinking))
+        long_rows = too_long(lengths, context, max_new_tokens)
+        culprits = [{"prompt_id": table["prompt_id"][i], "tokens": lengths[i], "question": table["question"][i][:60]}
+                    for i in long_rows]
+        if culprits and bad_rows == "reject":
+            raise DataError(f"{split}: {len(culprits)} prompts do not fit the model's context of {context} tokens "
+                            f"with {max_new_tokens} new tokens, e.g. prompt_id {culprits[0]['prompt_id']} "
+                            f"({culprits[0]['tokens']} tokens: {culprits[0]['question']!r}) (data.bad_rows=reject)")
+        kept = table.filter(~pl.Series(np.isin(np.arange(table.height), long_rows)))
+        path = out / f"{split}.parquet"
+        kept.write_parquet(path)
+        report = {**data[split]["report"], f"data/{split}/too_long": len(culprits), "too_long": culprits[:50],
+                  f"data/{split}/kept_rows": kept.height}
+        summary = (f"{data[split]['summary']}; then {len(culprits)} too long for the model's context "
+                   f"({context} tokens incl. {max_new_tokens} new): {kept.height} left")
+        manifest[split] = {"path": str(path), "sha": file_sha256(path), "rows": kept.height, "report": report,
+                           "summary": summary}
+    return write_manifest(out, manifest)
+
+
 @task(name="embed", cache_policy=CACHED, persist_result=True)
 def embed(pool: dict[str, Any], cfg: EmbeddingConfig) -> dict[str, Any]:
     """Sentence embeddings of the question texts (not the chat-rendered prompts; method.md 2.1)."""
@@ -73,6 +121,7 @@ def embed(pool: dict[str, Any], cfg: EmbeddingConfig) -> dict[str, Any]:
     out = stage_dir("embed", pool["sha"], cfg)
     if (done := read_manifest(out)) is not None:
         return done
+    verify_files(pool)
     start = time.perf_counter()
     table = pl.read_parquet(pool["path"])
     vectors = embed_texts(load_embedder(cfg), table["question"].to_list(), cfg.batch_size, show_progress=True)
@@ -91,19 +140,23 @@ def estimate_difficulty(
     cfg: DifficultyConfig,
     engine: EngineConfig,
     seed: int,
+    enable_thinking: bool | None = None,
 ) -> dict[str, Any]:
     """k reference rollouts per prompt, scored by the verifier -> solve rate and difficulty."""
     from space import difficulty
 
-    out = stage_dir("difficulty", pool["sha"], model["sha"], system_prompt, verifier, cfg, engine, seed)
+    out = stage_dir("difficulty", pool["sha"], model["sha"], system_prompt, verifier, cfg, engine, seed,
+                    enable_thinking)
     if (done := read_manifest(out)) is not None:
         return done
+    verify_files(pool)
     start = time.perf_counter()
     table = pl.read_parquet(pool["path"])
     if cfg.source == "label":
         per_prompt, rollouts = difficulty.difficulty_table_from_labels(table, cfg), None
     else:
-        per_prompt, rollouts = _difficulty_from_rollouts(table, model, system_prompt, verifier, cfg, engine, seed)
+        per_prompt, rollouts = _difficulty_from_rollouts(table, model, (system_prompt, enable_thinking), verifier,
+                                                            cfg, engine, seed)
     per_prompt.write_parquet(out / "difficulty.parquet")
     if rollouts is not None:
         rollouts.write_parquet(out / "rollouts.parquet")
@@ -113,7 +166,7 @@ def estimate_difficulty(
                                 "summary": summary, "seconds": time.perf_counter() - start})
 
 
-def _difficulty_from_rollouts(table, model, system_prompt, verifier, cfg, engine, seed):
+def _difficulty_from_rollouts(table, model, prompting, verifier, cfg, engine, seed):
     from transformers import AutoTokenizer
 
     from space.difficulty import estimate_difficulty as estimate
@@ -122,7 +175,7 @@ def _difficulty_from_rollouts(table, model, system_prompt, verifier, cfg, engine
     from space.verifiers import get_verifier
 
     tokenizer = AutoTokenizer.from_pretrained(model["path"])
-    prompts = render_prompts(tokenizer, table["question"].to_list(), system_prompt)
+    prompts = render_prompts(tokenizer, table["question"].to_list(), *prompting)
     score = get_verifier(verifier.name, extract=verifier.extract)
     with make_engine(engine, model["path"]) as rollout_engine:
         return estimate(table["prompt_id"].to_list(), prompts, table["answer"].to_list(),
@@ -140,6 +193,7 @@ def build_features(embedded: dict[str, Any], difficulty: dict[str, Any], cfg: Fe
     out = stage_dir("features", embedded["sha"], difficulty["sha"], cfg)
     if (done := read_manifest(out)) is not None:
         return done
+    verify_files(embedded, difficulty)
     start = time.perf_counter()
     ids, vectors = load_embeddings(embedded["path"])
     d = difficulty_array(pl.read_parquet(difficulty["path"]), ids)
@@ -157,6 +211,7 @@ def cluster(features: dict[str, Any], cfg: ClusterConfig) -> dict[str, Any]:
     out = stage_dir("cluster", features["sha"], cfg)
     if (done := read_manifest(out)) is not None:
         return done
+    verify_files(features)
     start = time.perf_counter()
     stored = np.load(features["path"])
     labels, centroids, info = cluster_features(stored["features"], cfg)
@@ -177,6 +232,7 @@ def select(
     out = stage_dir("select", pool["sha"], difficulty["sha"], features["sha"], clusters["sha"], cfg)
     if (done := read_manifest(out)) is not None:
         return done
+    verify_files(pool, difficulty, features, clusters)
     start = time.perf_counter()
     feats, grouped = np.load(features["path"]), np.load(clusters["path"])
     ids = [str(i) for i in grouped["ids"]]

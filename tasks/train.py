@@ -19,26 +19,27 @@ from prefect import task
 
 from space.config import EvalConfig, TrainConfig, VerifierConfig
 from space.engines import EngineConfig
-from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, write_manifest
+from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, verify_files, write_manifest
 
 
 @task(name="prepare-training", cache_policy=CACHED, persist_result=True)
 def prepare_training(curation: dict[str, Any], model: dict[str, Any], system_prompt: str | None,
-                     pool: str) -> dict[str, Any]:
+                     pool: str, enable_thinking: bool | None = None) -> dict[str, Any]:
     """Training rows (rendered prompt, answer, metadata, cluster) for the reduced or the full pool."""
     from transformers import AutoTokenizer
 
     from space.prompting import render_prompts
 
-    out = stage_dir("train-data", curation["sha"], model["sha"], system_prompt, pool)
+    out = stage_dir("train-data", curation["sha"], model["sha"], system_prompt, pool, enable_thinking)
     if (done := read_manifest(out)) is not None:
         return done
+    verify_files(curation)
     table = pl.read_parquet(curation["path"])
     if pool == "reduced":
         table = table.filter(pl.col("selected"))
     tokenizer = AutoTokenizer.from_pretrained(model["path"])
     table = table.with_columns(pl.Series("prompt", render_prompts(tokenizer, table["question"].to_list(),
-                                                                  system_prompt)))
+                                                                  system_prompt, enable_thinking)))
     table = table.select("prompt_id", "question", "prompt", "answer", "metadata", "source", "level", "cluster",
                          "solve_rate").sort("cluster", "prompt_id")
     table.write_parquet(out / "train.parquet")
@@ -70,6 +71,11 @@ def _group_results(rollouts: pl.DataFrame) -> tuple[list[Any], int]:
     return groups, skipped
 
 
+def arm_priors(arms: list[dict[str, Any]]) -> list[float | None]:
+    """Each arm's mean reference solve rate; None (no prior) where curation measured none."""
+    return [arm["ref_solve_rate"] for arm in arms]
+
+
 @task(name="train-epoch", cache_policy=CACHED, persist_result=True)
 def train_epoch(
     data: dict[str, Any], model: dict[str, Any], cfg: TrainConfig, verifier: VerifierConfig, seed: int, epoch: int,
@@ -86,10 +92,11 @@ def train_epoch(
     out.mkdir(parents=True, exist_ok=True)
     if (done := read_manifest(out)) is not None:
         return done
+    verify_files(data, previous)
     start = time.perf_counter()
     table = pl.read_parquet(data["path"])
     members = _members(table)
-    priors = [arm["ref_solve_rate"] or 0.0 for arm in data["arms"]]
+    priors = arm_priors(data["arms"])
     policy = make_policy(cfg.bandit, [len(m) for m in members], seed, priors)
     picker = ClusterPromptPicker(members, seed)
     if previous is not None:
@@ -132,7 +139,8 @@ def _print_progress(epoch: int):
 
 @task(name="evaluate", cache_policy=CACHED, persist_result=True)
 def evaluate(model_path: str, model_sha: str, eval_split: dict[str, Any], system_prompt: str | None,
-             verifier: VerifierConfig, cfg: EvalConfig, engine: EngineConfig, seed: int) -> dict[str, Any]:
+             verifier: VerifierConfig, cfg: EvalConfig, engine: EngineConfig, seed: int,
+             enable_thinking: bool | None = None) -> dict[str, Any]:
     """Greedy accuracy and pass_at_1 of a model directory on the held-out split."""
     from transformers import AutoTokenizer
 
@@ -141,14 +149,16 @@ def evaluate(model_path: str, model_sha: str, eval_split: dict[str, Any], system
     from space.prompting import render_prompts
     from space.verifiers import get_verifier
 
-    out = stage_dir("eval", model_sha, eval_split["sha"], system_prompt, verifier, cfg, engine, seed)
+    out = stage_dir("eval", model_sha, eval_split["sha"], system_prompt, verifier, cfg, engine, seed, enable_thinking)
     if (done := read_manifest(out)) is not None:
         return done
+    verify_files(eval_split)
     start = time.perf_counter()
     table = pl.read_parquet(eval_split["path"])
     if cfg.limit is not None:
         table = table.head(cfg.limit)
-    prompts = render_prompts(AutoTokenizer.from_pretrained(model_path), table["question"].to_list(), system_prompt)
+    prompts = render_prompts(AutoTokenizer.from_pretrained(model_path), table["question"].to_list(), system_prompt,
+                             enable_thinking)
     with make_engine(engine, model_path) as rollout_engine:
         metrics, per_prompt = run_eval(rollout_engine.generate, prompts, table,
                                        get_verifier(verifier.name, extract=verifier.extract), k=cfg.k,

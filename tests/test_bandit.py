@@ -216,6 +216,16 @@ def test_prior_from_curation_shifts_the_smoothed_rate() -> None:
         make_policy(BanditConfig(prior_strength=8.0), [2, 2], seed=0)
 
 
+def test_missing_prior_is_no_prior_not_never_solved() -> None:
+    from tasks.train import arm_priors
+
+    priors = arm_priors([{"ref_solve_rate": 0.25}, {"ref_solve_rate": None}, {"ref_solve_rate": 0.0}])
+    assert priors == [0.25, None, 0.0]
+    policy = make_policy(BanditConfig(prior_strength=8.0), [2, 2, 2], seed=0, prior_solve_rates=priors)
+    # arm 1: a0 = b0 = 1, smoothed rate 1/2 (no prior); arm 2 measured never solved: 1 / 10
+    np.testing.assert_allclose(policy.smoothed_solve_rates(), [3 / 10, 1 / 2, 1 / 10])
+
+
 # --- behaviour in seeded Bernoulli worlds
 
 WORLD = [0.05, 0.3, 0.5, 0.75, 0.95]
@@ -277,6 +287,18 @@ def test_ucb_floor_reserves_rotating_slots() -> None:
         served[floor] = sum(np.bincount(policy.plan(t, 8), minlength=2)[1] for t in range(4))
     assert served[0.0] == 0  # the bonus alone does not reach arm 1 yet
     assert served[0.25] == 0.25 * 8 * 4 / 2  # round(eps * slots) reserved slots, rotating over the arms
+
+
+def test_ucb_floor_explores_at_eight_slots_over_epochs() -> None:
+    """eps * M = 0.4 at the default floor and M = 8: rounding it per epoch reserved nothing, ever."""
+    policy = make_policy(BanditConfig(policy="ucb", ucb_c=0.0), [2] * 4, seed=0)  # c = 0: greedy but for the floor
+    unsolved = [group(k, [0, 0, 0, 0]) for k in (1, 2, 3) for _ in range(8)]
+    for _ in range(3):  # arm 0 at solve rate 0.5 (reward 1), arms 1-3 never solved (reward 0)
+        policy.update([group(0, [1, 1, 0, 0])] * 8 + unsolved)
+    served = [int((policy.plan(t, 8) != 0).sum()) for t in range(10)]
+    # floor(0.05 * 8 * t) slots reserved in total after t epochs: epochs 2, 4, 7, 9 reserve one slot each,
+    # for arms 0, 1, 2, 3 in turn; every other slot goes to arm 0
+    assert served == [0, 0, 0, 0, 1, 0, 0, 1, 0, 1]
 
 
 def test_exp3_update_follows_importance_weighted_reward() -> None:

@@ -24,7 +24,7 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 RECIPE = str(Path(__file__).parent / "recipes" / "e2e.yaml")
-COMPUTE_TASKS = {"build-tiny-model", "load-data", "embed", "estimate-difficulty", "build-features", "cluster",
+COMPUTE_TASKS = {"build-tiny-model", "load-data", "fit-context", "embed", "estimate-difficulty", "build-features", "cluster",
                  "select-representatives", "prepare-training", "train-epoch", "evaluate"}
 
 
@@ -60,14 +60,19 @@ def test_run_produces_model_metrics_and_mlflow_record(first_run, recipe):
     from mlflow.tracking import MlflowClient
     from transformers import AutoModelForCausalLM
 
-    assert 0.0 <= first_run["final_eval"]["eval/all/greedy_acc"] <= 1.0
-    assert 0.0 <= first_run["final_eval"]["eval/all/pass_at_1"] <= 1.0
+    final = first_run["final_eval"]
+    # eval.limit = 16 prompts, every one judged: greedy accuracy counts 16 outcomes, pass@1 16 x k = 32
+    assert final["eval/all/unjudged"] == 0
+    assert final["eval/all/greedy_acc"] * 16 == pytest.approx(round(final["eval/all/greedy_acc"] * 16))
+    assert final["eval/all/pass_at_1"] * 32 == pytest.approx(round(final["eval/all/pass_at_1"] * 32))
     AutoModelForCausalLM.from_pretrained(first_run["model_dir"])
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     train = client.get_run(first_run["train_run_id"])
     assert train.data.tags["space.policy"] == recipe.train.bandit.policy
     assert train.data.params["train.epochs"] == "3"
-    assert 0.0 <= train.data.metrics["base/eval/all/greedy_acc"] <= 1.0  # the untrained model, for reference
+    base = first_run["base_eval"]["eval/all/greedy_acc"]  # the untrained model, for reference
+    assert train.data.metrics["base/eval/all/greedy_acc"] == pytest.approx(base)
+    assert train.data.metrics["final/eval/all/greedy_acc"] == pytest.approx(final["eval/all/greedy_acc"])
     history = client.get_metric_history(train.info.run_id, "eval/all/pass_at_1")
     assert sorted(m.step for m in history) == [0, 1, 2]
     shares = [client.get_metric_history(train.info.run_id, f"bandit/arm_{k:02d}/share") for k in range(3)]
@@ -112,7 +117,7 @@ def test_changing_k_reruns_only_clustering_and_selection(first_run, recipe):
     since = datetime.now(timezone.utc)
     result = curate_flow(changed, bootstrap_flow(changed))
     states = _task_states_since(since)
-    for name in ("load-data", "embed", "estimate-difficulty", "build-features"):
+    for name in ("load-data", "fit-context", "embed", "estimate-difficulty", "build-features"):
         assert states[name] == {"Cached"}, (name, states)
     for name in ("cluster", "select-representatives"):
         assert states[name] == {"Completed"}, (name, states)
@@ -137,7 +142,7 @@ def test_killed_training_resumes_and_matches_uninterrupted_run(first_run, tmp_pa
 
     reference = _train_dir(space_home())
     home = tmp_path / "home"
-    for stage in ("data", "embed", "difficulty", "features", "cluster", "select", "train-data"):
+    for stage in ("data", "fit-context", "embed", "difficulty", "features", "cluster", "select", "train-data"):
         shutil.copytree(space_home() / "artifacts" / stage, home / "artifacts" / stage)
     shutil.copytree(space_home() / "models", home / "models")
 

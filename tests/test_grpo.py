@@ -297,3 +297,44 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(path / "model.safetensors")
+
+
+class _Stop(Exception):
+    pass
+
+
+def _draws() -> tuple[float, float, float]:
+    return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+
+def test_colocated_vllm_reseeding_is_undone_before_training(base_dir, tmp_path, monkeypatch):
+    """GPU-only path with the GPU parts stubbed (not run on a GPU): a trainer whose constructor seeds every RNG
+    with 0, as TRL's colocated vLLM start does, must not decide the epoch's random streams."""
+    import types
+
+    import space.grpo as grpo
+    from transformers import set_seed
+
+    seen = []
+
+    class VllmColocatedTrainer:  # the constructor does what vLLM's LLM(seed=0) does to the global RNGs
+        def __init__(self, *args, **kwargs):
+            random.seed(0), np.random.seed(0), torch.manual_seed(0)
+
+        def remove_callback(self, callback):
+            pass
+
+        def train(self):
+            seen.append(_draws())
+            raise _Stop
+
+    monkeypatch.setattr(grpo, "make_trainer_class", lambda: VllmColocatedTrainer)
+    monkeypatch.setattr(grpo, "build_config", lambda *a, **k: types.SimpleNamespace())  # GPU-only config
+    monkeypatch.setattr(grpo, "build_sampler", lambda *a, **k: None)
+    settings = SETTINGS.model_copy(update={"use_vllm": True, "vllm_mode": "colocate"})
+    with pytest.raises(_Stop):
+        train_epoch(base_dir, None, tmp_path / "c", make_rows(), ORDER, exact_match, settings, 0, 1, seed=5)
+    set_seed(grpo.derive_seed(5, 0))
+    expected = _draws()
+    set_seed(0)
+    assert seen == [expected] and expected != _draws()

@@ -1,16 +1,47 @@
-"""The core library stays free of the orchestrator and the tracker, and cheap to import."""
+"""The core library stays free of the orchestrator and the tracker, and cheap to import.
 
+Every module of `space` (found by walking the package, not listed by hand) is imported alone in a fresh
+interpreter, which must not load prefect or mlflow (nor vllm or faiss, imported lazily where used).
+"""
+
+import os
+import pkgutil
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
+
+import space
+
+FORBIDDEN = ("prefect", "mlflow", "vllm", "faiss")
+MODULES = sorted(m.name for m in pkgutil.walk_packages(space.__path__, "space."))
+CHECK = ("import importlib, sys; importlib.import_module(sys.argv[1]); "
+         "print(','.join(sorted({m.split('.')[0] for m in sys.modules} & set(sys.argv[2].split(',')))))")
 
 
-def test_space_modules_do_not_import_prefect_or_mlflow():
-    modules = ["space", "space.config", "space.data", "space.verifiers", "space.bandit", "space.features",
-               "space.clustering", "space.reduction", "space.difficulty", "space.embedding", "space.engines",
-               "space.grpo", "space.sampler", "space.prompting", "space.models.tiny", "space.seeding",
-               "space.lengths", "space.evaluation"]
-    code = ("import sys\n" + "".join(f"import {m}\n" for m in modules)
-            + "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'prefect', 'mlflow', 'vllm', 'faiss'})\n"
-            + "print(','.join(bad))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+def _forbidden_after_import(module: str, root: Path) -> list[str]:
+    out = subprocess.run([sys.executable, "-c", CHECK, module, ",".join(FORBIDDEN)], capture_output=True,
+                         text=True, check=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    return [name for name in out.stdout.strip().split(",") if name]
+
+
+def test_the_walk_finds_every_module():
+    files = {p.relative_to(Path(space.__file__).parent.parent).with_suffix("").as_posix().replace("/", ".")
+             for p in Path(space.__file__).parent.rglob("*.py") if p.name != "__init__.py"}
+    assert files <= set(MODULES)
+    assert {"space.evaluation", "space.checkpoint", "space.plots", "space.models.smollm2"} <= set(MODULES)
+
+
+@pytest.mark.parametrize("module", ["space", *MODULES])
+def test_module_imports_neither_prefect_nor_mlflow(module):
+    root = Path(space.__file__).resolve().parent.parent
+    assert _forbidden_after_import(module, root) == []
+
+
+def test_the_check_catches_an_mlflow_import(tmp_path):
+    shutil.copytree(Path(space.__file__).parent, tmp_path / "space", ignore=shutil.ignore_patterns("__pycache__"))
+    evaluation = tmp_path / "space" / "evaluation.py"
+    evaluation.write_text(evaluation.read_text() + "\nimport mlflow  # the regression the issue describes\n")
+    assert _forbidden_after_import("space.evaluation", tmp_path) == ["mlflow"]

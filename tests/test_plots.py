@@ -11,6 +11,7 @@ import pytest
 
 from space.plots import plot_allocation_heatmap, plot_curves, plot_difficulty_hist, plot_projection
 
+PROJECTION_PX = (715, 550)  # 6.5 x 5 inches at 110 dpi
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -42,7 +43,7 @@ def test_projection_png(tmp_path, clustered):
     path = plot_projection(features, labels, selected, tmp_path / "figs" / "proj.png")
     assert path == tmp_path / "figs" / "proj.png"
     image = read_png(path)
-    assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 400
+    assert image.shape == (PROJECTION_PX[1], PROJECTION_PX[0], 4)  # figsize x dpi, RGBA
     # the selected markers change the picture
     plain = plot_projection(features, labels, None, tmp_path / "plain.png")
     assert plain.read_bytes() != path.read_bytes()
@@ -72,14 +73,20 @@ def test_difficulty_hist_png(tmp_path, clustered):
 def test_allocation_heatmap_png(tmp_path):
     shares = np.array([[0.5, 0.4, 0.1], [0.3, 0.3, 0.2], [0.2, 0.3, 0.7]])
     image = read_png(plot_allocation_heatmap(shares, tmp_path / "alloc.png", title="shares"))
-    assert image.ndim == 3
+    assert image.shape == (330, 440, 4)  # max(3, 0.45 * 3 + 1.5) x max(4, 0.6 * 3 + 2) inches at 110 dpi
+    other = read_png(plot_allocation_heatmap(shares[::-1], tmp_path / "other.png", title="shares"))
+    assert not np.array_equal(image, other)  # the cells show the data
     with pytest.raises(ValueError, match="non-empty 2-D"):
         plot_allocation_heatmap(np.zeros(3), tmp_path / "bad.png")
 
 
 def test_curves_png(tmp_path):
     path = plot_curves({"reward": [0.1, 0.2, 0.4], "solve_rate": [0.0, 0.5, 0.6]}, tmp_path / "c.png", title="training")
-    assert read_png(path).ndim == 3
+    image = read_png(path)
+    assert image.shape == (440, 715, 4)  # 6.5 x 4 inches at 110 dpi
+    flat = read_png(plot_curves({"reward": [0.3, 0.3, 0.3], "solve_rate": [0.0, 0.5, 0.6]}, tmp_path / "f.png",
+                                title="training"))
+    assert not np.array_equal(image, flat)  # the lines follow the values
     with pytest.raises(ValueError, match="empty"):
         plot_curves({}, tmp_path / "e.png")
     with pytest.raises(ValueError, match="curve 'x' must be 1-D"):

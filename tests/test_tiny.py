@@ -40,6 +40,9 @@ def sft_items():
     return generate_items("sft", 240, seed=SMALL.seed)
 
 
+WRITTEN_BEFORE_MANIFEST: set[str] = set()
+
+
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory, sft_items) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "model"
@@ -50,7 +53,19 @@ def tiny_dir(tmp_path_factory, sft_items) -> Path:
     def progress(step: int, metrics: dict[str, float]) -> None:
         seen.append((step, (out / MANIFEST_NAME).exists()))
 
-    manifest = bootstrap_tiny(out, SMALL, sft_items, progress=progress)
+    import space.models.tiny as tiny
+
+    real_write = tiny.write_manifest
+
+    def recording_write(out_dir: Path, manifest: dict) -> None:  # what existed when the manifest was written
+        WRITTEN_BEFORE_MANIFEST.update(p.name for p in out_dir.iterdir())
+        real_write(out_dir, manifest)
+
+    tiny.write_manifest = recording_write
+    try:
+        manifest = bootstrap_tiny(out, SMALL, sft_items, progress=progress)
+    finally:
+        tiny.write_manifest = real_write
     assert seen and not any(exists for _, exists in seen), "the manifest must be absent until the build ends"
     assert [s for s, _ in seen] == list(range(5, 41, 5))
     assert manifest["parameters"] > 0 and manifest["config"] == SMALL.model_dump()
@@ -157,8 +172,8 @@ def test_bootstrap_writes_a_directory_that_transformers_reloads_and_generates_fr
 
     files = {p.name for p in tiny_dir.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", MANIFEST_NAME} <= files
-    manifest_time = (tiny_dir / MANIFEST_NAME).stat().st_mtime_ns
-    assert all(p.stat().st_mtime_ns <= manifest_time for p in tiny_dir.iterdir())  # the manifest came last
+    assert files - {MANIFEST_NAME} <= WRITTEN_BEFORE_MANIFEST  # the manifest came last
+    assert MANIFEST_NAME not in WRITTEN_BEFORE_MANIFEST  # the stale one was removed before the build
     manifest = read_manifest(tiny_dir)
     assert manifest["kind"] == "space-tiny" and len(manifest["sft_items_sha256"]) == 64
     assert manifest["metrics"]["sft/steps"] == SMALL.sft_steps

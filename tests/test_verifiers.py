@@ -68,6 +68,20 @@ def test_math_verifier_returns_none_for_unparseable_gold():
     assert get_verifier("math")(["\\boxed{4}"], answer=["@@@"]) == [None]
 
 
+def test_math_verifier_compare_error_is_not_judged_rather_than_0(monkeypatch):
+    import math_verify.grader
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("sympy failed")
+
+    monkeypatch.setattr(math_verify.grader, "sympy_expr_eq", broken)  # stands in for a real sympy failure
+    assert get_verifier("math")(["\\boxed{4}"], answer=["4"]) == [None]
+
+
+def test_math_verifier_unparseable_completion_is_wrong_not_an_error():
+    assert get_verifier("math")(["no number at all"], answer=["4"]) == [0.0]
+
+
 def test_math_verifier_runs_in_a_worker_thread():
     out = []
     worker = threading.Thread(target=lambda: out.append(get_verifier("math")(["\\boxed{4}"], answer=["4"])))

@@ -1,0 +1,315 @@
+"""The bad-input catalogue (README, "When inputs are bad"): one test per case.
+
+Each case feeds one broken input and asserts the error (or the skip report) names the file, line, row,
+field, key or prompt. CLI cases also assert a non-zero exit and no traceback unless `--debug`.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from space.config import RecipeError, load_recipe
+from space.data import BadRowsError, DataConfig, DataError, load_split
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOD = {"question": "What is 2 plus 2?", "answer": "4"}
+
+
+def _lines(path: Path, *lines: bytes | str) -> Path:
+    path.write_bytes(b"\n".join(x.encode() if isinstance(x, str) else x for x in lines) + b"\n")
+    return path
+
+
+def _pool(path: Path, rows: list, **cfg) -> tuple[pl.DataFrame, object]:
+    _lines(path, *(json.dumps(r) for r in rows))
+    return load_split(DataConfig(source="hf", path=str(path), eval_split=None, **cfg), "pool")
+
+
+def _numbered(n: int) -> list[dict]:
+    return [{"question": f"What is {i} times 3?", "answer": str(3 * i), "level": i % 3} for i in range(n)]
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def test_data_invalid_json_line_is_named_by_file_and_line(tmp_path):
+    path = _lines(tmp_path / "pool.jsonl", json.dumps(GOOD), '{"question": "x", "answer": ', json.dumps(GOOD))
+    table, report = load_split(DataConfig(source="hf", path=str(path), eval_split=None), "pool")
+    assert table.height == 1 and report.duplicates == 1
+    assert report.bad_rows[0]["where"] == f"{path} line 2"
+    assert report.bad_rows[0]["problem"].startswith("invalid JSON")
+    with pytest.raises(BadRowsError, match=r"pool.jsonl line 2, invalid JSON"):
+        load_split(DataConfig(source="hf", path=str(path), eval_split=None, bad_rows="reject"), "pool")
+
+
+def test_data_invalid_utf8_line_is_named_by_file_and_line(tmp_path):
+    path = _lines(tmp_path / "pool.jsonl", json.dumps(GOOD), b'{"question": "caf\xe9?", "answer": "1"}')
+    _, report = load_split(DataConfig(source="hf", path=str(path), eval_split=None), "pool")
+    assert report.bad_rows[0]["where"] == f"{path} line 2"
+    assert report.bad_rows[0]["problem"].startswith("invalid UTF-8")
+
+
+def test_data_line_that_is_not_an_object(tmp_path):
+    _, report = _pool(tmp_path / "pool.jsonl", [GOOD, [1, 2]])
+    assert report.bad_rows[0]["problem"] == "expected a JSON object, got list"
+
+
+def test_data_absent_answer_field_is_missing(tmp_path):
+    _, report = _pool(tmp_path / "pool.jsonl", [GOOD, {"question": "q?"}])
+    assert (report.bad_rows[0]["field"], report.bad_rows[0]["problem"]) == ("answer", "missing")
+
+
+def test_data_null_answer_is_missing_not_nonetype(tmp_path):
+    _, report = _pool(tmp_path / "pool.jsonl", [GOOD, {"question": "q?", "answer": None}])
+    assert report.bad_rows[0]["problem"] == "missing"
+
+
+def test_data_bool_answer_is_rejected(tmp_path):
+    _, report = _pool(tmp_path / "pool.jsonl", [GOOD, {"question": "q?", "answer": True}])
+    assert report.bad_rows[0]["problem"] == "expected text or number, got bool"
+
+
+def test_data_string_level_is_rejected_naming_the_field(tmp_path):
+    rows = [{**GOOD, "lvl": 1}, {"question": "q?", "answer": "1", "lvl": "hard"}]
+    _, report = _pool(tmp_path / "pool.jsonl", rows, level_column="lvl")
+    assert report.bad_rows[0]["field"] == "lvl" and "got str 'hard'" in report.bad_rows[0]["problem"]
+
+
+def test_data_nan_level_is_rejected(tmp_path):
+    path = tmp_path / "pool.parquet"
+    pl.DataFrame({"question": ["a?", "b?"], "answer": ["1", "2"], "level": [1.0, float("nan")]}).write_parquet(path)
+    _, report = load_split(DataConfig(source="hf", path=str(path), eval_split=None, level_column="level"), "pool")
+    assert report.bad_rows == [{"row": 1, "where": f"{path} row 1", "field": "level", "problem": "expected int, got nan"}]
+
+
+def test_data_all_rows_bad_is_an_error_naming_the_file(tmp_path):
+    with pytest.raises(DataError, match=r"pool.jsonl: no usable rows \(2 read, 2 bad, e.g. .*line 1: answer missing"):
+        _pool(tmp_path / "pool.jsonl", [{"question": "a?"}, {"question": "b?"}])
+
+
+def test_data_one_row_pool_loads_and_cannot_hold_out_an_eval_split(tmp_path):
+    table, _ = _pool(tmp_path / "pool.jsonl", [GOOD])
+    assert table.height == 1
+    with pytest.raises(DataError, match="eval_fraction needs at least 2 usable rows"):
+        load_split(DataConfig(source="hf", path=str(tmp_path / "pool.jsonl"), eval_fraction=0.5), "pool")
+
+
+def test_data_unsupported_file_type_names_the_file(tmp_path):
+    (tmp_path / "pool.txt").write_text("hello")
+    with pytest.raises(ValueError, match=r"pool.txt: unsupported file type '.txt'"):
+        load_split(DataConfig(source="hf", path=str(tmp_path / "pool.txt"), eval_split=None), "pool")
+
+
+def test_data_directory_without_split_files_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no train\*.jsonl"):
+        load_split(DataConfig(source="hf", path=str(tmp_path)), "pool")
+
+
+def test_data_broken_json_array_names_file_and_line(tmp_path):
+    (tmp_path / "pool.json").write_text('[\n {"question": "a?", "answer": "1"},\n {"question": }\n]')
+    with pytest.raises(ValueError, match=r"pool.json line 3: invalid JSON"):
+        load_split(DataConfig(source="hf", path=str(tmp_path / "pool.json"), eval_split=None), "pool")
+
+
+def test_data_unreadable_parquet_names_the_file(tmp_path):
+    (tmp_path / "pool.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(ValueError, match=r"pool.parquet: cannot be read as parquet"):
+        load_split(DataConfig(source="hf", path=str(tmp_path / "pool.parquet"), eval_split=None), "pool")
+
+
+def test_data_more_clusters_than_prompts_names_the_key():
+    from space.clustering import ClusterConfig, cluster_features
+
+    with pytest.raises(ValueError, match=r"num_clusters=8 exceeds the pool size N=3"):
+        cluster_features(np.zeros((3, 4), dtype=np.float32), ClusterConfig(num_clusters=8))
+
+
+# ------------------------------------------------------------------------------------------------ recipes
+
+
+@pytest.mark.parametrize(("override", "named"), [
+    ("train.epoks=3", "train.epoks"),  # unknown key
+    ("train.epochs=three", "train.epochs"),  # wrong type
+    ("verifier.name=mathh", "unknown verifier 'mathh'"),  # unknown verifier, at load time
+    ("train.bandit.policy=ts_hrad", "train.bandit.policy"),  # unknown policy
+    ("engine.kind=vllmm", "engine.kind"),  # unknown engine
+    ("curate.selection.selection=farthst", "curate.selection.selection"),  # unknown selection rule
+    ("data.eval_fraction=1.5", "data.eval_fraction"),  # out of range
+])
+def test_recipe_bad_value_fails_at_load_naming_key_and_file(override, named):
+    with pytest.raises(RecipeError) as err:
+        load_recipe("builtin", [override])
+    assert named in str(err.value) and "space/recipes/builtin.yaml" in str(err.value)
+
+
+def test_recipe_base_cycle_is_named(tmp_path):
+    (tmp_path / "a.yaml").write_text(f"base: {tmp_path / 'b.yaml'}\n")
+    (tmp_path / "b.yaml").write_text(f"base: {tmp_path / 'a.yaml'}\n")
+    with pytest.raises(RecipeError, match="cycle"):
+        load_recipe(str(tmp_path / "a.yaml"))
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+def test_model_without_chat_template_names_the_model(tmp_path):
+    from conftest_models import make_tiny_model_dir
+    from transformers import AutoTokenizer
+
+    from space.prompting import render_prompts
+
+    directory = make_tiny_model_dir(tmp_path / "m")
+    config = json.loads((directory / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+    for extra in directory.glob("chat_template.*"):
+        extra.unlink()
+    with pytest.raises(ValueError, match="has no chat_template"):
+        render_prompts(AutoTokenizer.from_pretrained(directory), ["q"])
+
+
+def test_model_context_too_small_for_a_prompt_skips_or_rejects_it(tmp_path):
+    from conftest_models import make_tiny_model_dir
+
+    from tasks.curate import fit_context
+    from tasks.common import write_manifest
+
+    model = {"path": str(make_tiny_model_dir(tmp_path / "m")), "sha": "m0"}  # context 512
+    rows = [*_numbered(3), {"question": "x" * 200_000, "answer": "1"}]
+    table, report = _pool(tmp_path / "pool.jsonl", rows)
+    (tmp_path / "data").mkdir()
+    table.write_parquet(tmp_path / "data" / "pool.parquet")
+    from tasks.common import file_sha256
+
+    pool = {"path": str(tmp_path / "data" / "pool.parquet"), "sha": file_sha256(tmp_path / "data" / "pool.parquet"),
+            "rows": table.height, "report": {}, "summary": report.summary("pool")}
+    data = write_manifest(tmp_path / "data", {"pool": pool, "eval": None, "seconds": 0.0})
+    fitted = fit_context.fn(data, model, None, 16, "skip")
+    assert fitted["pool"]["rows"] == 3 and fitted["pool"]["report"]["data/pool/too_long"] == 1
+    assert fitted["pool"]["report"]["too_long"][0]["tokens"] > 200_000
+    assert "1 too long for the model's context (512 tokens" in fitted["pool"]["summary"]
+    with pytest.raises(DataError, match=r"do not fit the model's context of 512 tokens .*prompt_id [0-9a-f]{16}"):
+        fit_context.fn(data, model, None, 16, "reject")
+
+
+def test_model_missing_local_directory_is_named(tmp_path):
+    from tasks.bootstrap import external_model
+
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "nowhere")):
+        external_model.fn(str(tmp_path / "nowhere"))
+
+
+# ------------------------------------------------------------------------------------------------ engines
+
+
+def test_engine_server_down_gives_up_naming_the_prompt():
+    from space.engines import EngineConfig, EngineRequestError, make_engine
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cfg = EngineConfig(kind="openai", openai_base_url=f"http://127.0.0.1:{port}/v1", openai_model="m",
+                       openai_retries=1, openai_backoff=0.01)
+    with make_engine(cfg, "unused") as engine, pytest.raises(EngineRequestError, match="p-down.*2 attempts"):
+        engine.generate(["hi"], n=1, temperature=0.0, max_tokens=2, seed=0, prompt_ids=["p-down"])
+
+
+# ------------------------------------------------------------------------------------------------ verifiers
+
+
+def test_verifier_exception_is_raised_with_the_prompt_id_not_scored_0():
+    from space.difficulty import DifficultyConfig, VerifierError, estimate_difficulty
+
+    def broken(completions, *, answer, metadata=None, **_):
+        raise ZeroDivisionError("scorer bug")
+
+    def generate(prompts, n, temperature, max_tokens, seed, prompt_ids):
+        return [["x"] * n for _ in prompts]
+
+    with pytest.raises(VerifierError, match="p1"):
+        estimate_difficulty(["p1"], ["q"], ["1"], [None], generate, broken, DifficultyConfig(k=2), 0)
+
+
+def test_verifier_math_parse_error_is_none_never_0(monkeypatch):
+    import math_verify.parser
+
+    from space.verifiers import get_verifier
+
+    real = math_verify.parser.extract_target_from_pred
+
+    def broken(pred, *args, **kwargs):  # stands in for a real parser failure, on the completion only
+        if pred == "\\boxed{4}":
+            raise RuntimeError("latex2sympy failed")
+        return real(pred, *args, **kwargs)
+
+    monkeypatch.setattr(math_verify.parser, "extract_target_from_pred", broken)
+    assert get_verifier("math")(["\\boxed{4}"], answer=["4"]) == [None]
+
+
+# ------------------------------------------------------------------------------------------------ artifacts
+
+
+def test_artifact_truncated_parquet_is_named_downstream(tmp_path):
+    from tasks.common import ArtifactError, file_sha256, verify_files
+
+    path = tmp_path / "curation.parquet"
+    pl.DataFrame({"x": list(range(50))}).write_parquet(path)
+    part = {"path": str(path), "sha": file_sha256(path)}
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(ArtifactError, match=r"curation.parquet: content differs .*`space --refresh"):
+        verify_files(part)
+
+
+def test_artifact_corrupt_manifest_makes_the_stage_recompute(tmp_path):
+    from tasks.common import read_manifest
+
+    (tmp_path / "manifest.json").write_text("{not json")
+    assert read_manifest(tmp_path) is None
+
+
+def test_artifact_truncated_checkpoint_file_is_named(tmp_path):
+    from space.checkpoint import load_checkpoint
+
+    manifest = tmp_path / "space_manifest.json"
+    manifest.write_text(json.dumps({"files": {"model.safetensors": 100}}))
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 10)
+    with pytest.raises(FileNotFoundError, match="model.safetensors is missing or has the wrong size"):
+        load_checkpoint(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def _cli(home: Path, *args: str, debug: bool = False) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PREFECT_HOME", "PREFECT_RESULTS_LOCAL_STORAGE_PATH", "MLFLOW_TRACKING_URI", "SPACE_DEBUG")}
+    env.update(SPACE_HOME=str(home), PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "flows.cli", *(["--debug"] if debug else []), *args],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+
+
+def test_cli_bad_recipe_exits_2_with_one_paragraph(tmp_path):
+    out = _cli(tmp_path, "curate", "--set", "verifier.name=mathh")
+    assert out.returncode == 2 and "unknown verifier 'mathh'" in out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_cli_missing_pool_file_exits_2_naming_it_and_debug_shows_the_traceback(tmp_path):
+    from conftest_models import make_tiny_model_dir
+
+    model = make_tiny_model_dir(tmp_path / "m")
+    args = ("curate", "--set", "data.source=hf", "--set", f"data.path={tmp_path / 'nope.jsonl'}",
+            "--set", f"model.name={model}")
+    out = _cli(tmp_path / "home", *args)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "nope.jsonl" in out.stderr and "Traceback" not in out.stdout + out.stderr
+    debug = _cli(tmp_path / "home", *args, debug=True)
+    assert debug.returncode != 0 and "Traceback" in debug.stdout + debug.stderr

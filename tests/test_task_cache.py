@@ -1,0 +1,155 @@
+"""Stage caches are trusted only when the code and the files match: on real Prefect (ephemeral server).
+
+A changed code hash reruns a cached Prefect task in a new stage folder; a truncated artifact is found by
+its manifest's sha256 and either recomputed (its own stage) or reported by name (a downstream stage).
+"""
+
+import json
+
+import polars as pl
+import pytest
+
+from space.data import DataConfig
+
+DATA = DataConfig(pool_size=12, eval_size=6, sft_size=6, seed=5)
+
+
+def _load_twice_then_with_new_code(monkeypatch):
+    import tasks  # noqa: F401  (first: it points Prefect's storage at the test SPACE_HOME)
+    from prefect import flow
+    from tasks import common
+    from tasks.curate import load_data
+
+    @flow(name="cache-probe")
+    def probe() -> tuple[str, dict]:
+        state = load_data(DATA, return_state=True)
+        return state.name, state.result()
+
+    first, second = probe(), probe()
+    monkeypatch.setattr(common, "code_key", lambda: "edited-code")
+    return first, second, probe()
+
+
+@pytest.mark.slow
+def test_a_new_code_hash_reruns_a_cached_task_in_a_new_folder(monkeypatch):
+    (_, first), (state2, second), (state3, third) = _load_twice_then_with_new_code(monkeypatch)
+    assert state2 == "Cached" and second["dir"] == first["dir"]
+    assert state3 == "Completed" and third["dir"] != first["dir"], (state3, third["dir"], first["dir"])
+    assert third["pool"]["sha"] == first["pool"]["sha"]  # same data, recomputed
+
+
+def _stage(tmp_path):
+    from tasks.common import write_manifest
+
+    (tmp_path / "sub").mkdir()
+    pl.DataFrame({"x": list(range(100))}).write_parquet(tmp_path / "table.parquet")
+    (tmp_path / "sub" / "state.json").write_text(json.dumps({"a": 1}))
+    return write_manifest(tmp_path, {"path": str(tmp_path / "table.parquet"), "sha": "unused"})
+
+
+def test_manifest_records_every_file_and_reads_back(tmp_path):
+    from tasks.common import file_sha256, read_manifest
+
+    manifest = _stage(tmp_path)
+    assert manifest["files"] == {"sub/state.json": file_sha256(tmp_path / "sub" / "state.json"),
+                                 "table.parquet": file_sha256(tmp_path / "table.parquet")}
+    assert read_manifest(tmp_path) == manifest
+
+
+def test_truncated_artifact_is_not_reused_and_is_named_downstream(tmp_path):
+    from tasks.common import ArtifactError, read_manifest, verify_files
+
+    manifest = _stage(tmp_path)
+    data = (tmp_path / "table.parquet").read_bytes()
+    (tmp_path / "table.parquet").write_bytes(data[: len(data) // 2])
+    assert read_manifest(tmp_path) is None  # the stage recomputes
+    with pytest.raises(ArtifactError, match=r"table\.parquet: content differs"):
+        verify_files(manifest)
+    (tmp_path / "sub" / "state.json").unlink()
+    with pytest.raises(ArtifactError, match=r"sub/state\.json: missing"):
+        verify_files(manifest)
+
+
+def test_a_part_of_a_manifest_is_checked_by_its_path_and_sha(tmp_path):
+    from tasks.common import ArtifactError, file_sha256, verify_files
+
+    path = tmp_path / "pool.parquet"
+    pl.DataFrame({"x": [1, 2, 3]}).write_parquet(path)
+    part = {"path": str(path), "sha": file_sha256(path)}
+    verify_files(part)
+    path.write_bytes(b"PAR1")
+    with pytest.raises(ArtifactError, match="pool.parquet"):
+        verify_files(part)
+
+
+def test_corrupt_manifest_means_recompute(tmp_path):
+    from tasks.common import read_manifest
+
+    _stage(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"files": ')
+    assert read_manifest(tmp_path) is None
+
+
+def test_truncated_data_stage_is_recomputed_by_its_task(tmp_path, monkeypatch):
+    from tasks.common import file_sha256
+    from tasks.curate import load_data
+
+    monkeypatch.setenv("SPACE_HOME", str(tmp_path))
+    first = load_data.fn(DATA)
+    pool = tmp_path / "artifacts" / "data"
+    [path] = pool.glob("*/pool.parquet")
+    path.write_bytes(path.read_bytes()[:100])
+    again = load_data.fn(DATA)
+    assert again["pool"]["sha"] == first["pool"]["sha"] == file_sha256(path)
+
+
+PROBE = """
+import sys
+import tasks
+from prefect import flow
+from space.data import DataConfig
+from tasks.curate import load_data
+
+@flow(name="code-probe")
+def probe():
+    state = load_data(DataConfig(pool_size=12, eval_size=6, sft_size=6, seed=5), return_state=True)
+    return state.name, state.result()["dir"]
+
+print("RESULT", *probe())
+"""
+
+
+def _probe_in_copy(root, home):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PREFECT_HOME", "PREFECT_RESULTS_LOCAL_STORAGE_PATH", "MLFLOW_TRACKING_URI")}
+    env.update(PYTHONPATH=str(root), SPACE_HOME=str(home))
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, cwd=root,
+                         timeout=600, check=True)
+    [line] = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    return tuple(line.split()[1:])
+
+
+@pytest.mark.slow
+def test_editing_a_function_in_a_copy_of_the_package_recomputes_the_stage(tmp_path):
+    """A real edit, in a real copy of space and tasks, in fresh processes: cached before, recomputed after."""
+    import shutil
+    from pathlib import Path
+
+    import space
+
+    source = Path(space.__file__).resolve().parent.parent
+    for package in ("space", "tasks"):
+        shutil.copytree(source / package, tmp_path / "code" / package, ignore=shutil.ignore_patterns("__pycache__"))
+    home = tmp_path / "home"
+    first, again = _probe_in_copy(tmp_path / "code", home), _probe_in_copy(tmp_path / "code", home)
+    data_py = tmp_path / "code" / "space" / "data.py"
+    text = data_py.read_text()
+    assert 'return " ".join(text.split()).casefold()' in text
+    data_py.write_text(text.replace('return " ".join(text.split()).casefold()', 'return " ".join(text.split()).lower()'))
+    edited = _probe_in_copy(tmp_path / "code", home)
+    assert first[0] == "Completed" and again == ("Cached", first[1])
+    assert edited[0] == "Completed" and edited[1] != first[1]
