@@ -7,7 +7,7 @@ import sys
 def test_space_modules_do_not_import_prefect_or_mlflow():
     modules = ["space", "space.config", "space.data", "space.verifiers", "space.bandit", "space.features",
                "space.clustering", "space.reduction", "space.difficulty", "space.embedding", "space.engines",
-               "space.grpo", "space.sampler", "space.prompting", "space.models.tiny"]
+               "space.grpo", "space.sampler", "space.prompting", "space.models.tiny", "space.stats"]
     code = ("import sys\n" + "".join(f"import {m}\n" for m in modules)
             + "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'prefect', 'mlflow', 'vllm', 'faiss'})\n"
             + "print(','.join(bad))")
