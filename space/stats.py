@@ -90,7 +90,9 @@ def steps_to_fraction(steps: Sequence[float], values: Sequence[float], base: flo
 
 
 def describe_difference(diff: float, lo: float, hi: float, what: str = "difference", confidence: float = 0.95) -> str:
-    """A sentence saying whether the CI of a difference excludes 0."""
+    """A sentence saying whether the CI of a difference excludes 0 (or that there is no interval)."""
+    if np.isnan(lo) or np.isnan(hi):
+        return f"{what} {diff:+.3f}: no interval (it needs at least two paired values)"
     interval = f"{what} {diff:+.3f} ({confidence:.0%} CI {lo:+.3f} to {hi:+.3f})"
     if lo > 0:
         return f"{interval}: the interval lies above 0, an improvement"

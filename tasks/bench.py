@@ -73,9 +73,9 @@ def run_cell(bench: str, arm: str, seed: int, recipe: Recipe, parent_run_id: str
     for point in cell["curve"]:
         tracking.log_metrics(run_id, {"eval/pass_at_1": point["pass1"], "eval/greedy_acc": point["greedy"]},
                              step=int(point["step"]))
-    tracking.log_metrics(run_id, {"final/pass_at_1": cell["final"]["pass1"], "final/greedy_acc": cell["final"]["greedy"],
-                                  "unique_prompts": cell["unique_prompts"], "seconds/cell": cell["seconds"],
-                                  "steps": cell["steps"], "rollouts": cell["rollouts"]})
+    tracking.log_metrics(run_id, {"final/pass_at_1": cell["final"]["pass1"],
+                                  "final/greedy_acc": cell["final"]["greedy"], "unique_prompts": cell["unique_prompts"],
+                                  "seconds/cell": cell["seconds"], "steps": cell["steps"], "rollouts": cell["rollouts"]})
     tracking.close_run(run_id)
     return cell
 

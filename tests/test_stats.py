@@ -94,3 +94,4 @@ def test_describe_difference_says_whether_zero_is_excluded():
     assert "above 0" in describe_difference(0.05, 0.01, 0.09)
     assert "below 0" in describe_difference(-0.05, -0.09, -0.01)
     assert "includes 0" in describe_difference(0.01, -0.02, 0.04)
+    assert "no interval" in describe_difference(0.01, float("nan"), float("nan"))
