@@ -44,6 +44,7 @@ def summarise_cell(arm: str, seed: int, training: dict[str, Any], gains: dict[st
                   "effective_group_frac": 1.0 - float(e["metrics"]["frac_reward_zero_std"])}
                  for i, e in enumerate(epochs)]
     return {"arm": arm, "seed": seed, "run_id": run_id, "seconds": float(seconds),
+            "train_seconds": float(sum(e["metrics"]["seconds/epoch"] for e in epochs)),
             "unique_prompts": int(training["unique_prompts"]), "steps": float(steps[-1]),
             "rollouts": float(rollouts[-1]), "base": {k: curve[0][k] for k in ("greedy", "pass1")},
             "final": {k: curve[-1][k] for k in ("greedy", "pass1")}, "gain": gains, "curve": curve,
@@ -118,6 +119,7 @@ def arm_rows(cells: Sequence[dict[str, Any]], reference: str, order: Sequence[st
         row["unique_prompts"] = float(np.mean([c["unique_prompts"] for c in cs]))
         row["effective_group_frac"] = float(np.mean([e["effective_group_frac"] for c in cs for e in c["epochs"]]))
         row["seconds"] = float(np.mean([c["seconds"] for c in cs]))
+        row["train_seconds"] = float(np.mean([c["train_seconds"] for c in cs]))
         rows.append(row)
     return rows
 
@@ -136,7 +138,7 @@ def _ci(row: dict, key: str, signed: bool = False) -> str:
 
 COLUMNS = ["arm", "seeds", "unique prompts", "base pass@1", "final pass@1 [95% CI]", "final greedy [95% CI]",
            "pass@1 gain over base [95% CI]", "pass@1 vs ref [95% CI]", "greedy vs ref [95% CI]",
-           "steps to 90% of ref gain", "rollouts to 90%", "effective groups", "wall-clock s / cell"]
+           "steps to 90% of ref gain", "rollouts to 90%", "effective groups", "training s / cell", "cell wall-clock s"]
 
 
 def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
@@ -146,7 +148,8 @@ def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
         cells = [r["arm"], str(r["seeds"]), f"{r['unique_prompts']:.1f}", _fmt(r["base_pass1"]),
                  _ci(r, "final_pass1"), _ci(r, "final_greedy"), _ci(r, "gain_pass1", True),
                  _ci(r, "vs_ref_pass1", True), _ci(r, "vs_ref_greedy", True), _fmt(r["steps_to_90"], 0),
-                 _fmt(r["rollouts_to_90"], 0), _fmt(r["effective_group_frac"]), _fmt(r["seconds"], 1)]
+                 _fmt(r["rollouts_to_90"], 0), _fmt(r["effective_group_frac"]), _fmt(r["train_seconds"], 1),
+                 _fmt(r["seconds"], 1)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -162,7 +165,9 @@ def report_markdown(name: str, rows: Sequence[dict[str, Any]], reference: str, b
              "reference are paired by seed. Steps (and rollouts) to 90%: the first evaluated point at which the "
              "arm's seed-mean pass@1 reaches its base + 0.9 x the reference's final gain (n/a: never, or the "
              "reference did not gain). Effective groups: share of GRPO groups whose rewards are not all equal, "
-             "mean over epochs and seeds.", "", table_markdown(rows), ""]
+             "mean over epochs and seeds. Training s: the epochs' own compute time as recorded when they ran "
+             "(kept when later replayed from cache); cell wall-clock: this execution of the cell, cache hits "
+             "included.", "", table_markdown(rows), ""]
     for r in rows:
         note = (descriptions or {}).get(r["arm"], "")
         if r["arm"] == reference:

@@ -19,7 +19,7 @@ def _metrics(greedy, pass1):
 def _training(pass1_curve, greedy_final, zero_std, unique, evaluated=(0, 1)):
     """Two epochs of 10 steps and 80 rollouts each; base pass@1 0.5, greedy 0.6."""
     epochs = [{"epoch": e, "metrics": {"global_step": 10.0 * (e + 1), "rollouts": 80.0,
-                                       "frac_reward_zero_std": zero_std[e]}} for e in range(2)]
+                                       "frac_reward_zero_std": zero_std[e], "seconds/epoch": 4.0 + e}} for e in range(2)]
     evals = [{"epoch": e, "metrics": _metrics(greedy_final, pass1_curve[e])} for e in evaluated]
     return {"epochs": epochs, "epoch_evals": evals, "base_eval": {"metrics": _metrics(0.6, 0.5)},
             "final_eval": {"metrics": _metrics(greedy_final, pass1_curve[-1])}, "unique_prompts": unique}
@@ -65,7 +65,7 @@ def test_rows_hold_seed_intervals_paired_differences_and_efficiency():
     assert (ref["steps_to_90"], ref["rollouts_to_90"]) == (20, 160)
     assert arm["effective_group_frac"] == pytest.approx(0.7) and ref["effective_group_frac"] == pytest.approx(0.5)
     assert (arm["unique_prompts"], ref["unique_prompts"]) == (16, 160)
-    assert ref["seconds"] == pytest.approx(101.0)
+    assert ref["seconds"] == pytest.approx(101.0) and ref["train_seconds"] == pytest.approx(9.0)
     assert arm["gain_pass1"] == pytest.approx(0.11)
 
 
