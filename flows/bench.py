@@ -19,7 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 import tasks  # noqa: F401
 from space.bench import BenchSpec, resolve_cells
 from space.paths import space_home
-from tasks.bench import close_bench_run, open_bench_run, run_cell, write_report
+from tasks.bench import close_bench_run, open_bench_run, preload_libraries, run_cell, write_report
 
 
 @flow(name="space-bench", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
@@ -27,6 +27,8 @@ def bench_flow(spec: BenchSpec, spec_dir: str = ".", out: str | None = None, spe
     """Run every (arm, seed) cell, then write the report; returns the report's path, rows and figures."""
     cells = resolve_cells(spec, spec_dir)
     parent = open_bench_run(spec, cells, spec_yaml)
+    if spec.max_parallel > 1:
+        preload_libraries()
     futures = [run_cell.submit(spec.name, c.arm, c.seed, c.recipe, parent) for c in cells]
     wait(futures)
     failed = [f"{c.arm}/seed {c.seed}" for c, f in zip(cells, futures) if not f.state.is_completed()]

@@ -30,6 +30,26 @@ def bench_fingerprint(spec: BenchSpec, cells: list[BenchCell]) -> str:
     return fingerprint("bench", spec.name, spec.reference, [c.recipe for c in cells])
 
 
+def preload_libraries() -> None:
+    """Resolve the lazily loaded library names once, in this thread, before cells run in parallel threads.
+
+    transformers resolves top-level names lazily (`_LazyModule.__getattr__`); two cells resolving them at
+    once failed here with "cannot import name 'AutoTokenizer' from 'transformers'" (max_parallel = 2).
+    """
+    import sentence_transformers
+    import transformers
+    import transformers.models.llama.modeling_llama  # noqa: F401 - the auto classes import it on first use
+    import trl
+
+    for name in ("AutoConfig", "AutoModelForCausalLM", "AutoTokenizer", "GenerationConfig", "LlamaConfig",
+                 "LlamaForCausalLM", "LogitsProcessorList", "PreTrainedTokenizerFast", "PrinterCallback",
+                 "TrainerCallback", "set_seed"):
+        getattr(transformers, name)
+    for name in ("GRPOConfig", "GRPOTrainer"):
+        getattr(trl, name)
+    getattr(sentence_transformers, "SentenceTransformer")
+
+
 @task(name="open-bench-run", retries=2, retry_delay_seconds=3)
 def open_bench_run(spec: BenchSpec, cells: list[BenchCell], spec_yaml: str) -> str:
     """The grid's parent MLflow run: the existing one for the same grid (any status), else a new one."""
