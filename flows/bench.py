@@ -42,6 +42,7 @@ def bench_flow(spec: BenchSpec, spec_dir: str = ".", out: str | None = None, spe
 
 
 def run_bench(spec: BenchSpec, spec_dir: str = ".", out: str | None = None, spec_yaml: str = "") -> dict[str, Any]:
-    """`bench_flow` with the spec's `max_parallel` as the thread pool size."""
+    """`bench_flow` with the spec's `max_parallel` as the thread pool size (called directly, e.g. from a
+    deployment, `bench_flow` runs one cell at a time)."""
     runner = ThreadPoolTaskRunner(max_workers=spec.max_parallel)
     return bench_flow.with_options(task_runner=runner)(spec, spec_dir, out, spec_yaml)
