@@ -3,6 +3,7 @@
     space run                         # bootstrap -> curate -> train -> final eval, builtin recipe
     space curate --recipe smollm2 --set curate.clusters.num_clusters=8
     space recipe --recipe builtin     # print the resolved recipe
+    space bench infra/bench/smoke.yaml
 """
 
 from __future__ import annotations
@@ -182,6 +183,33 @@ def run(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
         for key, value in sorted(metrics.items()):
             if key.startswith("eval/all/"):
                 typer.echo(f"{label} {key}: {value:.4f}")
+    from tasks.gain import describe_gains
+
+    for line in describe_gains(result["gain"]):
+        typer.echo(line)
+
+
+@app.command()
+def bench(
+    spec: Annotated[Path, typer.Argument(help="bench spec YAML (see infra/bench/)")],
+    out: Annotated[Path | None, typer.Option(help="results folder (default: SPACE_HOME/bench/<name>)")] = None,
+) -> None:
+    """Run a grid of arms x seeds at one rollout budget and write a report (markdown + figures)."""
+    from space.bench import BenchSpecError, load_bench_spec, resolve_cells
+
+    try:
+        parsed = load_bench_spec(spec)
+        cells = resolve_cells(parsed, spec.parent)
+    except BenchSpecError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"bench {parsed.name}: {len(parsed.arms)} arms x {len(parsed.seeds)} seeds = {len(cells)} cells")
+    from flows.bench import run_bench
+
+    result = run_bench(parsed, str(spec.parent.resolve()), str(out.resolve()) if out else None, spec.read_text())
+    typer.echo((Path(result["report"])).read_text())
+    typer.echo(f"report: {result['report']}")
+    typer.echo(f"MLflow parent run: {result['parent_run_id']}")
 
 
 @app.command()

@@ -15,6 +15,7 @@ from flows.bootstrap import bootstrap_flow
 from flows.curate import curate_flow
 from flows.train import train_flow
 from space.config import Recipe
+from tasks.gain import describe_gains, paired_gain
 
 
 @flow(name="space-run", log_prints=True)
@@ -34,5 +35,8 @@ def run_flow(recipe: Recipe) -> dict[str, Any]:
         print(f"{name}: greedy accuracy {metrics['eval/all/greedy_acc']:.3f}, "
               f"pass@1 {metrics['eval/all/pass_at_1']:.3f}")
     print(f"model: {training['model_dir']}")
-    return {"curate_run_id": curation["run_id"], "train_run_id": training["run_id"],
+    gains = paired_gain(training["run_id"], training["base_eval"], training["final_eval"], recipe.seed)
+    for line in describe_gains(gains):
+        print(line)
+    return {"gain": gains, "curate_run_id": curation["run_id"], "train_run_id": training["run_id"],
             "base_eval": before, "final_eval": accuracy, "model_dir": training["model_dir"], "unique_prompts": training["unique_prompts"]}

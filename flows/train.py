@@ -33,18 +33,21 @@ def train_flow(recipe: Recipe, model: dict[str, Any], curation: dict[str, Any],
     base = _evaluate(recipe, model["path"], model["sha"], eval_split)
     tracking.log_metrics(run_id, {f"base/{k}": v for k, v in base["metrics"].items()}, step=0)
     epochs: list[dict[str, Any]] = []
+    epoch_evals: list[dict[str, Any]] = []  # held-out metrics after each evaluated epoch (accuracy curves)
     for epoch in range(cfg.epochs):
         done = train_epoch(data, model, cfg, recipe.verifier, recipe.seed, epoch, epochs[-1] if epochs else None)
         due = recipe.eval.every > 0 and (epoch + 1) % recipe.eval.every == 0
         evaluation = _evaluate(recipe, done["checkpoint"], done["checkpoint_sha"], eval_split) if due else None
         log_epoch(run_id, done, evaluation)
+        if evaluation is not None:
+            epoch_evals.append({"epoch": epoch, "metrics": evaluation["metrics"]})
         epochs.append(done)
     # a cache hit when the last epoch was already evaluated (same checkpoint hash, same inputs)
     final = _evaluate(recipe, epochs[-1]["checkpoint"], epochs[-1]["checkpoint_sha"], eval_split)
     tracking.log_metrics(run_id, {f"final/{k}": v for k, v in final["metrics"].items()}, step=cfg.epochs)
     report_training(run_id, epochs, final)
     tracking.close_run(run_id)
-    return {"run_id": run_id, "epochs": epochs, "base_eval": base, "final_eval": final,
+    return {"run_id": run_id, "epochs": epochs, "base_eval": base, "final_eval": final, "epoch_evals": epoch_evals,
             "model_dir": epochs[-1]["checkpoint"],
             "unique_prompts": len({i for e in epochs for i in e["order"]})}
 

@@ -84,3 +84,27 @@ def eval_metrics(per_prompt: pl.DataFrame) -> dict[str, float]:
         metrics[f"eval/{name}/unjudged"] = float(part["unjudged"].sum())
         metrics[f"eval/{name}/truncated"] = float(part["truncated"].sum() / max(1, part["samples"].sum()))
     return metrics
+
+
+def paired_gain(base: pl.DataFrame, final: pl.DataFrame, column: str = "pass1", confidence: float = 0.95,
+                n_boot: int = 10_000, seed: int = 0) -> dict[str, float]:
+    """Mean per-prompt change final - base of `column` and its paired bootstrap CI over eval prompts.
+
+    Prompts are matched by `prompt_id`; a prompt unjudged (null) in either table is left out and counted.
+    Returns {"base", "final", "diff", "lo", "hi", "prompts", "dropped"}.
+    """
+    from space.stats import paired_bootstrap_ci
+
+    for name, table in (("base", base), ("final", final)):
+        missing = {"prompt_id", column} - set(table.columns)
+        if missing:
+            raise ValueError(f"{name} eval table lacks columns {sorted(missing)}")
+    joined = base.select("prompt_id", column).join(final.select("prompt_id", column), on="prompt_id",
+                                                   how="full", suffix="_final", coalesce=True)
+    judged = joined.drop_nulls()
+    if judged.height == 0:
+        raise ValueError(f"no prompt has a judged {column!r} in both the base and the final evaluation")
+    before, after = judged[column].to_numpy(), judged[f"{column}_final"].to_numpy()
+    diff, lo, hi = paired_bootstrap_ci(before, after, confidence, n_boot, seed)
+    return {"base": float(before.mean()), "final": float(after.mean()), "diff": diff, "lo": lo, "hi": hi,
+            "prompts": float(judged.height), "dropped": float(joined.height - judged.height)}

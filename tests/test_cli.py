@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 
-COMMANDS = ["run", "bootstrap-model", "curate", "train", "recipe", "recipes"]
+COMMANDS = ["run", "bootstrap-model", "curate", "train", "recipe", "recipes", "bench"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -41,3 +41,11 @@ def test_console_script_is_installed():
     script = Path(sys.executable).parent / "space"
     out = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
     assert "bootstrap-model" in out.stdout and "curate" in out.stdout
+
+
+def test_bench_with_a_bad_spec_exits_2_naming_the_key(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("name: b\nseeds: [0]\narms:\n  - name: uniform-full\n    recipe: uniform-full\n    sett: []\n")
+    result = CliRunner().invoke(app, ["bench", str(spec)])
+    assert result.exit_code == 2
+    assert "arms.0.sett" in result.output

@@ -86,6 +86,20 @@ def test_run_produces_model_metrics_and_mlflow_record(first_run, recipe):
         "curation/curation.parquet", "curation/reduced.parquet", "curation/projection.png"}
 
 
+def test_run_reports_the_paired_gain_of_final_over_base_and_logs_it(first_run, recipe):
+    from mlflow.tracking import MlflowClient
+
+    gains = first_run["gain"]
+    assert set(gains) == {"pass_at_1", "greedy_acc"}
+    for name, gain in gains.items():
+        assert gain["diff"] == pytest.approx(gain["final"] - gain["base"])
+        assert gain["lo"] <= gain["diff"] <= gain["hi"]
+        assert gain["prompts"] + gain["dropped"] == recipe.eval.limit
+    metrics = MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_run(first_run["train_run_id"]).data.metrics
+    assert metrics["gain/pass_at_1/diff"] == pytest.approx(gains["pass_at_1"]["diff"])
+    assert metrics["gain/greedy_acc/hi"] == pytest.approx(gains["greedy_acc"]["hi"])
+
+
 def test_curation_table_invariants(first_run, recipe):
     from space.paths import space_home
 

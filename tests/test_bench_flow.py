@@ -1,0 +1,114 @@
+"""`space bench` end to end: the two-cell smoke spec on real Prefect (ephemeral server), MLflow and TRL.
+
+Checks the MLflow tree (bench parent -> one child per cell -> curate and train runs), that the report's
+rows are the cells' own final metrics, and that re-running the finished grid executes no cell again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+SPEC = Path(__file__).parents[1] / "infra" / "bench" / "smoke.yaml"
+ARMS = {"spaCe-ts_lp", "uniform-full"}
+
+
+def _task_runs_since(since: datetime) -> dict[str, set[str]]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(sort=TaskRunSort.EXPECTED_START_TIME_DESC, limit=200)
+    states: dict[str, set[str]] = {}
+    for run in runs:
+        if run.created and run.created >= since and run.state is not None:
+            states.setdefault(run.name.rsplit("-", 1)[0], set()).add(run.state.name)
+    return states
+
+
+def _children(client, parent_id: str):
+    from tasks.tracking import experiment_id
+
+    return client.search_runs([experiment_id()], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
+
+
+@pytest.fixture(scope="module")
+def spec():
+    from space.bench import load_bench_spec
+
+    return load_bench_spec(SPEC)
+
+
+@pytest.fixture(scope="module")
+def first(spec, tmp_path_factory):
+    from flows.bench import run_bench
+
+    out = tmp_path_factory.mktemp("bench")
+    return run_bench(spec, str(SPEC.parent), str(out), SPEC.read_text()), out
+
+
+def test_each_cell_is_a_child_run_with_curate_and_train_below_it(first):
+    from mlflow.tracking import MlflowClient
+
+    result, _ = first
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    parent = client.get_run(result["parent_run_id"])
+    assert parent.data.tags["space.stage"] == "bench" and parent.info.status == "FINISHED"
+    cells = _children(client, parent.info.run_id)
+    assert {c.data.tags["space.arm"] for c in cells} == ARMS and len(cells) == 2
+    for cell in cells:
+        assert cell.info.status == "FINISHED"
+        stages = {r.data.tags["space.stage"] for r in _children(client, cell.info.run_id)}
+        assert stages == {"curate", "train"}
+        assert 0.0 <= cell.data.metrics["final/pass_at_1"] <= 1.0
+    assert {"report"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.md", "report/rows.json", "report/pass1_vs_step.png"} <= logged
+
+
+def test_report_rows_are_the_cells_final_metrics(first):
+    from mlflow.tracking import MlflowClient
+
+    result, out = first
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    cells = {c.data.tags["space.arm"]: c for c in _children(client, result["parent_run_id"])}
+    rows = {r["arm"]: r for r in json.loads((out / "rows.json").read_text())}
+    assert set(rows) == ARMS
+    for arm, row in rows.items():
+        metrics = cells[arm].data.metrics
+        assert row["seeds"] == 1
+        assert row["final_pass1"] == pytest.approx(metrics["final/pass_at_1"])
+        assert row["final_greedy"] == pytest.approx(metrics["final/greedy_acc"])
+        assert row["final_pass1_lo"] is None  # one seed: no interval
+        assert row["unique_prompts"] == metrics["unique_prompts"] and row["steps"] == 4  # 2 epochs x 2 steps
+    assert rows["uniform-full"]["vs_ref_pass1"] is None
+    spaCe = cells["spaCe-ts_lp"].data.metrics["final/pass_at_1"]
+    ref = cells["uniform-full"].data.metrics["final/pass_at_1"]
+    assert rows["spaCe-ts_lp"]["vs_ref_pass1"] == pytest.approx(spaCe - ref)
+    assert rows["spaCe-ts_lp"]["unique_prompts"] <= 12  # 3 clusters x 4 representatives
+    report = (out / "report.md").read_text()
+    assert all(f"| {arm} | 1 |" in report for arm in ARMS)
+    assert all((out / name).is_file() for name in ("pass1_vs_rollouts.png", "effective_groups.png"))
+
+
+def test_rerunning_the_finished_grid_executes_no_cell(first, spec):
+    from mlflow.tracking import MlflowClient
+
+    from flows.bench import run_bench
+
+    result, out = first
+    since = datetime.now(timezone.utc)
+    again = run_bench(spec, str(SPEC.parent), str(out), SPEC.read_text())
+    states = _task_runs_since(since)
+    assert states["bench-cell"] == {"Cached"}, states
+    assert not {"train-epoch", "evaluate", "estimate-difficulty"} & set(states), states
+    assert again["parent_run_id"] == result["parent_run_id"]
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    assert len(_children(client, result["parent_run_id"])) == 2
+    assert again["rows"] == result["rows"]
