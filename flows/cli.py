@@ -220,8 +220,11 @@ def serve(
     cron: Annotated[str | None, typer.Option(help="cron schedule, e.g. '0 3 * * *'")] = None,
     interval: Annotated[int | None, typer.Option(help="schedule every N seconds")] = None,
     name: Annotated[str | None, typer.Option(help="deployment name (default: the recipe name)")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many runs at a time (later ones wait)")] = 1,
 ) -> None:
-    """Serve `space run` on a recipe as a scheduled Prefect deployment (needs PREFECT_API_URL; blocks)."""
+    """Serve `space run` on a recipe as a scheduled Prefect deployment (needs PREFECT_API_URL; blocks).
+
+    Stops on SIGTERM or Ctrl-C within seconds, pausing the schedule when the server still answers."""
     import os
 
     if not os.environ.get("PREFECT_API_URL"):
@@ -230,10 +233,12 @@ def serve(
         raise typer.Exit(2)
     resolved = _resolve(recipe, set)
     from flows.run import run_flow
+    from flows.serve import serve_flow
 
-    run_flow.serve(name=name or resolved.name, cron=cron, interval=interval,
-                   parameters={"recipe": resolved.model_dump(mode="json")},
-                   tags=[f"recipe:{resolved.name}", f"policy:{resolved.train.bandit.policy}"])
+    code = serve_flow(run_flow, name or resolved.name, cron=cron, interval=interval, limit=limit,
+                      parameters={"recipe": resolved.model_dump(mode="json")},
+                      tags=[f"recipe:{resolved.name}", f"policy:{resolved.train.bandit.policy}"])
+    raise typer.Exit(code)
 
 
 if __name__ == "__main__":

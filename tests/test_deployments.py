@@ -1,61 +1,50 @@
-"""`space serve` against a real `prefect server start`: the scheduled deployment exists with its recipe,
-and a run triggered through the server completes."""
+"""`space serve` against a real `prefect server start`: the server's scheduler creates a run of the served
+deployment on its own (the test creates none) and that run completes; `space serve` stops within seconds on
+SIGTERM and on SIGINT, whether its server still answers or has gone away."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
+from conftest_servers import prefect_client as _client
+from conftest_servers import start_prefect_server as _start_server
+from conftest_servers import stop_process as _stop
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 RECIPE = str(Path(__file__).parent / "recipes" / "e2e.yaml")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory):
-    port = _free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-server")),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "prefect server did not come up"
-        time.sleep(0.5)
+    home = tmp_path_factory.mktemp("prefect-server")
+    proc, url = _start_server(home)
     yield url
     _stop(proc)
+
+
+def _serve(api_url: str, log: Path, *schedule: str) -> subprocess.Popen:
+    """`space serve` in its own process group, output to `log` (a pipe would fill up and block it)."""
+    env = {**os.environ, "PREFECT_API_URL": api_url}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--recipe", RECIPE, *schedule],
+                                env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
+    proc.log = log
+    return proc
+
+
+def _wait_until_stopped(proc: subprocess.Popen, timeout: float = 20) -> str:
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"space serve still running {timeout:.0f} s after the signal:\n{proc.log.read_text()[-3000:]}")
+    return proc.log.read_text()
 
 
 def test_serve_refuses_without_a_server():
@@ -65,43 +54,83 @@ def test_serve_refuses_without_a_server():
     assert out.returncode == 2 and "PREFECT_API_URL" in out.stderr
 
 
-def test_served_deployment_is_scheduled_and_runs(prefect_server):
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    env = {**os.environ, "PREFECT_API_URL": prefect_server}
-    serving = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--recipe", RECIPE, "--cron",
-                                "0 3 * * *"], env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+@pytest.mark.timeout(1800)  # a whole e2e `space run` from a cold SPACE_HOME, on 2 shared cores
+def test_interval_schedule_fires_and_its_run_completes(tmp_path):
+    server, url = _start_server(tmp_path)  # its own server, so its log holds only this test's scheduling
+    serving = _serve(url, tmp_path / "serve.log", "--interval", "5")
     try:
-        with temporary_settings({PREFECT_API_URL: prefect_server}), get_client(sync_client=True) as client:
+        with _client(url) as client:
             deployment = _wait_for_deployment(client, serving)
             assert deployment.parameters["recipe"]["name"] == "e2e"
-            assert [s.schedule.cron for s in deployment.schedules] == ["0 3 * * *"]
-            run = client.create_flow_run_from_deployment(deployment.id)
-            state = _wait_for_final_state(client, run.id, serving)
-            assert state.is_completed(), state
+            assert [s.schedule.interval.total_seconds() for s in deployment.schedules] == [5.0]
+            run = _wait_for_first_finished_run(client, deployment.id, serving, tmp_path / "server.log")
+            assert run.auto_scheduled, "the run was not created by the server's scheduler"
+            assert run.state.is_completed(), run.state
     finally:
         _stop(serving)
+        _stop(server)
 
 
-def _wait_for_deployment(client, serving: subprocess.Popen):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_serve_stops_promptly_and_pauses_its_schedule_while_the_server_answers(prefect_server, tmp_path, sig):
+    name = f"stop-{sig.name.lower()}"
+    serving = _serve(prefect_server, tmp_path / "serve.log", "--cron", "0 3 * * *", "--name", name)
+    with _client(prefect_server) as client:
+        deployment = _wait_for_deployment(client, serving, f"space-run/{name}")
+        assert not deployment.paused
+        os.killpg(serving.pid, sig)  # what a terminal's Ctrl-C or a service manager sends to the group
+        output = _wait_until_stopped(serving)
+        assert serving.returncode == 0, output
+        assert client.read_deployment(deployment.id).paused, output
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_serve_stops_promptly_after_its_server_went_away(tmp_path, sig):
+    server, url = _start_server(tmp_path / "prefect")
+    serving = _serve(url, tmp_path / "serve.log", "--cron", "0 3 * * *")
+    try:
+        with _client(url) as client:
+            _wait_for_deployment(client, serving)
+        _stop(server)
+        time.sleep(3)  # the runner's next polls fail against the dead server
+        os.killpg(serving.pid, sig)
+        output = _wait_until_stopped(serving)
+        assert "does not answer" in output, output
+    finally:
+        _stop(serving)
+        _stop(server)
+
+
+def _wait_for_deployment(client, serving: subprocess.Popen, name: str = "space-run/e2e"):
     from prefect.exceptions import ObjectNotFound
 
     deadline = time.monotonic() + 180
     while True:
         try:
-            return client.read_deployment_by_name("space-run/e2e")
+            return client.read_deployment_by_name(name)
         except ObjectNotFound:
-            assert serving.poll() is None and time.monotonic() < deadline, "deployment never appeared"
+            assert serving.poll() is None, serving.log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "deployment never appeared"
             time.sleep(1)
 
 
-def _wait_for_final_state(client, run_id, serving: subprocess.Popen):
-    deadline = time.monotonic() + 900
+def _wait_for_first_finished_run(client, deployment_id, serving: subprocess.Popen, server_log: Path):
+    """The first run of the deployment to reach a final state; fails if none was even created within 60 s.
+    (An interval of 5 s makes the scheduler queue up to 100 runs: filter on the server, not in a page.)"""
+    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId, FlowRunFilter,
+                                                FlowRunFilterState, FlowRunFilterStateType)
+    from prefect.client.schemas.objects import StateType
+
+    of_deployment = DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+    final = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
+        any_=[StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED])))
+    started = time.monotonic()
     while True:
-        state = client.read_flow_run(run_id).state
-        if state is not None and state.is_final():
-            return state
-        assert serving.poll() is None and time.monotonic() < deadline, f"run not finished: {state}"
+        scheduled = client.read_flow_runs(deployment_filter=of_deployment, limit=1)
+        assert scheduled or time.monotonic() - started < 60, f"no run was scheduled:\n{server_log.read_text()[-3000:]}"
+        finished = client.read_flow_runs(deployment_filter=of_deployment, flow_run_filter=final)
+        if finished:
+            return min(finished, key=lambda r: r.end_time)
+        assert serving.poll() is None, serving.log.read_text()[-3000:]
+        assert time.monotonic() - started < 900, "no scheduled run finished within 15 min"
         time.sleep(2)
