@@ -23,7 +23,7 @@ def curate_flow(recipe: Recipe, model: dict[str, Any], parent_run_id: str | None
     data = stage.load_data(recipe.data)
     embedded = stage.embed(data["pool"], cfg.embedding)
     difficulty = stage.estimate_difficulty(data["pool"], model, recipe.model.system_prompt,
-                                           recipe.verifier, cfg.difficulty, recipe.engine, recipe.seed)
+                                           recipe.verifier, cfg.difficulty, recipe.engine, recipe.seed, embedded)
     features = stage.build_features(embedded, difficulty, cfg.features)
     clusters = stage.cluster(features, cfg.clusters)
     selected = stage.select(data["pool"], difficulty, features, clusters, cfg.selection)

@@ -72,17 +72,26 @@ def estimate_difficulty(
     cfg: DifficultyConfig,
     engine: EngineConfig,
     seed: int,
+    embedded: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """k reference rollouts per prompt, scored by the verifier -> solve rate and difficulty."""
+    """k reference rollouts per prompt, scored by the verifier -> solve rate and difficulty.
+
+    With `source: propagate` only a seeded fraction of the pool is rolled out and the rest is predicted from
+    the embeddings (`embedded`, the embed stage's manifest) of their nearest measured neighbours.
+    """
     from space import difficulty
 
-    out = stage_dir("difficulty", pool["sha"], model["sha"], system_prompt, verifier, cfg, engine, seed)
+    keyed_embeddings = embedded["sha"] if cfg.source == "propagate" and embedded is not None else None
+    out = stage_dir("difficulty", pool["sha"], model["sha"], system_prompt, verifier, cfg, engine, seed,
+                    *([keyed_embeddings] if keyed_embeddings else []))
     if (done := read_manifest(out)) is not None:
         return done
     start = time.perf_counter()
     table = pl.read_parquet(pool["path"])
     if cfg.source == "label":
         per_prompt, rollouts = difficulty.difficulty_table_from_labels(table, cfg), None
+    elif cfg.source == "propagate":
+        per_prompt, rollouts = _propagated(table, embedded, model, system_prompt, verifier, cfg, engine, seed)
     else:
         per_prompt, rollouts = _difficulty_from_rollouts(table, model, system_prompt, verifier, cfg, engine, seed)
     per_prompt.write_parquet(out / "difficulty.parquet")
@@ -92,6 +101,26 @@ def estimate_difficulty(
     return write_manifest(out, {"path": str(out / "difficulty.parquet"), "sha": file_sha256(out / "difficulty.parquet"),
                                 "rollouts": str(out / "rollouts.parquet") if rollouts is not None else None,
                                 "summary": summary, "seconds": time.perf_counter() - start})
+
+
+def _propagated(table, embedded, model, system_prompt, verifier, cfg, engine, seed):
+    """Rollouts on the measured fraction, kNN-propagated difficulty for the rest (space.propagate)."""
+    from space.embedding import load_embeddings
+    from space.propagate import choose_measured, propagated_table
+
+    if embedded is None:
+        raise ValueError("difficulty.source='propagate' needs the embed stage's output (embedded=...)")
+    ids, vectors = load_embeddings(embedded["path"])
+    position = {pid: i for i, pid in enumerate(ids)}
+    pool_ids = table["prompt_id"].to_list()
+    missing = [pid for pid in pool_ids if pid not in position]
+    if missing:
+        raise KeyError(f"{embedded['path']}: no embedding for prompt_id(s) {missing[:5]}")
+    vectors = vectors[[position[pid] for pid in pool_ids]]
+    mask = choose_measured(vectors, cfg.measure_fraction, cfg.strata, seed)
+    measured, rollouts = _difficulty_from_rollouts(table.filter(pl.Series(mask)), model, system_prompt, verifier,
+                                                   cfg, engine, seed)
+    return propagated_table(pool_ids, vectors, mask, measured, cfg.neighbours), rollouts
 
 
 def _difficulty_from_rollouts(table, model, system_prompt, verifier, cfg, engine, seed):

@@ -189,3 +189,27 @@ def test_difficulty_with_vllm_matches_transformers_on_the_builtin_model(first_ru
     assert ours.height == 96 and (ours["k"] == recipe.curate.difficulty.k).all()
     assert pl.read_parquet(via_vllm["rollouts"]).height == 96 * recipe.curate.difficulty.k
     assert abs(ours["solve_rate"].mean() - theirs["solve_rate"].mean()) < 0.1
+
+
+def test_propagated_difficulty_rolls_out_a_fraction_and_keeps_measured_values(first_run, recipe):
+    from flows.bootstrap import bootstrap_flow
+    from flows.curate import curate_flow
+    from space.config import load_recipe
+
+    full = curate_flow(recipe, bootstrap_flow(recipe))["stages"]["difficulty"]  # cached from first_run
+    cheap = load_recipe(RECIPE, ["curate.difficulty.source=propagate", "curate.difficulty.measure_fraction=0.25",
+                                 "curate.difficulty.strata=4"])
+    stage = curate_flow(cheap, bootstrap_flow(cheap))["stages"]["difficulty"]
+    table = pl.read_parquet(stage["path"])
+    measured = table.filter(pl.col("measured"))
+    assert table.height == 96 and 24 <= measured.height <= 24 + 4  # ceil(0.25 * stratum) over 4 strata
+    assert pl.read_parquet(stage["rollouts"]).height == measured.height * cheap.curate.difficulty.k
+    assert stage["summary"]["measured_share"] == pytest.approx(measured.height / 96)
+    # per-prompt seeds: a measured prompt's rollouts, hence its difficulty, are those of the full run
+    reference = pl.read_parquet(full["path"]).select("prompt_id", pl.col("difficulty").alias("full"))
+    joined = measured.join(reference, on="prompt_id", how="inner", validate="1:1")
+    assert joined.height == measured.height
+    assert joined["difficulty"].to_list() == joined["full"].to_list()
+    unmeasured = table.filter(~pl.col("measured"))
+    assert unmeasured["successes"].null_count() == unmeasured.height
+    assert unmeasured["difficulty"].null_count() == 0
