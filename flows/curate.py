@@ -43,3 +43,24 @@ def _tags(recipe: Recipe, model: dict[str, Any], selected: dict[str, Any]) -> di
     return {"space.stage": "curate", "space.recipe": recipe.name, "space.seed": str(recipe.seed),
             "space.model": model["name"], "space.selection": recipe.curate.selection.selection,
             "space.fingerprint": fingerprint("curate-run", selected["sha"])}
+
+
+@flow(name="curate-add", log_prints=True)
+def curate_add_flow(recipe: Recipe, model: dict[str, Any], add_path: str, drift_quantile: float = 0.95,
+                    ) -> dict[str, Any]:
+    """Place the prompts of a new file in the recipe's existing clusters; only their difficulty is estimated."""
+    from tasks import curate_add
+
+    cfg = recipe.curate
+    curation = curate_flow(recipe, model)["stages"]
+    data = curate_add.additions_config(recipe.data, add_path)
+    additions = curate_add.load_additions(data, curate_add.file_digest(add_path), curation["data"]["pool"])
+    embedded = stage.embed(additions, cfg.embedding)
+    difficulty = stage.estimate_difficulty(additions, model, recipe.model.system_prompt, recipe.verifier,
+                                           cfg.difficulty, recipe.engine, recipe.seed, embedded)
+    placed = curate_add.place_additions(additions, embedded, difficulty, curation["features"], curation["cluster"],
+                                        drift_quantile)
+    print(f"added {placed['added']} prompts to {curation['cluster']['num_clusters']} existing clusters "
+          f"({additions['already_in_pool']} already in the pool); drift: {placed['drift']:.1%} are beyond their "
+          f"cluster's {drift_quantile:.0%} distance quantile; table: {placed['path']}")
+    return placed

@@ -145,7 +145,7 @@ def build_features(embedded: dict[str, Any], difficulty: dict[str, Any], cfg: Fe
     """f_i = [whitened PCA(e_i) ; w_d * standardised d_i] (method.md 2.3)."""
     from space.difficulty import difficulty_array
     from space.embedding import load_embeddings
-    from space.features import build_features as build
+    from space.features import fit_transform
 
     out = stage_dir("features", embedded["sha"], difficulty["sha"], cfg)
     if (done := read_manifest(out)) is not None:
@@ -153,8 +153,9 @@ def build_features(embedded: dict[str, Any], difficulty: dict[str, Any], cfg: Fe
     start = time.perf_counter()
     ids, vectors = load_embeddings(embedded["path"])
     d = difficulty_array(pl.read_parquet(difficulty["path"]), ids)
-    features, info = build(vectors, d, cfg)
-    np.savez(out / "features.npz", ids=np.asarray(ids), features=features)
+    transform, features, info = fit_transform(vectors, d, cfg)
+    # the fitted transform is kept so prompts added later land in the same space (`space curate --add`)
+    np.savez(out / "features.npz", ids=np.asarray(ids), features=features, **transform.arrays())
     return write_manifest(out, {"path": str(out / "features.npz"), "sha": file_sha256(out / "features.npz"),
                                 "info": _plain(info), "seconds": time.perf_counter() - start})
 

@@ -213,3 +213,31 @@ def test_propagated_difficulty_rolls_out_a_fraction_and_keeps_measured_values(fi
     unmeasured = table.filter(~pl.col("measured"))
     assert unmeasured["successes"].null_count() == unmeasured.height
     assert unmeasured["difficulty"].null_count() == 0
+
+
+def test_curate_add_places_only_new_prompts_in_existing_clusters(first_run, recipe, tmp_path):
+    from flows.bootstrap import bootstrap_flow
+    from flows.curate import curate_add_flow, curate_flow
+
+    model = bootstrap_flow(recipe)
+    stages = curate_flow(recipe, model)["stages"]  # cached from first_run
+    pool = pl.read_parquet(stages["data"]["pool"]["path"])
+    fresh = pl.read_parquet(stages["data"]["eval"]["path"]).head(5)  # disjoint from the pool by construction
+    rows = pl.concat([fresh, pool.head(1)])
+    path = tmp_path / "new.jsonl"  # the reasoning-gym verifier needs each item's task entry: top-level fields
+    path.write_text("".join(json.dumps({"question": q, "answer": a, **json.loads(m)}) + "\n"
+                            for q, a, m in rows.select("question", "answer", "metadata").iter_rows()))
+
+    placed = curate_add_flow(recipe, model, str(path))
+    table = pl.read_parquet(placed["path"])
+    assert placed["added"] == table.height == 5
+    assert sorted(table["question"].to_list()) == sorted(fresh["question"].to_list())
+    assert set(table["cluster"].to_list()) <= set(range(stages["cluster"]["num_clusters"]))
+    assert placed["drift"] == pytest.approx(table["far"].mean())
+    assert table["k"].to_list() == [recipe.curate.difficulty.k] * 5  # rollouts for the new prompts only
+    assert sum(c["added"] for c in placed["clusters"]) == 5
+
+    since = datetime.now(timezone.utc)
+    assert curate_add_flow(recipe, model, str(path)) == placed
+    states = _task_states_since(since)
+    assert states["place-additions"] == {"Cached"} and states["estimate-difficulty"] == {"Cached"}, states
