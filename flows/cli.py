@@ -143,12 +143,23 @@ def bootstrap_model(recipe: RecipeOption = "builtin", set: SetOption = None) -> 
 
 @app.command()
 @friendly_errors
-def curate(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
-    """Phase 1: embed, estimate difficulty, cluster and keep representatives."""
+def curate(
+    recipe: RecipeOption = "builtin",
+    set: SetOption = None,
+    add: Annotated[str | None, typer.Option("--add", help="place the prompts of this file (jsonl/json/parquet/csv, "
+                                            "the recipe's columns) in the existing clusters; no re-clustering")] = None,
+    drift_quantile: Annotated[float, typer.Option(help="with --add: a new prompt is 'far' beyond this quantile of "
+                                                  "its cluster's pool distances")] = 0.95,
+) -> None:
+    """Phase 1: embed, estimate difficulty, cluster and keep representatives (or, with --add, place new prompts)."""
     resolved = _resolve(recipe, set)
     from flows.bootstrap import bootstrap_flow
-    from flows.curate import curate_flow
+    from flows.curate import curate_add_flow, curate_flow
 
+    if add is not None:
+        placed = curate_add_flow(resolved, bootstrap_flow(resolved), add, drift_quantile)
+        typer.echo(f"added: {placed['added']} prompts, drift {placed['drift']:.3f}, table {placed['path']}")
+        return
     result = curate_flow(resolved, bootstrap_flow(resolved))
     typer.echo(f"reduced pool: {result['stages']['select']['reduced']}")
     typer.echo(f"MLflow run: {result['run_id']}")

@@ -29,7 +29,7 @@ def curate_flow(recipe: Recipe, model: dict[str, Any], parent_run_id: str | None
     embedded = stage.embed(data["pool"], cfg.embedding)
     difficulty = stage.estimate_difficulty(data["pool"], model, recipe.model.system_prompt,
                                            recipe.verifier, cfg.difficulty, recipe.engine, cfg.difficulty.seed,
-                                           recipe.model.enable_thinking)
+                                           recipe.model.enable_thinking, embedded)
     features = stage.build_features(embedded, difficulty, cfg.features)
     clusters = stage.cluster(features, cfg.clusters)
     selected = stage.select(data["pool"], difficulty, features, clusters, cfg.selection)
@@ -54,3 +54,26 @@ def _tags(recipe: Recipe, model: dict[str, Any], selected: dict[str, Any]) -> di
 def _max_new_tokens(recipe: Recipe) -> int:
     """The longest completion any stage asks for: a prompt must leave this much of the context free."""
     return max(recipe.curate.difficulty.max_tokens, recipe.train.grpo.max_completion_length, recipe.eval.max_tokens)
+
+
+@flow(name="curate-add", log_prints=True)
+def curate_add_flow(recipe: Recipe, model: dict[str, Any], add_path: str, drift_quantile: float = 0.95,
+                    ) -> dict[str, Any]:
+    """Place the prompts of a new file in the recipe's existing clusters; only their difficulty is estimated."""
+    from tasks import curate_add
+
+    recipe = recipe.resolved()
+    cfg = recipe.curate
+    curation = curate_flow(recipe, model)["stages"]
+    data = curate_add.additions_config(recipe.data, add_path)
+    additions = curate_add.load_additions(data, curate_add.file_digest(add_path), curation["data"]["pool"])
+    embedded = stage.embed(additions, cfg.embedding)
+    difficulty = stage.estimate_difficulty(additions, model, recipe.model.system_prompt, recipe.verifier,
+                                           cfg.difficulty, recipe.engine, cfg.difficulty.seed,
+                                           recipe.model.enable_thinking, embedded)
+    placed = curate_add.place_additions(additions, embedded, difficulty, curation["features"], curation["cluster"],
+                                        drift_quantile)
+    print(f"added {placed['added']} prompts to {curation['cluster']['num_clusters']} existing clusters "
+          f"({additions['already_in_pool']} already in the pool); drift: {placed['drift']:.1%} are beyond their "
+          f"cluster's {drift_quantile:.0%} distance quantile; table: {placed['path']}")
+    return placed

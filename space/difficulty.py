@@ -57,8 +57,10 @@ class DifficultyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: Literal["rollouts", "label"] = Field(
-        "rollouts", description="'rollouts': 1 - solve rate of k reference samples; 'label': a rescaled dataset label."
+    source: Literal["rollouts", "label", "propagate"] = Field(
+        "rollouts",
+        description="'rollouts': 1 - solve rate of k reference samples; 'label': a rescaled dataset label; "
+        "'propagate': rollouts on a seeded fraction of the pool, kNN prediction in embedding space for the rest.",
     )
     k: int = Field(8, ge=1, description="Reference samples per prompt.")
     temperature: float = Field(1.0, ge=0.0, description="Sampling temperature T_ref of the reference model.")
@@ -69,6 +71,15 @@ class DifficultyConfig(BaseModel):
     seed: int = Field(
         0, description="Seed of the reference rollouts. Independent of the recipe seed on purpose: runs with "
         "different seeds share one difficulty estimate (and its cache)."
+    )
+    measure_fraction: float = Field(
+        0.2, gt=0.0, le=1.0, description="For source='propagate': share of the pool that gets rollouts."
+    )
+    strata: int = Field(
+        16, ge=1, description="For source='propagate': embedding clusters the measured prompts are drawn from evenly."
+    )
+    neighbours: int = Field(
+        8, ge=1, description="For source='propagate': measured neighbours averaged (weights 1/distance)."
     )
     label_column: str = Field(
         "level",
@@ -173,7 +184,7 @@ def estimate_difficulty(
     prompt_ids)` returns one list of n completions (str or objects with `.text`) per prompt; `verifier(completions,
     answer=, metadata=)` returns one float or None per completion.
     """
-    if cfg.source != "rollouts":
+    if cfg.source not in ("rollouts", "propagate"):
         raise ValueError(f"source={cfg.source!r}: use difficulty_table_from_labels for label difficulty")
     prompt_ids, prompts, answers, metadata = map(list, (prompt_ids, prompts, answers, metadata))
     check_lengths(prompt_ids, prompts=prompts, answers=answers, metadata=metadata)
@@ -223,7 +234,9 @@ def summarize_difficulty(per_prompt: pl.DataFrame) -> dict[str, float]:
     difficulty = per_prompt["difficulty"]
     samples = per_prompt["k"].sum()
     truncated = {"truncated_share": float(per_prompt["truncated"].sum() / samples)} if samples else {}
+    measured = {"measured_share": float(per_prompt["measured"].mean())} if "measured" in per_prompt.columns else {}
     return {
+        **measured,
         "prompts": float(per_prompt.height),
         "mean": float(difficulty.mean()) if difficulty.drop_nulls().len() else float("nan"),
         "null_prompts": float(difficulty.null_count()),

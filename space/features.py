@@ -13,6 +13,7 @@ semantic-only features; the last column is then all zeros. PCA is numpy SVD with
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -44,7 +45,12 @@ def fit_pca(embeddings: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray, np.
 
     Variances divide by N. Signs are fixed so each axis's largest-magnitude loading is positive.
     """
-    x = np.asarray(embeddings, dtype=np.float64)
+    scores, variances, all_variances, _ = _pca_axes(np.asarray(embeddings, dtype=np.float64), p)
+    return scores, variances, all_variances
+
+
+def _pca_axes(x: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """fit_pca's (scores, variances, all variances) plus the top-p axes (p, dim)."""
     centred = x - x.mean(axis=0)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
     rows = np.arange(vt.shape[0])
@@ -52,7 +58,7 @@ def fit_pca(embeddings: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray, np.
     signs[signs == 0] = 1.0
     vt = vt * signs[:, None]
     variances = s**2 / x.shape[0]
-    return centred @ vt[:p].T, variances[:p], variances
+    return centred @ vt[:p].T, variances[:p], variances, vt[:p]
 
 
 def capped_dims(n: int, dim: int, requested: int) -> int:
@@ -87,6 +93,70 @@ def standardize_difficulty(difficulty: np.ndarray | None, n: int, cfg: FeatureCo
     return (d - d.mean()) / (d.std() + STD_EPS), int(missing.sum())
 
 
+@dataclass(frozen=True)
+class FeatureTransform:
+    """The fitted map e, d -> f: PCA mean and axes, block scale and difficulty standardisation.
+
+    Saved beside the features so prompts added later land in the same feature space (space.incremental).
+    """
+
+    mean: np.ndarray  # (dim,)
+    axes: np.ndarray  # (p, dim)
+    block_scale: float  # sqrt of the block's total variance (0: a zero block)
+    d_mean: float
+    d_std: float  # population std + 1e-8; 0 marks a constant (uninformative) difficulty
+    weight: float
+
+    def apply(self, embeddings: np.ndarray, difficulty: np.ndarray | None) -> np.ndarray:
+        """Features of (new) prompts: [projected, whitened embeddings ; w_d * standardised difficulty]."""
+        scores = (np.asarray(embeddings, dtype=np.float64) - self.mean) @ self.axes.T
+        block = scores / self.block_scale if self.block_scale > 0 else np.zeros_like(scores)
+        if difficulty is None or self.d_std == 0.0:
+            delta = np.zeros(block.shape[0])
+        else:
+            d = np.asarray(difficulty, dtype=np.float64).reshape(-1)
+            delta = (np.where(np.isnan(d), self.d_mean, d) - self.d_mean) / self.d_std
+        return np.hstack([block, self.weight * delta[:, None]]).astype(np.float32)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Named arrays for np.savez (read back with `from_arrays`)."""
+        scalars = np.array([self.block_scale, self.d_mean, self.d_std, self.weight])
+        return {"transform_mean": self.mean, "transform_axes": self.axes, "transform_scalars": scalars}
+
+    @classmethod
+    def from_arrays(cls, stored: Any) -> FeatureTransform:
+        if "transform_axes" not in stored:
+            raise KeyError("this features file has no fitted transform (written before transforms were saved); "
+                           "re-run the features stage")
+        scale, d_mean, d_std, weight = (float(v) for v in stored["transform_scalars"])
+        return cls(stored["transform_mean"], stored["transform_axes"], scale, d_mean, d_std, weight)
+
+
+def fit_transform(embeddings: np.ndarray, difficulty: np.ndarray | None, cfg: FeatureConfig
+                  ) -> tuple[FeatureTransform, np.ndarray, dict[str, Any]]:
+    """Fit PCA and the difficulty standardisation on the pool: (transform, pool features, info)."""
+    emb = np.asarray(embeddings)
+    if emb.ndim != 2:
+        raise ValueError(f"embeddings must be 2-D (N, dim), got shape {emb.shape}")
+    n, dim = emb.shape
+    p = capped_dims(n, dim, cfg.pca_dims)
+    x = emb.astype(np.float64)
+    _, variances, all_variances, axes = _pca_axes(x, p)
+    block_var = float(variances.sum())
+    delta, imputed = standardize_difficulty(difficulty, n, cfg)
+    d = None if difficulty is None else np.asarray(difficulty, dtype=np.float64).reshape(-1)
+    informative = d is not None and bool(np.any(delta != 0.0))
+    d_filled = None if d is None else np.where(np.isnan(d), np.nanmean(d), d)
+    transform = FeatureTransform(
+        mean=x.mean(axis=0), axes=axes, block_scale=float(np.sqrt(block_var)) if block_var > 0 else 0.0,
+        d_mean=float(d_filled.mean()) if informative else 0.0,
+        d_std=float(d_filled.std() + STD_EPS) if informative else 0.0, weight=cfg.difficulty_weight)
+    block = x - transform.mean
+    block = block @ axes.T / transform.block_scale if transform.block_scale > 0 else np.zeros((n, p))
+    features = np.hstack([block, cfg.difficulty_weight * delta[:, None]]).astype(np.float32)
+    return transform, features, _info(features, variances, all_variances, p, cfg, imputed, n, dim)
+
+
 def build_features(
     embeddings: np.ndarray, difficulty: np.ndarray | None, cfg: FeatureConfig
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -95,19 +165,15 @@ def build_features(
     `difficulty` may be None only when difficulty_weight is 0. Info holds p, the explained variances and ratios,
     and the realised variance share of the difficulty coordinate.
     """
-    emb = np.asarray(embeddings)
-    if emb.ndim != 2:
-        raise ValueError(f"embeddings must be 2-D (N, dim), got shape {emb.shape}")
-    n, dim = emb.shape
-    p = capped_dims(n, dim, cfg.pca_dims)
-    scores, variances, all_variances = fit_pca(emb, p)
+    _, features, info = fit_transform(embeddings, difficulty, cfg)
+    return features, info
+
+
+def _info(features, variances, all_variances, p, cfg, imputed, n, dim) -> dict[str, Any]:
     block_var = float(variances.sum())
-    block = scores / np.sqrt(block_var) if block_var > 0 else np.zeros_like(scores)
-    delta, imputed = standardize_difficulty(difficulty, n, cfg)
-    features = np.hstack([block, cfg.difficulty_weight * delta[:, None]]).astype(np.float32)
     col_var = features.astype(np.float64).var(axis=0)
     total_var = float(all_variances.sum())
-    info = {
+    return {
         "pca_dims": p,
         "pca_dims_requested": cfg.pca_dims,
         "explained_variance": variances.tolist(),
@@ -119,4 +185,3 @@ def build_features(
         "n": n,
         "embedding_dim": dim,
     }
-    return features, info

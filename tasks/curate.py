@@ -141,12 +141,18 @@ def estimate_difficulty(
     engine: EngineConfig,
     seed: int,
     enable_thinking: bool | None = None,
+    embedded: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """k reference rollouts per prompt, scored by the verifier -> solve rate and difficulty."""
+    """k reference rollouts per prompt, scored by the verifier -> solve rate and difficulty.
+
+    With `source: propagate` only a seeded fraction of the pool is rolled out and the rest is predicted from
+    the embeddings (`embedded`, the embed stage's manifest) of their nearest measured neighbours.
+    """
     from space import difficulty
 
+    keyed_embeddings = embedded["sha"] if cfg.source == "propagate" and embedded is not None else None
     out = stage_dir("difficulty", pool["sha"], model["sha"], system_prompt, verifier, cfg, engine, seed,
-                    enable_thinking)
+                    enable_thinking, *([keyed_embeddings] if keyed_embeddings else []))
     if (done := read_manifest(out)) is not None:
         return done
     verify_files(pool)
@@ -154,6 +160,9 @@ def estimate_difficulty(
     table = pl.read_parquet(pool["path"])
     if cfg.source == "label":
         per_prompt, rollouts = difficulty.difficulty_table_from_labels(table, cfg), None
+    elif cfg.source == "propagate":
+        per_prompt, rollouts = _propagated(table, embedded, model, (system_prompt, enable_thinking), verifier, cfg,
+                                           engine, seed)
     else:
         per_prompt, rollouts = _difficulty_from_rollouts(table, model, (system_prompt, enable_thinking), verifier,
                                                             cfg, engine, seed)
@@ -164,6 +173,26 @@ def estimate_difficulty(
     return write_manifest(out, {"path": str(out / "difficulty.parquet"), "sha": file_sha256(out / "difficulty.parquet"),
                                 "rollouts": str(out / "rollouts.parquet") if rollouts is not None else None,
                                 "summary": summary, "seconds": time.perf_counter() - start})
+
+
+def _propagated(table, embedded, model, prompting, verifier, cfg, engine, seed):
+    """Rollouts on the measured fraction, kNN-propagated difficulty for the rest (space.propagate)."""
+    from space.embedding import load_embeddings
+    from space.propagate import choose_measured, propagated_table
+
+    if embedded is None:
+        raise ValueError("difficulty.source='propagate' needs the embed stage's output (embedded=...)")
+    ids, vectors = load_embeddings(embedded["path"])
+    position = {pid: i for i, pid in enumerate(ids)}
+    pool_ids = table["prompt_id"].to_list()
+    missing = [pid for pid in pool_ids if pid not in position]
+    if missing:
+        raise KeyError(f"{embedded['path']}: no embedding for prompt_id(s) {missing[:5]}")
+    vectors = vectors[[position[pid] for pid in pool_ids]]
+    mask = choose_measured(vectors, cfg.measure_fraction, cfg.strata, seed)
+    measured, rollouts = _difficulty_from_rollouts(table.filter(pl.Series(mask)), model, prompting, verifier,
+                                                   cfg, engine, seed)
+    return propagated_table(pool_ids, vectors, mask, measured, cfg.neighbours), rollouts
 
 
 def _difficulty_from_rollouts(table, model, prompting, verifier, cfg, engine, seed):
@@ -188,7 +217,7 @@ def build_features(embedded: dict[str, Any], difficulty: dict[str, Any], cfg: Fe
     """f_i = [whitened PCA(e_i) ; w_d * standardised d_i] (method.md 2.3)."""
     from space.difficulty import difficulty_array
     from space.embedding import load_embeddings
-    from space.features import build_features as build
+    from space.features import fit_transform
 
     out = stage_dir("features", embedded["sha"], difficulty["sha"], cfg)
     if (done := read_manifest(out)) is not None:
@@ -197,8 +226,9 @@ def build_features(embedded: dict[str, Any], difficulty: dict[str, Any], cfg: Fe
     start = time.perf_counter()
     ids, vectors = load_embeddings(embedded["path"])
     d = difficulty_array(pl.read_parquet(difficulty["path"]), ids)
-    features, info = build(vectors, d, cfg)
-    np.savez(out / "features.npz", ids=np.asarray(ids), features=features)
+    transform, features, info = fit_transform(vectors, d, cfg)
+    # the fitted transform is kept so prompts added later land in the same space (`space curate --add`)
+    np.savez(out / "features.npz", ids=np.asarray(ids), features=features, **transform.arrays())
     return write_manifest(out, {"path": str(out / "features.npz"), "sha": file_sha256(out / "features.npz"),
                                 "info": _plain(info), "seconds": time.perf_counter() - start})
 

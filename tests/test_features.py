@@ -114,3 +114,22 @@ def test_missing_difficulty(data):
     assert f[4, -1] == pytest.approx(0.0, abs=1e-6) and np.isfinite(f).all()
     with pytest.raises(ValueError, match="has 299 values"):
         build_features(emb, d[:-1], FeatureConfig(pca_dims=4))
+
+
+def test_fitted_transform_reproduces_pool_features_after_a_save(tmp_path):
+    from space.features import FeatureTransform, fit_transform
+
+    rng = np.random.default_rng(7)
+    emb = rng.normal(size=(60, 12)).astype(np.float32)
+    d = rng.uniform(size=60)
+    cfg = FeatureConfig(pca_dims=5, difficulty_weight=1.5)
+    transform, features, _ = fit_transform(emb, d, cfg)
+    assert np.array_equal(features, build_features(emb, d, cfg)[0])
+    np.savez(tmp_path / "f.npz", features=features, **transform.arrays())
+    loaded = FeatureTransform.from_arrays(np.load(tmp_path / "f.npz"))
+    assert np.allclose(loaded.apply(emb, d), features, atol=1e-6)
+    # a new prompt with the pool's mean embedding and mean difficulty sits at the origin
+    centre = loaded.apply(emb.astype(np.float64).mean(axis=0, keepdims=True), np.array([d.mean()]))
+    assert np.allclose(centre, 0.0, atol=1e-6)
+    with pytest.raises(KeyError, match="no fitted transform"):
+        FeatureTransform.from_arrays({"features": features})

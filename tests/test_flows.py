@@ -208,3 +208,55 @@ def test_difficulty_with_vllm_matches_transformers_on_the_builtin_model(first_ru
     assert ours.height == 96 and (ours["k"] == recipe.curate.difficulty.k).all()
     assert pl.read_parquet(via_vllm["rollouts"]).height == 96 * recipe.curate.difficulty.k
     assert abs(ours["solve_rate"].mean() - theirs["solve_rate"].mean()) < 0.1
+
+
+def test_propagated_difficulty_rolls_out_a_fraction_and_keeps_measured_values(first_run, recipe):
+    from flows.bootstrap import bootstrap_flow
+    from flows.curate import curate_flow
+    from space.config import load_recipe
+
+    full = curate_flow(recipe, bootstrap_flow(recipe))["stages"]["difficulty"]  # cached from first_run
+    cheap = load_recipe(RECIPE, ["curate.difficulty.source=propagate", "curate.difficulty.measure_fraction=0.25",
+                                 "curate.difficulty.strata=4"])
+    stage = curate_flow(cheap, bootstrap_flow(cheap))["stages"]["difficulty"]
+    table = pl.read_parquet(stage["path"])
+    measured = table.filter(pl.col("measured"))
+    assert table.height == 96 and 24 <= measured.height <= 24 + 4  # ceil(0.25 * stratum) over 4 strata
+    assert pl.read_parquet(stage["rollouts"]).height == measured.height * cheap.curate.difficulty.k
+    assert stage["summary"]["measured_share"] == pytest.approx(measured.height / 96)
+    # per-prompt seeds: a measured prompt's rollouts, hence its difficulty, are those of the full run
+    reference = pl.read_parquet(full["path"]).select("prompt_id", pl.col("difficulty").alias("full"))
+    joined = measured.join(reference, on="prompt_id", how="inner", validate="1:1")
+    assert joined.height == measured.height
+    assert joined["difficulty"].to_list() == joined["full"].to_list()
+    unmeasured = table.filter(~pl.col("measured"))
+    assert unmeasured["successes"].null_count() == unmeasured.height
+    assert unmeasured["difficulty"].null_count() == 0
+
+
+def test_curate_add_places_only_new_prompts_in_existing_clusters(first_run, recipe, tmp_path):
+    from flows.bootstrap import bootstrap_flow
+    from flows.curate import curate_add_flow, curate_flow
+
+    model = bootstrap_flow(recipe)
+    stages = curate_flow(recipe, model)["stages"]  # cached from first_run
+    pool = pl.read_parquet(stages["data"]["pool"]["path"])
+    fresh = pl.read_parquet(stages["data"]["eval"]["path"]).head(5)  # disjoint from the pool by construction
+    rows = pl.concat([fresh, pool.head(1)])
+    path = tmp_path / "new.jsonl"  # the reasoning-gym verifier needs each item's task entry: top-level fields
+    path.write_text("".join(json.dumps({"question": q, "answer": a, **json.loads(m)}) + "\n"
+                            for q, a, m in rows.select("question", "answer", "metadata").iter_rows()))
+
+    placed = curate_add_flow(recipe, model, str(path))
+    table = pl.read_parquet(placed["path"])
+    assert placed["added"] == table.height == 5
+    assert sorted(table["question"].to_list()) == sorted(fresh["question"].to_list())
+    assert set(table["cluster"].to_list()) <= set(range(stages["cluster"]["num_clusters"]))
+    assert placed["drift"] == pytest.approx(table["far"].mean())
+    assert table["k"].to_list() == [recipe.curate.difficulty.k] * 5  # rollouts for the new prompts only
+    assert sum(c["added"] for c in placed["clusters"]) == 5
+
+    since = datetime.now(timezone.utc)
+    assert curate_add_flow(recipe, model, str(path)) == placed
+    states = _task_states_since(since)
+    assert states["place-additions"] == {"Cached"} and states["estimate-difficulty"] == {"Cached"}, states

@@ -1,0 +1,124 @@
+"""Cheap difficulty benchmark: how well does kNN propagation from a fraction of the pool recover difficulty?
+
+    .venv/bin/python infra/bench_propagate.py [--recipe builtin] [--home /tmp/space-prop] [--out infra/results]
+
+1. Runs `space bootstrap-model` + `space curate` on the recipe with full rollout difficulty (cached in --home).
+2. For each fraction f and seed: chooses the measured prompts exactly as `difficulty.source: propagate` does
+   (space.propagate.choose_measured), takes their difficulty from the full run (rollouts are seeded per prompt,
+   so a measured prompt's rollouts are the full run's: tests/test_flows.py checks this), propagates to the
+   rest and compares with the full-run difficulty: Spearman over the unmeasured prompts and over all prompts.
+3. Re-runs features -> clustering -> selection with the propagated difficulty and compares the curated
+   subset with the full-difficulty one: share of the selected prompts in common, adjusted Rand index of the
+   cluster assignment.
+Writes <out>/bench_propagate.json and .md; numbers are what this machine measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+
+def _args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default="builtin")
+    parser.add_argument("--home", default="/tmp/space-prop")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--fractions", default="0.1,0.2,0.5")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--set", action="append", default=[], help="recipe override, as for `space run --set`")
+    return parser.parse_args()
+
+
+def full_curation(recipe_name: str, overrides: list[str]) -> tuple:
+    from flows.bootstrap import bootstrap_flow
+    from flows.curate import curate_flow
+    from space.config import load_recipe
+
+    recipe = load_recipe(recipe_name, overrides)
+    if recipe.curate.difficulty.source != "rollouts":
+        raise SystemExit(f"recipe {recipe_name} must estimate difficulty from rollouts (got "
+                         f"{recipe.curate.difficulty.source!r})")
+    return recipe, curate_flow(recipe, bootstrap_flow(recipe))["stages"]
+
+
+def curate_with(recipe, vectors, ids, difficulty):
+    """features -> clusters -> selected mask, exactly the recipe's stages on a given difficulty vector."""
+    from space.clustering import cluster_features
+    from space.features import build_features
+    from space.reduction import select_representatives
+
+    features, _ = build_features(vectors, difficulty, recipe.curate.features)
+    labels, centroids, _ = cluster_features(features, recipe.curate.clusters)
+    mask, _ = select_representatives(features, labels, centroids, ids, recipe.curate.selection)
+    return labels, mask
+
+
+def one_setting(recipe, vectors, ids, full_d, full_labels, full_mask, fraction: float, seed: int) -> dict:
+    import numpy as np
+    from scipy.stats import spearmanr
+    from sklearn.metrics import adjusted_rand_score
+
+    from space.propagate import choose_measured, propagate
+
+    cfg = recipe.curate.difficulty
+    start = time.perf_counter()
+    measured = choose_measured(vectors, fraction, cfg.strata, seed)
+    predicted = propagate(vectors, measured, np.where(measured, full_d, np.nan), cfg.neighbours)
+    seconds = time.perf_counter() - start
+    judged = ~np.isnan(full_d) & ~np.isnan(predicted)
+    rest = judged & ~measured
+    labels, mask = curate_with(recipe, vectors, ids, np.nan_to_num(predicted, nan=float(np.nanmean(predicted))))
+    return {"fraction": fraction, "seed": seed, "measured": int(measured.sum()),
+            "spearman_unmeasured": float(spearmanr(predicted[rest], full_d[rest]).statistic),
+            "spearman_all": float(spearmanr(predicted[judged], full_d[judged]).statistic),
+            "mae_unmeasured": float(np.abs(predicted[rest] - full_d[rest]).mean()),
+            "selected_overlap": float((mask & full_mask).sum() / full_mask.sum()),
+            "cluster_ari": float(adjusted_rand_score(full_labels, labels)), "propagate_seconds": seconds}
+
+
+def main() -> None:
+    args = _args()
+    os.environ["SPACE_HOME"] = str(Path(args.home).resolve())
+    import numpy as np
+    import polars as pl
+
+    from space.difficulty import difficulty_array
+    from space.embedding import load_embeddings
+
+    recipe, stages = full_curation(args.recipe, args.set)
+    ids, vectors = load_embeddings(stages["embed"]["path"])
+    full_d = difficulty_array(pl.read_parquet(stages["difficulty"]["path"]), ids)
+    full_labels, full_mask = curate_with(recipe, vectors, ids, np.nan_to_num(full_d, nan=float(np.nanmean(full_d))))
+    rows = [one_setting(recipe, vectors, ids, full_d, full_labels, full_mask, float(f), int(s))
+            for f in args.fractions.split(",") for s in args.seeds.split(",")]
+    result = {"recipe": args.recipe, "overrides": args.set, "pool": len(ids), "k": recipe.curate.difficulty.k,
+              "strata": recipe.curate.difficulty.strata, "neighbours": recipe.curate.difficulty.neighbours,
+              "full_difficulty_seconds": stages["difficulty"]["seconds"], "machine": platform.processor(),
+              "load_average": os.getloadavg(), "rows": rows}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_propagate.json").write_text(json.dumps(result, indent=2))
+    (out / "bench_propagate.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+def markdown(result: dict) -> str:
+    lines = [f"Recipe {result['recipe']} {' '.join(result['overrides'])}: pool {result['pool']} prompts, k = {result['k']}, strata {result['strata']}, neighbours "
+             f"{result['neighbours']}; full rollout difficulty took {result['full_difficulty_seconds']:.1f} s; "
+             f"load average at the end {tuple(round(x, 2) for x in result['load_average'])}.", "",
+             "| f | seed | measured | Spearman (unmeasured) | Spearman (all) | MAE (unmeasured) | selected overlap "
+             "| cluster ARI |", "|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['fraction']} | {r['seed']} | {r['measured']} | {r['spearman_unmeasured']:.3f} | "
+                     f"{r['spearman_all']:.3f} | {r['mae_unmeasured']:.3f} | {r['selected_overlap']:.3f} | "
+                     f"{r['cluster_ari']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
