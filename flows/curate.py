@@ -36,7 +36,7 @@ def curate_flow(recipe: Recipe, model: dict[str, Any], parent_run_id: str | None
 
     stages = {"data": data, "embed": embedded, "difficulty": difficulty, "features": features,
               "cluster": clusters, "select": selected}
-    run_id = tracking.open_run(f"curate-{recipe.name}", _tags(recipe, model, selected), flatten(recipe),
+    run_id = tracking.open_run(f"curate-{recipe.name}", _tags(recipe, model, selected, parent_run_id), flatten(recipe),
                                dump_recipe(recipe), parent_run_id)
     metrics = report_curation(run_id, recipe.name, stages)
     tracking.close_run(run_id)
@@ -45,10 +45,12 @@ def curate_flow(recipe: Recipe, model: dict[str, Any], parent_run_id: str | None
     return {"run_id": run_id, "stages": stages, "metrics": metrics}
 
 
-def _tags(recipe: Recipe, model: dict[str, Any], selected: dict[str, Any]) -> dict[str, str]:
+def _tags(recipe: Recipe, model: dict[str, Any], selected: dict[str, Any], parent_run_id: str | None) -> dict[str, str]:
+    # the parent is in the fingerprint so that concurrent bench cells with the same curation never resume
+    # (and share) each other's unfinished run
     return {"space.stage": "curate", "space.recipe": recipe.name, "space.seed": str(recipe.seed),
             "space.model": model["name"], "space.selection": recipe.curate.selection.selection,
-            "space.fingerprint": fingerprint("curate-run", selected["sha"])}
+            "space.fingerprint": fingerprint("curate-run", selected["sha"], parent_run_id)}
 
 
 def _max_new_tokens(recipe: Recipe) -> int:

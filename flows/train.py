@@ -29,7 +29,8 @@ def train_flow(recipe: Recipe, model: dict[str, Any], curation: dict[str, Any],
                             recipe.model.enable_thinking)
     eval_split = curation["stages"]["data"]["eval"]
     run_id = tracking.open_run(f"train-{recipe.name}-{cfg.bandit.policy}-s{recipe.seed}",
-                               _tags(recipe, model, data), flatten(recipe), dump_recipe(recipe), parent_run_id)
+                               _tags(recipe, model, data, parent_run_id), flatten(recipe), dump_recipe(recipe),
+                               parent_run_id)
     base = _evaluate(recipe, model["path"], model["sha"], eval_split)
     tracking.log_metrics(run_id, {f"base/{k}": v for k, v in base["metrics"].items()}, step=0)
     epochs: list[dict[str, Any]] = []
@@ -57,9 +58,10 @@ def _evaluate(recipe: Recipe, model_path: str, model_sha: str, eval_split: dict[
                     recipe.eval_engine(), recipe.seed, recipe.model.enable_thinking)
 
 
-def _tags(recipe: Recipe, model: dict[str, Any], data: dict[str, Any]) -> dict[str, str]:
+def _tags(recipe: Recipe, model: dict[str, Any], data: dict[str, Any], parent_run_id: str | None) -> dict[str, str]:
+    # the parent is in the fingerprint: concurrent bench cells with the same training never share a run
     return {"space.stage": "train", "space.recipe": recipe.name, "space.seed": str(recipe.seed),
             "space.policy": recipe.train.bandit.policy, "space.pool": recipe.train.pool,
             "space.selection": recipe.curate.selection.selection, "space.model": model["name"],
             "space.fingerprint": fingerprint("train-run", data["sha"], model["sha"], recipe.train, recipe.verifier,
-                                             recipe.eval, recipe.seed)}
+                                             recipe.eval, recipe.seed, parent_run_id)}

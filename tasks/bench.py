@@ -1,7 +1,8 @@
 """Bench tasks: the parent MLflow run, one cached task per (arm, seed) cell, and the report.
 
 A cell runs the stages of `space run` (bootstrap -> curate -> train -> final eval, as subflows) under its
-own MLflow run, a child of the bench's parent run, and returns a small result dict (`summarise_cell`).
+own MLflow run, a child of the bench's parent run, and returns its raw results (per-epoch metrics,
+evaluations, gains, seconds); the report task derives everything else from them (`cell_summary`).
 Cells are cached on (arm, seed, resolved recipe, parent run) plus the task's source, so re-running a
 killed or finished grid skips the finished cells; the parent run is found again by the grid's
 fingerprint, so a resumed grid keeps one parent. Inside a cell, the stage caches make shared curation
@@ -73,11 +74,15 @@ def open_bench_run(spec: BenchSpec, cells: list[BenchCell], spec_yaml: str) -> s
 
 @task(name="bench-cell", cache_policy=CACHED, persist_result=True)
 def run_cell(bench: str, arm: str, seed: int, recipe: Recipe, parent_run_id: str) -> dict[str, Any]:
-    """Run one cell (the stages of `space run`) under a child MLflow run; return its result dict."""
+    """Run one cell (the stages of `space run`) under a child MLflow run; return its raw results.
+
+    The cached value holds facts (per-epoch metrics, evaluations, gains, seconds), not derived numbers:
+    the report derives curves and statistics afresh (`cell_summary`), so a change to the report code never
+    meets a stale cached summary (TASK_SOURCE covers only this function's lines, PrefectHQ/prefect#23062).
+    """
     from flows.bootstrap import bootstrap_flow
     from flows.curate import curate_flow
     from flows.train import train_flow
-    from space.bench_report import summarise_cell
     from tasks.gain import paired_gain
 
     start = time.perf_counter()
@@ -89,7 +94,12 @@ def run_cell(bench: str, arm: str, seed: int, recipe: Recipe, parent_run_id: str
     curation = curate_flow(recipe, model, parent_run_id=run_id)
     training = train_flow(recipe, model, curation, parent_run_id=run_id)
     gains = paired_gain(run_id, training["base_eval"], training["final_eval"], recipe.seed)
-    cell = summarise_cell(arm, seed, training, gains, time.perf_counter() - start, run_id)
+    raw = {"arm": arm, "seed": seed, "run_id": run_id, "seconds": time.perf_counter() - start, "gains": gains,
+           "training": {"epochs": [{"epoch": e["epoch"], "metrics": e["metrics"]} for e in training["epochs"]],
+                        "base_eval": {"metrics": training["base_eval"]["metrics"]},
+                        "final_eval": {"metrics": training["final_eval"]["metrics"]},
+                        "epoch_evals": training["epoch_evals"], "unique_prompts": training["unique_prompts"]}}
+    cell = cell_summary(raw)
     for point in cell["curve"]:
         tracking.log_metrics(run_id, {"eval/pass_at_1": point["pass1"], "eval/greedy_acc": point["greedy"]},
                              step=int(point["step"]))
@@ -97,7 +107,14 @@ def run_cell(bench: str, arm: str, seed: int, recipe: Recipe, parent_run_id: str
                                   "final/greedy_acc": cell["final"]["greedy"], "unique_prompts": cell["unique_prompts"],
                                   "seconds/cell": cell["seconds"], "steps": cell["steps"], "rollouts": cell["rollouts"]})
     tracking.close_run(run_id)
-    return cell
+    return raw
+
+
+def cell_summary(raw: dict[str, Any]) -> dict[str, Any]:
+    """A cell's raw results (as `run_cell` returns them) -> the summary the report uses."""
+    from space.bench_report import summarise_cell
+
+    return summarise_cell(raw["arm"], raw["seed"], raw["training"], raw["gains"], raw["seconds"], raw["run_id"])
 
 
 def _artifact_key(name: str) -> str:
@@ -105,11 +122,13 @@ def _artifact_key(name: str) -> str:
 
 
 @task(name="bench-report")
-def write_report(spec: BenchSpec, cells: list[dict[str, Any]], out_dir: str, parent_run_id: str) -> dict[str, Any]:
+def write_report(spec: BenchSpec, raw_cells: list[dict[str, Any]], out_dir: str,
+                 parent_run_id: str) -> dict[str, Any]:
     """Per-arm table (markdown + JSON), figures; logged to the parent run and as Prefect artifacts."""
     from space.bench_plots import write_figures
     from space.bench_report import arm_rows, json_safe, report_markdown
 
+    cells = [cell_summary(raw) for raw in raw_cells]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = arm_rows(cells, spec.reference, order=[a.name for a in spec.arms])
