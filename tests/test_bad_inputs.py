@@ -284,6 +284,50 @@ def test_artifact_truncated_checkpoint_file_is_named(tmp_path):
         load_checkpoint(tmp_path)
 
 
+def test_disk_full_during_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    import torch
+    from conftest_models import make_tiny_model_dir
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from space.checkpoint import OPTIMIZER, is_complete, load_checkpoint, save_checkpoint
+
+    source = make_tiny_model_dir(tmp_path / "m")
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(source), AutoTokenizer.from_pretrained(source)
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    save_checkpoint(tmp_path / "ckpt", model, tokenizer, optimizer, scheduler, {}, global_step=4, epoch=0)
+    real_save = torch.save
+
+    def full_disk(obj, path, *args, **kwargs):
+        if str(path).endswith(OPTIMIZER):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match=r"No space left on device: '.*ckpt.tmp/optimizer.pt'"):
+        save_checkpoint(tmp_path / "ckpt", model, tokenizer, optimizer, scheduler, {}, global_step=8, epoch=1)
+    assert is_complete(tmp_path / "ckpt") and load_checkpoint(tmp_path / "ckpt").global_step == 4
+
+
+# ------------------------------------------------------------------------------------------------ tracking
+
+
+def test_mlflow_unreachable_at_start_names_the_uri(monkeypatch):
+    import tasks  # noqa: F401
+    from tasks.tracking import TrackingError, open_run
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    with pytest.raises(TrackingError, match=f"MLflow at http://127.0.0.1:{port} cannot be reached"):
+        open_run.fn("r", {}, {}, "")
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 
 
