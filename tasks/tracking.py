@@ -52,7 +52,8 @@ def reachable_experiment_id() -> str:
     except Exception as err:  # noqa: BLE001  (MLflow raises several types; re-raised with the URI)
         first = (str(err).splitlines() or [""])[0][:300]
         raise TrackingError(f"MLflow at {os.environ['MLFLOW_TRACKING_URI']} cannot be reached "
-                            f"({type(err).__name__}: {first}); finished stages are cached, re-run once it is up") from err
+                            f"({type(err).__name__}: {first}); finished stages are cached, re-run once it is up"
+                            ) from err
 
 
 def _flow_run_id() -> str:

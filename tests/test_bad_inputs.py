@@ -86,7 +86,8 @@ def test_data_nan_level_is_rejected(tmp_path):
     path = tmp_path / "pool.parquet"
     pl.DataFrame({"question": ["a?", "b?"], "answer": ["1", "2"], "level": [1.0, float("nan")]}).write_parquet(path)
     _, report = load_split(DataConfig(source="hf", path=str(path), eval_split=None, level_column="level"), "pool")
-    assert report.bad_rows == [{"row": 1, "where": f"{path} row 1", "field": "level", "problem": "expected int, got nan"}]
+    assert report.bad_rows == [
+        {"row": 1, "where": f"{path} row 1", "field": "level", "problem": "expected int, got nan"}]
 
 
 def test_data_all_rows_bad_is_an_error_naming_the_file(tmp_path):
@@ -178,16 +179,14 @@ def test_model_without_chat_template_names_the_model(tmp_path):
 def test_model_context_too_small_for_a_prompt_skips_or_rejects_it(tmp_path):
     from conftest_models import make_tiny_model_dir
 
+    from tasks.common import file_sha256, write_manifest
     from tasks.curate import fit_context
-    from tasks.common import write_manifest
 
     model = {"path": str(make_tiny_model_dir(tmp_path / "m")), "sha": "m0"}  # context 512
     rows = [*_numbered(3), {"question": "x" * 200_000, "answer": "1"}]
     table, report = _pool(tmp_path / "pool.jsonl", rows)
     (tmp_path / "data").mkdir()
     table.write_parquet(tmp_path / "data" / "pool.parquet")
-    from tasks.common import file_sha256
-
     pool = {"path": str(tmp_path / "data" / "pool.parquet"), "sha": file_sha256(tmp_path / "data" / "pool.parquet"),
             "rows": table.height, "report": {}, "summary": report.summary("pool")}
     data = write_manifest(tmp_path / "data", {"pool": pool, "eval": None, "seconds": 0.0})
