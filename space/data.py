@@ -112,9 +112,14 @@ class LoadReport:
         text = (f"{name}: read {self.raw_rows} rows, kept {self.kept_rows}; skipped {len(self.bad_rows)} bad, "
                 f"{self.duplicates} duplicate, {self.overlap_removed} also in the eval set"
                 + (f", {self.held_out} in the other split of data.eval_fraction" if self.held_out else ""))
-        shown = [f"{b.get('where', 'row ' + str(b['row']))}: {b['field'] or 'row'} {b['problem']}"
+        shown = [f"{b.get('where', 'row ' + str(b['row']))}: {_field_problem(b)}"
                  for b in self.bad_rows[:3]]
         return text + (f" (e.g. {'; '.join(shown)})" if shown else "")
+
+
+def _field_problem(bad: dict[str, Any]) -> str:
+    """`answer missing`, or the problem alone for a line that could not be parsed at all."""
+    return f"{bad['field']} {bad['problem']}" if bad["field"] else bad["problem"]
 
 
 class DataError(ValueError):
@@ -294,7 +299,7 @@ def _read_hf_split(cfg: DataConfig, location: str, split: str) -> tuple[pl.DataF
         where = [f"{location} [{split}] row {i}" for i in range(len(rows))]
         table, report = normalize_rows(rows, cfg, source, locations=where)
     if table.height == 0:
-        shown = "; ".join(f"{b.get('where')}: {b['field'] or 'row'} {b['problem']}" for b in report.bad_rows[:3])
+        shown = "; ".join(f"{b.get('where')}: {_field_problem(b)}" for b in report.bad_rows[:3])
         raise DataError(f"{location}: no usable rows ({report.raw_rows} read, {len(report.bad_rows)} bad"
                         + (f", e.g. {shown}" if shown else "") + ")")
     return table, report

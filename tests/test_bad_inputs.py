@@ -45,6 +45,7 @@ def test_data_invalid_json_line_is_named_by_file_and_line(tmp_path):
     assert table.height == 1 and report.duplicates == 1
     assert report.bad_rows[0]["where"] == f"{path} line 2"
     assert report.bad_rows[0]["problem"].startswith("invalid JSON")
+    assert f"(e.g. {path} line 2: invalid JSON: Expecting" in report.summary("pool")  # the console line
     with pytest.raises(BadRowsError, match=r"pool.jsonl line 2, invalid JSON"):
         load_split(DataConfig(source="hf", path=str(path), eval_split=None, bad_rows="reject"), "pool")
 
