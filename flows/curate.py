@@ -24,8 +24,7 @@ def curate_flow(recipe: Recipe, model: dict[str, Any], parent_run_id: str | None
     data = stage.fit_context(stage.load_data(recipe.data), model, recipe.model.system_prompt,
                              _max_new_tokens(recipe), recipe.data.bad_rows, recipe.model.enable_thinking)
     stage.check_lengths(data, model, recipe)  # before any engine starts
-    for split in ("pool", "eval"):
-        print(data[split]["summary"] if data[split] else f"{split}: none (this recipe has no eval set)")
+    print(stage.load_summary(data))
     embedded = stage.embed(data["pool"], cfg.embedding)
     difficulty = stage.estimate_difficulty(data["pool"], model, recipe.model.system_prompt,
                                            recipe.verifier, cfg.difficulty, recipe.engine, cfg.difficulty.seed,

@@ -97,6 +97,7 @@ class LoadReport:
     kept_rows: int = 0
     duplicates: int = 0
     overlap_removed: int = 0
+    held_out: int = 0
     bad_rows: list[dict[str, Any]] = field(default_factory=list)
     overlap: list[dict[str, Any]] = field(default_factory=list)
 
@@ -112,10 +113,16 @@ class LoadReport:
     def summary(self, name: str) -> str:
         """One console paragraph: rows read, kept and skipped, with the reasons and the first culprits."""
         text = (f"{name}: read {self.raw_rows} rows, kept {self.kept_rows}; skipped {len(self.bad_rows)} bad, "
-                f"{self.duplicates} duplicate, {self.overlap_removed} also in the eval set")
-        shown = [f"{b.get('where', 'row ' + str(b['row']))}: {b['field'] or 'row'} {b['problem']}"
+                f"{self.duplicates} duplicate, {self.overlap_removed} also in the eval set"
+                + (f", {self.held_out} in the other split of data.eval_fraction" if self.held_out else ""))
+        shown = [f"{b.get('where', 'row ' + str(b['row']))}: {_field_problem(b)}"
                  for b in self.bad_rows[:3]]
         return text + (f" (e.g. {'; '.join(shown)})" if shown else "")
+
+
+def _field_problem(bad: dict[str, Any]) -> str:
+    """`answer missing`, or the problem alone for a line that could not be parsed at all."""
+    return f"{bad['field']} {bad['problem']}" if bad["field"] else bad["problem"]
 
 
 class DataError(ValueError):
@@ -295,7 +302,7 @@ def _read_hf_split(cfg: DataConfig, location: str, split: str) -> tuple[pl.DataF
         where = [f"{location} [{split}] row {i}" for i in range(len(rows))]
         table, report = normalize_rows(rows, cfg, source, locations=where)
     if table.height == 0:
-        shown = "; ".join(f"{b.get('where')}: {b['field'] or 'row'} {b['problem']}" for b in report.bad_rows[:3])
+        shown = "; ".join(f"{b.get('where')}: {_field_problem(b)}" for b in report.bad_rows[:3])
         raise DataError(f"{location}: no usable rows ({report.raw_rows} read, {len(report.bad_rows)} bad"
                         + (f", e.g. {shown}" if shown else "") + ")")
     return table, report
@@ -328,8 +335,8 @@ def load_hf(cfg: DataConfig, split: Split) -> tuple[pl.DataFrame, LoadReport] | 
     if cfg.eval_fraction is not None:
         table, report = _read_hf_split(cfg, cfg.path, cfg.split)
         pool, held = hold_out(table, cfg.eval_fraction, cfg.seed)
-        chosen = pool if split == "pool" else held
-        report.kept_rows = chosen.height
+        chosen, other = (pool, held) if split == "pool" else (held, pool)
+        report.kept_rows, report.held_out = chosen.height, other.height
         return chosen, report
     if split == "pool":
         return _read_hf_split(cfg, cfg.path, cfg.split)

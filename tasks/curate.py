@@ -70,6 +70,12 @@ def _split_manifest(out, split: str, table: pl.DataFrame, report) -> dict[str, A
                        "overlap": report.overlap[:50]}}
 
 
+def load_summary(data: dict[str, Any]) -> str:
+    """The console's load report: one line per split (rows read, kept, skipped and why)."""
+    return "\n".join(data[split]["summary"] if data[split] else f"{split}: none (this recipe has no eval set)"
+                     for split in ("pool", "eval"))
+
+
 @task(name="fit-context", cache_policy=CACHED, persist_result=True)
 def fit_context(data: dict[str, Any], model: dict[str, Any], system_prompt: str | None, max_new_tokens: int,
                 bad_rows: str, enable_thinking: bool | None = None) -> dict[str, Any]:

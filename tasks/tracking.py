@@ -40,6 +40,22 @@ def experiment_id(name: str = EXPERIMENT) -> str:
     return mlflow_client.create_experiment(name, artifact_location=artifacts.as_uri())
 
 
+class TrackingError(RuntimeError):
+    """MLflow cannot be reached; the message names the tracking URI."""
+
+
+def reachable_experiment_id() -> str:
+    """`experiment_id()`, with an unreachable store reported as a `TrackingError` naming its URI (MLflow's
+    own HTTP retries come first: MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT)."""
+    try:
+        return experiment_id()
+    except Exception as err:  # noqa: BLE001  (MLflow raises several types; re-raised with the URI)
+        first = (str(err).splitlines() or [""])[0][:300]
+        raise TrackingError(f"MLflow at {os.environ['MLFLOW_TRACKING_URI']} cannot be reached "
+                            f"({type(err).__name__}: {first}); finished stages are cached, re-run once it is up"
+                            ) from err
+
+
 def _flow_run_id() -> str:
     from prefect.runtime import flow_run
 
@@ -59,7 +75,7 @@ def open_run(
 ) -> str:
     """Start (or resume, when a killed run with the same fingerprint exists) a run; log params and recipe once."""
     mlflow_client = client()
-    exp_id = experiment_id()
+    exp_id = reachable_experiment_id()
     run_id = _unfinished_run(exp_id, tags.get("space.fingerprint", "")) if "space.fingerprint" in tags else None
     if run_id is None:
         all_tags = {**tags, "prefect.flow_run_id": _flow_run_id()}

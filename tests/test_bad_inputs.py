@@ -45,6 +45,7 @@ def test_data_invalid_json_line_is_named_by_file_and_line(tmp_path):
     assert table.height == 1 and report.duplicates == 1
     assert report.bad_rows[0]["where"] == f"{path} line 2"
     assert report.bad_rows[0]["problem"].startswith("invalid JSON")
+    assert f"(e.g. {path} line 2: invalid JSON: Expecting" in report.summary("pool")  # the console line
     with pytest.raises(BadRowsError, match=r"pool.jsonl line 2, invalid JSON"):
         load_split(DataConfig(source="hf", path=str(path), eval_split=None, bad_rows="reject"), "pool")
 
@@ -86,7 +87,8 @@ def test_data_nan_level_is_rejected(tmp_path):
     path = tmp_path / "pool.parquet"
     pl.DataFrame({"question": ["a?", "b?"], "answer": ["1", "2"], "level": [1.0, float("nan")]}).write_parquet(path)
     _, report = load_split(DataConfig(source="hf", path=str(path), eval_split=None, level_column="level"), "pool")
-    assert report.bad_rows == [{"row": 1, "where": f"{path} row 1", "field": "level", "problem": "expected int, got nan"}]
+    assert report.bad_rows == [
+        {"row": 1, "where": f"{path} row 1", "field": "level", "problem": "expected int, got nan"}]
 
 
 def test_data_all_rows_bad_is_an_error_naming_the_file(tmp_path):
@@ -178,16 +180,14 @@ def test_model_without_chat_template_names_the_model(tmp_path):
 def test_model_context_too_small_for_a_prompt_skips_or_rejects_it(tmp_path):
     from conftest_models import make_tiny_model_dir
 
+    from tasks.common import file_sha256, write_manifest
     from tasks.curate import fit_context
-    from tasks.common import write_manifest
 
     model = {"path": str(make_tiny_model_dir(tmp_path / "m")), "sha": "m0"}  # context 512
     rows = [*_numbered(3), {"question": "x" * 200_000, "answer": "1"}]
     table, report = _pool(tmp_path / "pool.jsonl", rows)
     (tmp_path / "data").mkdir()
     table.write_parquet(tmp_path / "data" / "pool.parquet")
-    from tasks.common import file_sha256
-
     pool = {"path": str(tmp_path / "data" / "pool.parquet"), "sha": file_sha256(tmp_path / "data" / "pool.parquet"),
             "rows": table.height, "report": {}, "summary": report.summary("pool")}
     data = write_manifest(tmp_path / "data", {"pool": pool, "eval": None, "seconds": 0.0})
@@ -282,6 +282,50 @@ def test_artifact_truncated_checkpoint_file_is_named(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"x" * 10)
     with pytest.raises(FileNotFoundError, match="model.safetensors is missing or has the wrong size"):
         load_checkpoint(tmp_path)
+
+
+def test_disk_full_during_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    import torch
+    from conftest_models import make_tiny_model_dir
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from space.checkpoint import OPTIMIZER, is_complete, load_checkpoint, save_checkpoint
+
+    source = make_tiny_model_dir(tmp_path / "m")
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(source), AutoTokenizer.from_pretrained(source)
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    save_checkpoint(tmp_path / "ckpt", model, tokenizer, optimizer, scheduler, {}, global_step=4, epoch=0)
+    real_save = torch.save
+
+    def full_disk(obj, path, *args, **kwargs):
+        if str(path).endswith(OPTIMIZER):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match=r"No space left on device: '.*ckpt.tmp/optimizer.pt'"):
+        save_checkpoint(tmp_path / "ckpt", model, tokenizer, optimizer, scheduler, {}, global_step=8, epoch=1)
+    assert is_complete(tmp_path / "ckpt") and load_checkpoint(tmp_path / "ckpt").global_step == 4
+
+
+# ------------------------------------------------------------------------------------------------ tracking
+
+
+def test_mlflow_unreachable_at_start_names_the_uri(monkeypatch):
+    import tasks  # noqa: F401
+    from tasks.tracking import TrackingError, open_run
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    with pytest.raises(TrackingError, match=f"MLflow at http://127.0.0.1:{port} cannot be reached"):
+        open_run.fn("r", {}, {}, "")
 
 
 # ------------------------------------------------------------------------------------------------ CLI

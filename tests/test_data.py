@@ -145,6 +145,8 @@ def test_eval_fraction_holds_out_a_seeded_disjoint_split(tmp_path):
     assert (pool.height, eval_table.height) == (30, 10)
     assert not set(pool["prompt_id"]) & set(eval_table["prompt_id"])
     assert load_split(cfg, "eval")[0].equals(eval_table)  # same seed, same split
+    assert "read 40 rows, kept 10;" in load_split(cfg, "eval")[1].summary("eval")
+    assert "30 in the other split of data.eval_fraction" in load_split(cfg, "eval")[1].summary("eval")
     other = load_split(cfg.model_copy(update={"seed": 8}), "eval")[0]
     assert set(other["prompt_id"]) != set(eval_table["prompt_id"])
 

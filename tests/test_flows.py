@@ -24,8 +24,8 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 RECIPE = str(Path(__file__).parent / "recipes" / "e2e.yaml")
-COMPUTE_TASKS = {"build-tiny-model", "load-data", "fit-context", "embed", "estimate-difficulty", "build-features", "cluster",
-                 "select-representatives", "prepare-training", "train-epoch", "evaluate"}
+COMPUTE_TASKS = {"build-tiny-model", "load-data", "fit-context", "embed", "estimate-difficulty", "build-features",
+                 "cluster", "select-representatives", "prepare-training", "train-epoch", "evaluate"}
 
 
 def _task_states_since(since: datetime) -> dict[str, set[str]]:

@@ -149,7 +149,8 @@ def test_editing_a_function_in_a_copy_of_the_package_recomputes_the_stage(tmp_pa
     data_py = tmp_path / "code" / "space" / "data.py"
     text = data_py.read_text()
     assert 'return " ".join(text.split()).casefold()' in text
-    data_py.write_text(text.replace('return " ".join(text.split()).casefold()', 'return " ".join(text.split()).lower()'))
+    edit = ('return " ".join(text.split()).casefold()', 'return " ".join(text.split()).lower()')
+    data_py.write_text(text.replace(*edit))
     edited = _probe_in_copy(tmp_path / "code", home)
     assert first[0] == "Completed" and again == ("Cached", first[1])
     assert edited[0] == "Completed" and edited[1] != first[1]
