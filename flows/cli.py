@@ -182,13 +182,18 @@ def train(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
 
 @app.command()
 @friendly_errors
-def run(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
-    """The main job: bootstrap -> curate -> train -> final eval, as one Prefect flow."""
+def run(
+    recipe: RecipeOption = "builtin",
+    set: SetOption = None,
+    register: Annotated[str | None, typer.Option(help="register the final model in MLflow under this name "
+                                                      "(alias @candidate)")] = None,
+) -> None:
+    """The main job: bootstrap -> curate -> train -> final eval, as one Prefect flow and one MLflow parent run."""
     resolved = _resolve(recipe, set)
     from flows.run import run_flow
 
-    result = run_flow(resolved)
-    for key in ("curate_run_id", "train_run_id", "model_dir", "unique_prompts"):
+    result = run_flow(resolved, register_as=register)
+    for key in ("run_id", "curate_run_id", "train_run_id", "eval_run_id", "model_dir", "unique_prompts"):
         typer.echo(f"{key}: {result[key]}")
     for label, metrics in (("base", result["base_eval"]), ("final", result["final_eval"])):
         for key, value in sorted(metrics.items()):

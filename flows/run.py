@@ -1,7 +1,10 @@
 """The main job: bootstrap -> curate -> train -> final eval, one Prefect flow with the stages as subflows.
 
     space run                       # the embedded default (builtin recipe, CPU, offline)
-    space run --recipe smollm2
+    space run --recipe smollm2 --register space-smollm2
+
+One MLflow parent run per call holds the recipe and the headline metrics; curation, training and the
+evaluation are its child runs.
 """
 
 # No `from __future__ import annotations` here: Prefect builds the parameter model from the real types
@@ -14,23 +17,30 @@ import tasks  # noqa: F401
 from flows.bootstrap import bootstrap_flow
 from flows.curate import curate_flow
 from flows.train import train_flow
-from space.config import Recipe
+from space.config import Recipe, dump_recipe, fingerprint, flatten
+from tasks import tracking
 from tasks.gain import describe_gains, paired_gain
 
 
 @flow(name="space-run", log_prints=True)
-def run_flow(recipe: Recipe) -> dict[str, Any]:
-    """Run SPaCe end to end on one recipe; returns MLflow run ids, final metrics and the model path."""
+def run_flow(recipe: Recipe, register_as: str | None = None) -> dict[str, Any]:
+    """Run SPaCe end to end on one recipe; returns MLflow run ids, final metrics and the model path.
+
+    `register_as`: a registered-model name in MLflow under which the final model is registered."""
     recipe = recipe.resolved()
     if not recipe.data.has_eval():  # fail before any work: training evaluates on a held-out set
         raise ValueError(f"recipe {recipe.name!r} has no eval set (data.path is a single file): set "
                          "data.eval_path or data.eval_fraction, or run `space curate` alone")
     model = bootstrap_flow(recipe)
-    curation = curate_flow(recipe, model)
-    training = train_flow(recipe, model, curation)
+    parent = tracking.open_run(f"{recipe.name}-{recipe.train.bandit.policy}-s{recipe.seed}", _tags(recipe, model),
+                               flatten(recipe), dump_recipe(recipe))
+    curation = curate_flow(recipe, model, parent_run_id=parent)
+    training = train_flow(recipe, model, curation, parent_run_id=parent, register_as=register_as)
     accuracy, before = training["final_eval"]["metrics"], training["base_eval"]["metrics"]
-    print(f"curate MLflow run: {curation['run_id']}")
-    print(f"train MLflow run: {training['run_id']}")
+    tracking.log_metrics(parent, {f"{stage}/{k}": v for stage, metrics in (("base", before), ("final", accuracy))
+                                  for k, v in metrics.items() if k.startswith("eval/all/")})
+    tracking.log_metrics(parent, {"train/unique_prompts": training["unique_prompts"]})
+    tracking.close_run(parent)
     for name, metrics in (("base model", before), ("final model", accuracy)):
         print(f"{name}: greedy accuracy {metrics['eval/all/greedy_acc']:.3f}, "
               f"pass@1 {metrics['eval/all/pass_at_1']:.3f}")
@@ -38,5 +48,13 @@ def run_flow(recipe: Recipe) -> dict[str, Any]:
     gains = paired_gain(training["run_id"], training["base_eval"], training["final_eval"], recipe.seed)
     for line in describe_gains(gains):
         print(line)
-    return {"gain": gains, "curate_run_id": curation["run_id"], "train_run_id": training["run_id"],
-            "base_eval": before, "final_eval": accuracy, "model_dir": training["model_dir"], "unique_prompts": training["unique_prompts"]}
+    return {"run_id": parent, "gain": gains, "curate_run_id": curation["run_id"], "train_run_id": training["run_id"],
+            "eval_run_id": training["eval_run_id"], "base_eval": before, "final_eval": accuracy,
+            "model_dir": training["model_dir"], "unique_prompts": training["unique_prompts"]}
+
+
+def _tags(recipe: Recipe, model: dict[str, Any]) -> dict[str, str]:
+    return {"space.stage": "run", "space.recipe": recipe.name, "space.seed": str(recipe.seed),
+            "space.policy": recipe.train.bandit.policy, "space.pool": recipe.train.pool,
+            "space.selection": recipe.curate.selection.selection, "space.model": model["name"],
+            "space.fingerprint": fingerprint("space-run", recipe, model["sha"])}

@@ -1,19 +1,123 @@
 #!/usr/bin/env bash
-# Start a Prefect server (UI + scheduler) and an MLflow server on loopback, data under SPACE_HOME.
-#   infra/servers.sh            # then, in the shell that runs space:
-#   export PREFECT_API_URL=http://127.0.0.1:4200/api MLFLOW_TRACKING_URI=http://127.0.0.1:5000
-# Stop both with: kill $(cat "$SPACE_HOME"/servers/*.pid)
+# Prefect (API, UI, scheduler) and MLflow (tracking, UI) servers on loopback, data under SPACE_HOME.
+#   infra/servers.sh start     # start both, wait until both answer their health checks, print the exports
+#   infra/servers.sh status    # pid and health of each
+#   infra/servers.sh stop      # SIGTERM each server's process group, SIGKILL after 30 s
+# Settings (environment): SPACE_HOME (.space), PREFECT_PORT (4200), MLFLOW_PORT (5000), SPACE_VENV (.venv),
+# SPACE_DB=sqlite|postgres (sqlite). With postgres, Debian's PostgreSQL (apt-get install postgresql, done here
+# when missing) runs a private cluster under SPACE_HOME/postgres on PG_PORT (5432) and holds Prefect's
+# database; MLflow's too when psycopg2 is importable in the venv (else MLflow stays on SQLite behind its
+# server, which serialises writes).
+# The Prefect UI calls PREFECT_UI_API_URL, which defaults to port 4200: it is set here for any port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SPACE_HOME=$(realpath -m "${SPACE_HOME:-.space}")
-mkdir -p "$SPACE_HOME/servers" "$SPACE_HOME/mlartifacts"
-export PREFECT_HOME="$SPACE_HOME/prefect" PREFECT_SERVER_ANALYTICS_ENABLED=false
-.venv/bin/prefect server start --host 127.0.0.1 --port "${PREFECT_PORT:-4200}" \
-  > "$SPACE_HOME/servers/prefect.log" 2>&1 &
-echo $! > "$SPACE_HOME/servers/prefect.pid"
-.venv/bin/mlflow server --backend-store-uri "sqlite:///$SPACE_HOME/mlflow.db" \
-  --default-artifact-root "$SPACE_HOME/mlartifacts" --host 127.0.0.1 --port "${MLFLOW_PORT:-5000}" --workers 1 \
-  > "$SPACE_HOME/servers/mlflow.log" 2>&1 &
-echo $! > "$SPACE_HOME/servers/mlflow.pid"
-echo "Prefect UI: http://127.0.0.1:${PREFECT_PORT:-4200}  MLflow UI: http://127.0.0.1:${MLFLOW_PORT:-5000}"
-echo "logs and pids in $SPACE_HOME/servers"
+VENV=$(realpath -m "${SPACE_VENV:-.venv}")
+HOST=127.0.0.1
+PREFECT_PORT=${PREFECT_PORT:-4200}
+MLFLOW_PORT=${MLFLOW_PORT:-5000}
+PG_PORT=${PG_PORT:-5432}
+SPACE_DB=${SPACE_DB:-sqlite}
+RUN="$SPACE_HOME/servers"
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+PREFECT_URL="http://$HOST:$PREFECT_PORT/api"
+MLFLOW_URL="http://$HOST:$MLFLOW_PORT"
+
+alive() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+
+wait_healthy() {  # name url seconds
+  local deadline=$((SECONDS + $3))
+  until curl -fs -o /dev/null "$2"; do
+    if ! alive "$1"; then echo "$1 exited; last lines of $RUN/$1.log:" >&2; tail -20 "$RUN/$1.log" >&2; return 1; fi
+    if ((SECONDS > deadline)); then echo "$1 not healthy after $3 s ($2)" >&2; return 1; fi
+    sleep 1
+  done
+  echo "$1 healthy: $2"
+}
+
+launch() {  # name command... : own session (process group), so stop reaches its children too
+  if alive "$1"; then echo "$1 already running (pid $(cat "$RUN/$1.pid"))"; return; fi
+  local name=$1; shift
+  setsid "$@" > "$RUN/$name.log" 2>&1 < /dev/null &
+  echo $! > "$RUN/$name.pid"
+}
+
+start_postgres() {
+  if [[ -z "$PG_BIN" ]]; then
+    echo "installing Debian's postgresql (log: $RUN/apt.log)"
+    { apt-get update -q && apt-get install -y -q postgresql; } > "$RUN/apt.log" 2>&1
+  fi
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  local data="$SPACE_HOME/postgres"
+  if [[ ! -f "$data/PG_VERSION" ]]; then  # initdb refuses root: the cluster belongs to the postgres user
+    mkdir -p "$data" && chown postgres "$data" && chmod 700 "$data"
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$data" -U space --auth=trust > "$RUN/postgres-init.log"
+  fi
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w \
+    -o "-h $HOST -p $PG_PORT -k /tmp" status > /dev/null 2>&1 ||
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w -o "-h $HOST -p $PG_PORT -k /tmp" start
+  for db in prefect mlflow; do
+    runuser -u postgres -- "$PG_BIN/createdb" -h $HOST -p "$PG_PORT" -U space "$db" 2> /dev/null || true
+  done
+}
+
+start() {
+  mkdir -p "$RUN" "$SPACE_HOME/mlartifacts"
+  local mlflow_store="sqlite:///$SPACE_HOME/mlflow.db"
+  export PREFECT_HOME="$SPACE_HOME/prefect" PREFECT_SERVER_ANALYTICS_ENABLED=false PREFECT_UI_API_URL="$PREFECT_URL"
+  if [[ $SPACE_DB == postgres ]]; then
+    start_postgres
+    export PREFECT_API_DATABASE_CONNECTION_URL="postgresql+asyncpg://space@$HOST:$PG_PORT/prefect"
+    if "$VENV/bin/python" -c "import psycopg2" 2> /dev/null; then
+      mlflow_store="postgresql://space@$HOST:$PG_PORT/mlflow"
+    else
+      echo "psycopg2 is not installed in $VENV: MLflow keeps its SQLite store (pip install psycopg2-binary)"
+    fi
+  fi
+  launch prefect "$VENV/bin/prefect" server start --host $HOST --port "$PREFECT_PORT"
+  launch mlflow "$VENV/bin/mlflow" server --backend-store-uri "$mlflow_store" \
+    --default-artifact-root "$SPACE_HOME/mlartifacts" --host $HOST --port "$MLFLOW_PORT" --workers 1
+  wait_healthy prefect "$PREFECT_URL/health" 180
+  wait_healthy mlflow "$MLFLOW_URL/health" 180
+  echo "Prefect UI: http://$HOST:$PREFECT_PORT   MLflow UI: $MLFLOW_URL   logs: $RUN"
+  echo "export PREFECT_API_URL=$PREFECT_URL MLFLOW_TRACKING_URI=$MLFLOW_URL"
+}
+
+stop_one() {
+  alive "$1" || { rm -f "$RUN/$1.pid"; return 0; }
+  local pid deadline=$((SECONDS + 30))
+  pid=$(cat "$RUN/$1.pid")
+  kill -TERM -- "-$pid" 2> /dev/null || kill -TERM "$pid"
+  while kill -0 "$pid" 2> /dev/null; do
+    if ((SECONDS > deadline)); then kill -KILL -- "-$pid" 2> /dev/null || kill -KILL "$pid"; fi
+    sleep 0.5
+  done
+  rm -f "$RUN/$1.pid"
+  echo "$1 stopped"
+}
+
+stop() {
+  stop_one prefect
+  stop_one mlflow
+  if [[ -n "$PG_BIN" && -f "$SPACE_HOME/postgres/postmaster.pid" ]]; then
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$SPACE_HOME/postgres" -w stop -m fast > /dev/null && echo "postgres stopped"
+  fi
+}
+
+status() {
+  local rc=0
+  for spec in "prefect $PREFECT_URL/health" "mlflow $MLFLOW_URL/health"; do
+    set -- $spec
+    if ! alive "$1"; then echo "$1: not running"; rc=1
+    elif curl -fs -o /dev/null "$2"; then echo "$1: running (pid $(cat "$RUN/$1.pid")), healthy at $2"
+    else echo "$1: running (pid $(cat "$RUN/$1.pid")), NOT answering $2"; rc=1; fi
+  done
+  return $rc
+}
+
+case "${1:-start}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac

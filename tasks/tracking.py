@@ -3,15 +3,15 @@
 All calls go through `MlflowClient` with explicit run ids, so tasks running in worker threads never
 depend on MLflow's thread-local "active run". The tracking URI comes from `MLFLOW_TRACKING_URI`, else a
 SQLite store under SPACE_HOME (set by `tasks.environment`); artifacts go to an absolute folder beside it.
-A run carries tags (stage, recipe, policy, pool, seed, fingerprint, Prefect flow run id) so runs of
-different policies line up in MLflow's compare view.
+A run carries tags (stage, recipe, policy, pool, seed, fingerprint, Prefect flow run id and, with a Prefect
+server, its URL) so runs of different policies line up in MLflow's compare view; with an MLflow server the
+Prefect flow run gets a link artifact to the MLflow run. The experiment is created as a model-training one
+(MLflow 3.17 otherwise opens new experiments in its GenAI view).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from space.paths import space_home
 
 EXPERIMENT = os.environ.get("SPACE_EXPERIMENT", "space")
 _MAX_PARAM = 6000  # MLflow's limit on a param value is 6000 characters
+# the tag MLflow's UI reads to pick an experiment's view; "custom_model_development" is its "Machine learning"
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def client():
@@ -37,7 +39,7 @@ def experiment_id(name: str = EXPERIMENT) -> str:
         return found.experiment_id
     artifacts = space_home() / "mlartifacts" / name
     artifacts.mkdir(parents=True, exist_ok=True)
-    return mlflow_client.create_experiment(name, artifact_location=artifacts.as_uri())
+    return mlflow_client.create_experiment(name, artifact_location=artifacts.as_uri(), tags=EXPERIMENT_KIND)
 
 
 class TrackingError(RuntimeError):
@@ -56,10 +58,34 @@ def reachable_experiment_id() -> str:
                             ) from err
 
 
-def _flow_run_id() -> str:
+def _flow_run_tags() -> dict[str, str]:
+    """The Prefect flow run's id and, when a Prefect UI is configured, the URL of its page."""
     from prefect.runtime import flow_run
+    from prefect.utilities.urls import url_for
 
-    return str(flow_run.id or "")
+    if flow_run.id is None:
+        return {"prefect.flow_run_id": ""}
+    url = url_for("flow-run", obj_id=flow_run.id)
+    return {"prefect.flow_run_id": str(flow_run.id), **({"prefect.flow_run_url": url} if url else {})}
+
+
+def run_url(run_id: str) -> str | None:
+    """The MLflow UI page of a run when tracking goes to a server (http[s]), else None."""
+    uri = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
+    if not uri.startswith(("http://", "https://")):
+        return None
+    return f"{uri}/#/experiments/{client().get_run(run_id).info.experiment_id}/runs/{run_id}"
+
+
+def _announce(run_id: str, run_name: str, stage: str) -> None:
+    """Print the run (URL with a server) in the flow's log; link it from the Prefect run's artifacts."""
+    from prefect.artifacts import create_link_artifact
+
+    url = run_url(run_id)
+    print(f"MLflow run {run_name}: {url or run_id}")
+    if url:
+        create_link_artifact(url, link_text=f"MLflow run {run_name}", key=f"mlflow-{stage}",
+                             description=f"the {stage} run in MLflow")
 
 
 def _unfinished_run(exp_id: str, run_fingerprint: str) -> str | None:
@@ -78,12 +104,13 @@ def open_run(
     exp_id = reachable_experiment_id()
     run_id = _unfinished_run(exp_id, tags.get("space.fingerprint", "")) if "space.fingerprint" in tags else None
     if run_id is None:
-        all_tags = {**tags, "prefect.flow_run_id": _flow_run_id()}
+        all_tags = {**tags, **_flow_run_tags()}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         run_id = mlflow_client.create_run(exp_id, run_name=run_name, tags=all_tags).info.run_id
         log_params(run_id, params)
         log_text(run_id, recipe_yaml, "recipe.yaml")
+    _announce(run_id, run_name, tags.get("space.stage", "run"))
     return run_id
 
 
@@ -120,13 +147,17 @@ def log_text(run_id: str, text: str, artifact_file: str) -> None:
 
 
 def log_table(run_id: str, rows: list[dict[str, Any]], artifact_file: str) -> None:
-    """A table as MLflow's JSON table format (one file per call: log_table appends to existing files)."""
-    columns = list(rows[0]) if rows else []
-    payload = {"columns": columns, "data": [[row[c] for c in columns] for row in rows]}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(artifact_file).name
-        path.write_text(json.dumps(payload, default=str))
-        client().log_artifact(run_id, str(path), str(Path(artifact_file).parent) if "/" in artifact_file else None)
+    """Rows through MLflow's `log_table` (MLflow's table view; `MlflowClient.load_table` reads it back).
+
+    MLflow appends to an existing file, so callers give each table its own file (one per epoch), and a file
+    the run already has is left alone: a resumed run that replays an epoch does not duplicate its rows."""
+    import pandas as pd
+
+    mlflow_client = client()
+    folder = artifact_file.rsplit("/", 1)[0] if "/" in artifact_file else None
+    if any(a.path == artifact_file for a in mlflow_client.list_artifacts(run_id, folder)):
+        return
+    mlflow_client.log_table(run_id, pd.DataFrame(rows), artifact_file)
 
 
 @task(name="mlflow-close-run", retries=2, retry_delay_seconds=3)

@@ -1,24 +1,70 @@
-"""Training reporting: per-epoch metrics to MLflow, and the end-of-run plots, tables and model."""
+"""Training reporting: per-epoch metrics and tables to MLflow, a Prefect progress artifact, the end-of-run
+plots and summaries, and the evaluation run's record."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
+                               update_progress_artifact)
 
 from tasks import tracking
 
+ROLLOUT_SAMPLE = 32  # rollouts per epoch shown in MLflow's table view
+
 
 @task(name="log-epoch")
-def log_epoch(run_id: str, epoch: dict[str, Any], evaluation: dict[str, Any] | None) -> None:
-    """Epoch metrics at step = epoch index; the arm table as one JSON table per epoch."""
+def log_epoch(run_id: str, epoch: dict[str, Any], evaluation: dict[str, Any] | None, data: dict[str, Any]) -> None:
+    """Epoch metrics at step = epoch index; per epoch one arm table (allocation, solve rates, bandit state)
+    and one table of sampled rollouts (prompt, completion, reward, cluster)."""
     metrics = dict(epoch["metrics"])
     if evaluation is not None:
         metrics.update(evaluation["metrics"])
-    tracking.log_metrics(run_id, metrics, step=epoch["epoch"])
-    tracking.log_table(run_id, epoch["arm_table"], f"tables/arms_epoch_{epoch['epoch']:03d}.json")
+    index = epoch["epoch"]
+    tracking.log_metrics(run_id, metrics, step=index)
+    rollouts = pl.read_parquet(epoch["rollouts"])
+    tracking.log_table(run_id, arm_rows(epoch, rollouts), f"tables/arms_epoch_{index:03d}.json")
+    tracking.log_table(run_id, rollout_sample(rollouts, data["path"], index), f"tables/rollouts_epoch_{index:03d}.json")
+
+
+def arm_rows(epoch: dict[str, Any], rollouts: pl.DataFrame) -> list[dict[str, Any]]:
+    """Per arm: slots it got this epoch, its share and sampling probability, the solve rate and mean reward of
+    its rollouts this epoch (judged ones), then the bandit's own state columns."""
+    slots = [epoch["arms"].count(row["arm"]) for row in epoch["arm_table"]]
+    judged = rollouts.filter(pl.col("reward").is_not_null())
+    per_arm = {row["cluster"]: row for row in judged.group_by("cluster").agg(
+        pl.col("solved").mean().alias("solve_rate"), pl.col("reward").mean().alias("reward_mean")).to_dicts()}
+    rows = []
+    for row, count in zip(epoch["arm_table"], slots):
+        arm = row["arm"]
+        seen = per_arm.get(arm, {})
+        rows.append({"epoch": epoch["epoch"], "arm": arm, "slots": count, "share": count / max(1, len(epoch["arms"])),
+                     "p": epoch["metrics"].get(f"bandit/arm_{arm:02d}/p"), "solve_rate": seen.get("solve_rate"),
+                     "reward_mean": seen.get("reward_mean"), **{k: v for k, v in row.items() if k != "arm"}})
+    return rows
+
+
+def rollout_sample(rollouts: pl.DataFrame, train_path: str, epoch: int, size: int = ROLLOUT_SAMPLE) -> list[dict]:
+    """A seeded sample of the epoch's rollouts joined with their prompt text."""
+    prompts = pl.read_parquet(train_path, columns=["prompt_id", "prompt", "answer"])
+    sample = rollouts.sample(n=min(size, rollouts.height), seed=epoch).sort("group", "sample")
+    return (sample.join(prompts, on="prompt_id", how="left")
+            .select("epoch", "step", "cluster", "prompt_id", "prompt", "answer", "completion", "reward", "solved")
+            .to_dicts())
+
+
+def start_progress(total_epochs: int) -> Any:
+    """A Prefect progress artifact at 0 %, updated after every epoch."""
+    return create_progress_artifact(0.0, key="training-progress", description=f"epochs done of {total_epochs}")
+
+
+def update_progress(artifact_id: Any, epoch: int, total_epochs: int, done: dict[str, Any]) -> None:
+    reward = done["metrics"].get("reward/mean")
+    note = f"epoch {epoch + 1}/{total_epochs} done" + (f", reward/mean {reward:.3f}" if reward is not None else "")
+    update_progress_artifact(artifact_id, 100.0 * (epoch + 1) / total_epochs, description=note)
 
 
 def _matrix(epochs: list[dict[str, Any]], key: str) -> list[list[float]]:
@@ -28,9 +74,8 @@ def _matrix(epochs: list[dict[str, Any]], key: str) -> list[list[float]]:
 
 
 @task(name="report-training")
-def report_training(run_id: str, epochs: list[dict[str, Any]], final_eval: dict[str, Any] | None,
-                    log_model: bool = True) -> None:
-    """Allocation heatmap, solve-rate curves, the final checkpoint, Prefect summary artifacts."""
+def report_training(run_id: str, epochs: list[dict[str, Any]], final_eval: dict[str, Any] | None) -> None:
+    """Allocation heatmap, solve-rate curves, Prefect summary artifacts (the model: tasks.model_registry)."""
     from space.plots import plot_allocation_heatmap, plot_curves
 
     out = Path(epochs[-1]["checkpoint"]).parent
@@ -40,8 +85,6 @@ def report_training(run_id: str, epochs: list[dict[str, Any]], final_eval: dict[
              plot_curves({f"arm {a}": row for a, row in enumerate(solve)}, out / "solve_rate_curves.png",
                          "per-cluster solve rate (training rollouts)")]
     tracking.log_files(run_id, plots, "plots")
-    if log_model:
-        tracking.log_files(run_id, [Path(epochs[-1]["checkpoint"])], "model")
     rows = [{"epoch": e["epoch"], **{k: round(float(v), 4) for k, v in e["metrics"].items()
                                       if k.startswith(("reward", "bandit/arm")) and k.endswith(("mean", "share"))
                                       or k == "truncated/all"}}
@@ -52,3 +95,13 @@ def report_training(run_id: str, epochs: list[dict[str, Any]], final_eval: dict[
         lines += ["", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in sorted(final_eval["metrics"].items()) if k.startswith("eval/all")]
     create_markdown_artifact("\n".join(lines), key="training-summary")
+
+
+@task(name="report-evaluation")
+def report_evaluation(run_id: str, base: dict[str, Any], final: dict[str, Any]) -> None:
+    """The evaluation run: base and final metrics (base/..., final/...) and both per-prompt tables."""
+    tracking.log_metrics(run_id, {**{f"base/{k}": v for k, v in base["metrics"].items()},
+                                  **{f"final/{k}": v for k, v in final["metrics"].items()}})
+    for label, manifest in (("base", base), ("final", final)):
+        table = pl.read_parquet(manifest["path"])
+        tracking.log_table(run_id, table.to_dicts(), f"tables/eval_{label}.json")

@@ -1,6 +1,7 @@
 """End to end on real Prefect (ephemeral server), real MLflow (SQLite), the real tiny model and TRL.
 
-One module-scoped `space run` on the small e2e recipe, then: a re-run is all cache hits; changing only K
+One module-scoped `space run` on the small e2e recipe (final model registered), then: its MLflow record is one
+parent run with curate, train and eval children; a re-run is all cache hits; changing only K
 re-runs only clustering and selection; a training process killed mid-run resumes at the first unfinished
 epoch and ends exactly where an uninterrupted run ends.
 """
@@ -53,9 +54,10 @@ def recipe():
 def first_run(recipe):
     from flows.run import run_flow
 
-    return run_flow(recipe)
+    return run_flow(recipe, register_as="space-e2e")
 
 
+@pytest.mark.timeout(2400)  # the module's `space run` lands in this test's setup: 1,060 s once at load ~20-30
 def test_run_produces_model_metrics_and_mlflow_record(first_run, recipe):
     from mlflow.tracking import MlflowClient
     from transformers import AutoModelForCausalLM
@@ -79,7 +81,7 @@ def test_run_produces_model_metrics_and_mlflow_record(first_run, recipe):
     for epoch in range(3):  # allocation shares of every epoch sum to 1
         assert sum(m.value for h in shares for m in h if m.step == epoch) == pytest.approx(1.0)
     artifacts = {a.path for a in client.list_artifacts(train.info.run_id)}
-    assert {"recipe.yaml", "plots", "model", "tables"} <= artifacts
+    assert {"recipe.yaml", "plots", "tables"} <= artifacts
     curate = client.get_run(first_run["curate_run_id"])
     assert curate.data.metrics["curate/pool_size"] == 96
     assert {a.path for a in client.list_artifacts(curate.info.run_id, "curation")} >= {
@@ -98,6 +100,69 @@ def test_run_reports_the_paired_gain_of_final_over_base_and_logs_it(first_run, r
     metrics = MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_run(first_run["train_run_id"]).data.metrics
     assert metrics["gain/pass_at_1/diff"] == pytest.approx(gains["pass_at_1"]["diff"])
     assert metrics["gain/greedy_acc/hi"] == pytest.approx(gains["greedy_acc"]["hi"])
+
+
+def test_one_parent_run_with_curate_train_and_eval_children(first_run, recipe):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    parent = client.get_run(first_run["run_id"])
+    assert parent.data.tags["space.stage"] == "run" and parent.data.tags["space.policy"] == recipe.train.bandit.policy
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # MLflow's model-training view
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(r.data.tags["space.stage"] for r in children) == ["curate", "eval", "train"]
+    assert {r.info.run_id for r in children} == {first_run[k] for k in ("curate_run_id", "train_run_id", "eval_run_id")}
+    assert all(r.info.status == "FINISHED" for r in [parent, *children])
+    final = parent.data.metrics["final/eval/all/greedy_acc"]
+    assert final == first_run["final_eval"]["eval/all/greedy_acc"]
+    evaluation = client.get_run(first_run["eval_run_id"]).data.metrics
+    assert evaluation["final/eval/all/greedy_acc"] == final
+    assert evaluation["base/eval/all/greedy_acc"] == first_run["base_eval"]["eval/all/greedy_acc"]
+
+
+def test_epoch_tables_hold_allocations_solve_rates_and_rollouts(first_run, recipe):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    train_id = first_run["train_run_id"]
+    experiment_id = client.get_run(train_id).info.experiment_id
+    for epoch in range(recipe.train.epochs):
+        arms = client.load_table(experiment_id, f"tables/arms_epoch_{epoch:03d}.json", run_ids=[train_id])
+        assert sorted(arms["arm"]) == [0, 1, 2]
+        assert arms["slots"].sum() == recipe.train.slots_per_epoch
+        pulled = arms[arms["slots"] > 0]
+        assert pulled["solve_rate"].between(0, 1).all()
+        rollouts = client.load_table(experiment_id, f"tables/rollouts_epoch_{epoch:03d}.json", run_ids=[train_id])
+        assert {"prompt", "completion", "reward", "cluster"} <= set(rollouts.columns)
+        slots = recipe.train.slots_per_epoch * recipe.train.grpo.num_generations
+        assert len(rollouts) == min(32, slots) and (rollouts["prompt"].str.len() > 0).all()
+        assert set(rollouts["cluster"]) <= set(pulled["arm"])
+
+
+def test_final_model_is_logged_and_registered_under_an_alias(first_run):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    version = client.get_model_version_by_alias("space-e2e", "candidate")
+    logged = client.get_logged_model(version.model_id or version.source.rsplit("/", 1)[-1])
+    assert logged.source_run_id == first_run["train_run_id"]
+    local = Path(mlflow.artifacts.download_artifacts("models:/space-e2e@candidate",
+                                                     tracking_uri=os.environ["MLFLOW_TRACKING_URI"]))
+    assert "transformers" in (local / "MLmodel").read_text()
+    [weights] = local.rglob("model.safetensors")
+    assert weights.read_bytes() == (Path(first_run["model_dir"]) / "model.safetensors").read_bytes()
+
+
+def test_training_progress_artifact_reached_100(first_run):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["training-progress"])))
+    assert found and all(a.type == "progress" and float(a.data) == 100.0 for a in found)
 
 
 def test_curation_table_invariants(first_run, recipe):
