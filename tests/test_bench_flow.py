@@ -12,24 +12,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from conftest_states import task_states_since
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SPEC = Path(__file__).parents[1] / "infra" / "bench" / "smoke.yaml"
 ARMS = {"spaCe-ts_lp", "uniform-full"}
-
-
-def _task_runs_since(since: datetime) -> dict[str, set[str]]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.sorting import TaskRunSort
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(sort=TaskRunSort.EXPECTED_START_TIME_DESC, limit=200)
-    states: dict[str, set[str]] = {}
-    for run in runs:
-        if run.created and run.created >= since and run.state is not None:
-            states.setdefault(run.name.rsplit("-", 1)[0], set()).add(run.state.name)
-    return states
 
 
 def _children(client, parent_id: str):
@@ -105,7 +93,7 @@ def test_rerunning_the_finished_grid_executes_no_cell(first, spec):
     result, out = first
     since = datetime.now(timezone.utc)
     again = run_bench(spec, str(SPEC.parent), str(out), SPEC.read_text())
-    states = _task_runs_since(since)
+    states = task_states_since(since)
     assert states["bench-cell"] == {"Cached"}, states
     assert not {"train-epoch", "evaluate", "estimate-difficulty"} & set(states), states
     assert again["parent_run_id"] == result["parent_run_id"]

@@ -21,26 +21,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from conftest_states import task_states_since
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 RECIPE = str(Path(__file__).parent / "recipes" / "e2e.yaml")
 COMPUTE_TASKS = {"build-tiny-model", "load-data", "fit-context", "embed", "estimate-difficulty", "build-features",
                  "cluster", "select-representatives", "prepare-training", "train-epoch", "evaluate"}
-
-
-def _task_states_since(since: datetime) -> dict[str, set[str]]:
-    """Task name -> state names of the task runs created after `since`."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.sorting import TaskRunSort
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(sort=TaskRunSort.EXPECTED_START_TIME_DESC, limit=200)
-    states: dict[str, set[str]] = {}
-    for run in runs:
-        if run.created and run.created >= since and run.state is not None:
-            states.setdefault(run.name.rsplit("-", 1)[0], set()).add(run.state.name)
-    return states
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +168,7 @@ def test_rerun_is_all_cache_hits(first_run, recipe):
 
     since = datetime.now(timezone.utc)
     again = run_flow(recipe)
-    states = _task_states_since(since)
+    states = task_states_since(since)
     assert COMPUTE_TASKS <= set(states), states
     assert all(states[name] == {"Cached"} for name in COMPUTE_TASKS), states
     assert again["final_eval"] == first_run["final_eval"]
@@ -195,7 +182,7 @@ def test_changing_k_reruns_only_clustering_and_selection(first_run, recipe):
     changed = load_recipe(RECIPE, ["curate.clusters.num_clusters=2"])
     since = datetime.now(timezone.utc)
     result = curate_flow(changed, bootstrap_flow(changed))
-    states = _task_states_since(since)
+    states = task_states_since(since)
     for name in ("load-data", "fit-context", "embed", "estimate-difficulty", "build-features"):
         assert states[name] == {"Cached"}, (name, states)
     for name in ("cluster", "select-representatives"):
@@ -323,5 +310,5 @@ def test_curate_add_places_only_new_prompts_in_existing_clusters(first_run, reci
 
     since = datetime.now(timezone.utc)
     assert curate_add_flow(recipe, model, str(path)) == placed
-    states = _task_states_since(since)
+    states = task_states_since(since)
     assert states["place-additions"] == {"Cached"} and states["estimate-difficulty"] == {"Cached"}, states
