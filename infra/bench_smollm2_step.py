@@ -79,7 +79,8 @@ def run_mode(mode: str, model_dir: Path, args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-smollm2-") as scratch:
         config = build_config(settings, output_dir=Path(scratch), seed=0, use_cpu=True)
         trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset,
-                              processing_class=tokenizer, peft_config=peft_config)
+                              processing_class=tokenizer, peft_config=peft_config,
+                              callbacks=[step_printer(mode)])
         trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
         load_before = os.getloadavg()
         start = time.perf_counter()
@@ -95,6 +96,19 @@ def run_mode(mode: str, model_dir: Path, args: argparse.Namespace) -> dict:
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in load_after],
             "batch": f"{args.prompts_per_step} prompts x {args.generations} rollouts x <= {args.max_tokens} tokens"}
+
+
+def step_printer(mode: str):
+    """Print each step's time to stderr as it happens, so a run stopped early still shows what it measured."""
+    from transformers import TrainerCallback
+
+    class StepPrinter(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "step_time" in logs:
+                print(f"{mode} step {state.global_step}: {logs['step_time']:.1f} s, load {os.getloadavg()[0]:.1f}",
+                      file=sys.stderr, flush=True)
+
+    return StepPrinter()
 
 
 def convert_model() -> Path:
@@ -144,9 +158,9 @@ def main() -> None:
     for mode in args.modes:
         cmd = [sys.executable, __file__, "--child", mode, "--steps", str(args.steps), "--prompts-per-step",
                str(args.prompts_per_step), "--generations", str(args.generations), "--max-tokens", str(args.max_tokens)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr (per-step lines) passes through
         if done.returncode != 0:
-            results.append({"mode": mode, "error": done.stderr.strip().splitlines()[-1][:200]})
+            results.append({"mode": mode, "error": f"exit code {done.returncode} (see stderr)"})
         else:
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), flush=True)
