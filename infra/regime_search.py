@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "infra" / "results"
+RESULTS = Path(os.environ.get("REGIME_RESULTS", ROOT / "infra" / "results"))  # tests point it elsewhere
 JSON_PATH, MD_PATH = RESULTS / "regime.json", RESULTS / "regime.md"
 RESAMPLES, CI_SEED = 10_000, 0
 
