@@ -234,7 +234,7 @@ def test_verifier_exception_is_raised_with_the_prompt_id_not_scored_0():
         return [["x"] * n for _ in prompts]
 
     with pytest.raises(VerifierError, match="p1"):
-        estimate_difficulty(["p1"], ["q"], ["1"], [None], generate, broken, DifficultyConfig(k=2), 0)
+        estimate_difficulty(["p1"], ["q"], ["1"], [None], generate, broken, DifficultyConfig(k=2, max_tokens=4), 0)
 
 
 def test_verifier_math_parse_error_is_none_never_0(monkeypatch):
