@@ -153,10 +153,11 @@ def test_training_progress_artifact_reached_100(first_run):
 
 
 def test_curation_table_invariants(first_run, recipe):
-    from space.paths import space_home
+    from flows.bootstrap import bootstrap_flow
+    from flows.curate import curate_flow
 
-    [path] = (space_home() / "artifacts" / "select").glob("*/curation.parquet")
-    table = pl.read_parquet(path)
+    # this run's own table (other tests share SPACE_HOME and leave theirs beside it); a cache hit
+    table = pl.read_parquet(curate_flow(recipe, bootstrap_flow(recipe))["stages"]["select"]["path"])
     assert table["prompt_id"].is_unique().all() and table.height == 96
     sizes = table.group_by("cluster").agg(pl.len(), pl.col("selected").sum())
     assert (sizes["selected"] == sizes["len"].clip(upper_bound=recipe.curate.selection.per_cluster)).all()
