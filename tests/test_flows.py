@@ -207,7 +207,7 @@ def _space(home: Path, *args: str) -> subprocess.Popen:
 def test_killed_training_resumes_and_matches_uninterrupted_run(first_run, tmp_path):
     from space.paths import space_home
 
-    reference = _train_dir(space_home())
+    reference = Path(first_run["model_dir"]).parents[1]  # this run's own folder: others share SPACE_HOME
     home = tmp_path / "home"
     for stage in ("data", "fit-context", "embed", "difficulty", "features", "cluster", "select", "train-data"):
         shutil.copytree(space_home() / "artifacts" / stage, home / "artifacts" / stage)
