@@ -151,13 +151,6 @@ def test_recipe_bad_value_fails_at_load_naming_key_and_file(override, named):
     assert named in str(err.value) and "space/recipes/builtin.yaml" in str(err.value)
 
 
-def test_recipe_base_cycle_is_named(tmp_path):
-    (tmp_path / "a.yaml").write_text(f"base: {tmp_path / 'b.yaml'}\n")
-    (tmp_path / "b.yaml").write_text(f"base: {tmp_path / 'a.yaml'}\n")
-    with pytest.raises(RecipeError, match="cycle"):
-        load_recipe(str(tmp_path / "a.yaml"))
-
-
 # ------------------------------------------------------------------------------------------------ models
 
 
