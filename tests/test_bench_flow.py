@@ -53,7 +53,7 @@ def test_each_cell_is_a_child_run_with_curate_and_train_below_it(first):
     for cell in cells:
         assert cell.info.status == "FINISHED"
         stages = {r.data.tags["space.stage"] for r in _children(client, cell.info.run_id)}
-        assert stages == {"curate", "train"}
+        assert stages == {"curate", "train", "eval"}
         assert 0.0 <= cell.data.metrics["final/pass_at_1"] <= 1.0
     assert {"report"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}

