@@ -25,22 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from space.stats import paired_bootstrap_ci
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(os.environ.get("REGIME_RESULTS", ROOT / "infra" / "results"))  # tests point it elsewhere
 JSON_PATH, MD_PATH = RESULTS / "regime.json", RESULTS / "regime.md"
 RESAMPLES, CI_SEED = 10_000, 0
-
-
-def paired_bootstrap(base: np.ndarray, final: np.ndarray, resamples: int = RESAMPLES,
-                     seed: int = CI_SEED) -> tuple[float, float, float]:
-    """Mean of final - base over prompts and its percentile 95% CI, resampling prompts with replacement."""
-    diff = np.asarray(final, dtype=float) - np.asarray(base, dtype=float)
-    if diff.ndim != 1 or diff.size == 0:
-        raise ValueError(f"need one non-empty vector of per-prompt values, got shape {diff.shape}")
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, diff.size, size=(resamples, diff.size))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(diff.mean()), float(low), float(high)
 
 
 def compare(base_path: str, final_path: str) -> dict:
@@ -54,7 +44,8 @@ def compare(base_path: str, final_path: str) -> dict:
     out = {"eval_prompts": joined.height}
     for column in ("pass1", "greedy"):
         both = joined.drop_nulls([column, f"{column}_final"])
-        mean, low, high = paired_bootstrap(both[column].to_numpy(), both[f"{column}_final"].to_numpy())
+        mean, low, high = paired_bootstrap_ci(both[column].to_numpy(), both[f"{column}_final"].to_numpy(),
+                                              n_boot=RESAMPLES, seed=CI_SEED)
         out[column] = {"base": float(both[column].mean()), "final": float(both[f"{column}_final"].mean()),
                        "diff": mean, "ci_low": low, "ci_high": high, "judged_prompts": both.height}
     return out
@@ -102,7 +93,7 @@ def run_queue(queue: list[dict], home: str, cli_seconds: float | None = None) ->
             wall = time.perf_counter() - t0
             row = {
                 "name": item["name"], "note": item.get("note", ""), "recipe": item.get("recipe", "builtin"),
-                "overrides": item["set"], "seed": seed, "home": home,
+                "overrides": item["set"], "seed": seed, "home": Path(home).name,
                 "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
                 "wall_seconds": round(cli_seconds if cli_seconds is not None else wall, 1),
                 "via_cli": cli_seconds is not None,
@@ -110,12 +101,18 @@ def run_queue(queue: list[dict], home: str, cli_seconds: float | None = None) ->
                 "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
                 **{k: v for k, v in result.items() if k not in ("base_eval", "final_eval")},
                 "base_metrics": result["base_eval"]["metrics"], "final_metrics": result["final_eval"]["metrics"],
-                "base_eval_path": result["base_eval"]["path"], "final_eval_path": result["final_eval"]["path"],
+                "base_eval_path": _under_home(result["base_eval"]["path"], home),
+                "final_eval_path": _under_home(result["final_eval"]["path"], home),
                 **compare(result["base_eval"]["path"], result["final_eval"]["path"]),
             }
             write_results([*load_rows(), row])  # re-read: several queues may append in turn
             print("REGIME-ROW " + json.dumps({k: row[k] for k in ("name", "seed", "steps", "wall_seconds", "pass1",
                                                                  "greedy")}), flush=True)
+
+
+def _under_home(path: str, home: str) -> str:
+    """A path as recorded in the results: relative to SPACE_HOME, so no machine's folders are committed."""
+    return str(Path(path).resolve().relative_to(Path(home).resolve()))
 
 
 def run_cli(home: Path, recipe: str, seed: int, overrides: list[str]) -> float:
