@@ -14,18 +14,17 @@ function of (state, seed, epoch, slots) and a policy restored from `state_dict()
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+# feedback is re-exported: callers import GroupResult, group_advantages and ADV_EPS from space.bandit
+from space.bandit.feedback import ADV_EPS, EpochStats, GroupResult, group_advantages, summarise_epoch  # noqa: F401
 from space.seeding import derive_rng
 
 PolicyName = Literal["ts_hard", "ts_lp", "learnability", "ucb", "exp3", "sec", "uniform"]
-ADV_EPS = 1e-4  # TRL GRPOTrainer: advantages / (std_rewards + 1e-4)
 
 
 class BanditConfig(BaseModel):
@@ -65,71 +64,6 @@ class BanditConfig(BaseModel):
     exp3_eta: float = Field(0.1, gt=0, le=1, description="exp3 learning rate and uniform-mixing share eta.")
     sec_lr: float = Field(0.5, gt=0, le=1, description="sec TD(0) learning rate alpha_sec.")
     sec_temperature: float = Field(0.4, gt=0, description="sec softmax temperature tau.")
-
-
-@dataclass(frozen=True)
-class GroupResult:
-    """One prompt's GRPO group: its arm, the G verifier scores and whether each rollout solved it."""
-
-    arm: int
-    rewards: tuple[float, ...]
-    solved: tuple[bool, ...]
-
-    def __post_init__(self) -> None:
-        if len(self.rewards) != len(self.solved):
-            raise ValueError(f"GroupResult(arm={self.arm}): {len(self.rewards)} rewards but {len(self.solved)} solved")
-        if len(self.rewards) < 2:
-            raise ValueError(f"GroupResult(arm={self.arm}): a group needs >= 2 rollouts, got {len(self.rewards)}")
-        if not all(math.isfinite(r) for r in self.rewards):
-            raise ValueError(f"GroupResult(arm={self.arm}): non-finite reward in {self.rewards}")
-
-
-def group_advantages(rewards: Sequence[float]) -> np.ndarray:
-    """GRPO advantages of one group, scaled as TRL's GRPOTrainer does (scale_rewards="group").
-
-    TRL divides by `nanstd`, which applies Bessel's correction (unbiased sample std, like torch.std),
-    so we use ddof=1 here, plus the same eps of 1e-4.
-    """
-    r = np.asarray(rewards, dtype=float)
-    return (r - r.mean()) / (r.std(ddof=1) + ADV_EPS)
-
-
-@dataclass(frozen=True)
-class EpochStats:
-    """Per-arm feedback of one epoch (arrays of length K; NaN rates for arms not pulled)."""
-
-    n: np.ndarray  # prompts (groups) per arm
-    o: np.ndarray  # rollouts per arm
-    y: np.ndarray  # solved rollouts per arm
-    s_hat: np.ndarray  # y / o
-    z: np.ndarray  # share of the arm's groups whose rewards are all equal
-    a_hat: np.ndarray  # mean |A| over the arm's rollouts
-    group_arm: np.ndarray  # per group: arm id
-    group_solve: np.ndarray  # per group: solved share
-    group_abs_adv: np.ndarray  # per group: mean |A|
-
-
-def summarise_epoch(groups: Sequence[GroupResult], num_arms: int) -> EpochStats:
-    """Count n_k, o_k, y_k and compute s_hat_k, z_k, a_hat_k from the epoch's groups."""
-    if not groups:
-        raise ValueError("update needs at least one GroupResult")
-    for j, g in enumerate(groups):
-        if not 0 <= g.arm < num_arms:
-            raise ValueError(f"groups[{j}].arm = {g.arm} is outside 0..{num_arms - 1}")
-    arm = np.array([g.arm for g in groups], dtype=np.int64)
-    size = np.array([len(g.rewards) for g in groups], dtype=float)
-    solved = np.array([sum(bool(s) for s in g.solved) for g in groups], dtype=float)
-    stds = np.array([np.std(g.rewards, ddof=1) for g in groups])
-    abs_adv_sum = np.array([np.abs(group_advantages(g.rewards)).sum() for g in groups])
-    zero = np.isclose(stds, 0.0).astype(float)  # TRL's frac_reward_zero_std uses torch.isclose(std, 0)
-    n = np.bincount(arm, minlength=num_arms).astype(float)
-    o = np.bincount(arm, weights=size, minlength=num_arms)
-    y = np.bincount(arm, weights=solved, minlength=num_arms)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        s_hat = y / o
-        z = np.bincount(arm, weights=zero, minlength=num_arms) / n
-        a_hat = np.bincount(arm, weights=abs_adv_sum, minlength=num_arms) / o
-    return EpochStats(n, o, y, s_hat, z, a_hat, arm, solved / size, abs_adv_sum / size)
 
 
 def draw_slots(p: np.ndarray, slots: int, rng: np.random.Generator) -> np.ndarray:
@@ -411,210 +345,5 @@ def epoch_rng(seed: int, epoch: int, slots: int) -> np.random.Generator:
     return derive_rng(seed, "bandit", epoch)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Thompson family: p = win frequency of argmax score over `slots` independent posterior samples
-
-
-class ThompsonPolicy(Policy):
-    def sample_posterior(self, rng: np.random.Generator, draws: int) -> np.ndarray:
-        """(draws, K) solve-rate samples theta~."""
-        if self.cfg.posterior == "gaussian":
-            std = self.cfg.sigma0 / np.sqrt(self.N + 1.0)
-            theta = self.smoothed_solve_rates() + std * rng.standard_normal((draws, self.k))
-            return np.clip(theta, 0.0, 1.0)
-        a = self.alpha0 + self.Y
-        b = self.beta0 + np.maximum(self.O - self.Y, 0.0)
-        return rng.beta(a, b, size=(draws, self.k))
-
-    def score(self, theta: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def raw_probabilities(self, rng: np.random.Generator, slots: int) -> np.ndarray:
-        winners = argmax_random_ties(self.score(self.sample_posterior(rng, slots)), rng)
-        return np.bincount(winners, minlength=self.k) / slots
-
-
-def target_closeness(theta: np.ndarray, target: float) -> np.ndarray:
-    """u(theta) = 1 - |theta - s*| / max(s*, 1 - s*), in [0, 1] with 1 at the target."""
-    return 1.0 - np.abs(theta - target) / max(target, 1.0 - target)
-
-
-@register_policy("ts_hard")
-class HardThompson(ThompsonPolicy):
-    """Paper v1: Gaussian TS on the negated solve rate, hard clusters first."""
-
-    def score(self, theta: np.ndarray) -> np.ndarray:
-        return 1.0 - theta
-
-
-@register_policy("ts_lp")
-class LearningProgressThompson(ThompsonPolicy):
-    """(1 - lambda) u(theta~) + lambda LP^_k, u = closeness to s* (target) or 1 - theta (hard)."""
-
-    def score(self, theta: np.ndarray) -> np.ndarray:
-        if self.cfg.solve_term == "target":
-            u = target_closeness(theta, self.cfg.target_solve_rate)
-        else:
-            u = 1.0 - theta
-        lam = self.cfg.lp_weight
-        return (1.0 - lam) * u + lam * self.normalised_learning_progress()
-
-
-@register_policy("learnability")
-class LearnabilityThompson(ThompsonPolicy):
-    """-|theta~ - s*|: clusters nearest the solve rate where a binary group's variance peaks."""
-
-    def score(self, theta: np.ndarray) -> np.ndarray:
-        return -np.abs(theta - self.cfg.target_solve_rate)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# reward-driven policies
-
-
-def bandit_reward(kind: str, solve_rate: np.ndarray, abs_adv: np.ndarray, lp: np.ndarray) -> np.ndarray:
-    """Reward rho of `bandit_reward`: learnability 4s(1-s), hard 1-s, lp LP_k, abs_adv mean |A|.
-
-    Called per arm (ucb: the epoch's s_hat_k, a_hat_k) or per slot (exp3: the slot's own group).
-    """
-    if kind == "learnability":
-        return 4.0 * solve_rate * (1.0 - solve_rate)
-    if kind == "hard":
-        return 1.0 - solve_rate
-    if kind == "lp":
-        return lp
-    if kind == "abs_adv":
-        return abs_adv
-    raise KeyError(f"unknown bandit_reward {kind!r}; known: ['abs_adv', 'hard', 'learnability', 'lp']")
-
-
-def reserved_slots(floor: float, slots: int, epoch: int) -> tuple[int, int]:
-    """(first round-robin position, number) of the exploration slots reserved in `epoch`: the running total
-    floor(eps * slots * t) is spread over epochs, so a fractional eps * slots (0.4 at M = 8) is not rounded
-    away to 0 every epoch."""
-    total = lambda t: math.floor(floor * slots * t + 1e-9)  # noqa: E731
-    return total(epoch), min(slots, total(epoch + 1) - total(epoch))
-
-
-@register_policy("ucb")
-class BatchedUCB(Policy):
-    """Batched discounted UCB1 with virtual pulls.
-
-    Slots are assigned one at a time to argmax Q_k/N_k + c sqrt(ln sum_j N'_j / N'_k), with N' = N plus this
-    epoch's assignments so far (virtual pulls shrink an arm's bonus but leave its mean estimate alone; an arm
-    never pulled has mean 0 and is served first). Project reading of the floor for this deterministic
-    allocator: eps * slots slots per epoch are reserved round-robin over the arms, carried over between epochs
-    when fractional (`reserved_slots`: at M = 8, eps = 0.05, two slots every five epochs), so each arm keeps a
-    long-run share of eps/K. `probabilities` returns the realised shares.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.Q = np.zeros(self.k)
-
-    def allocate(self, epoch: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
-        rng = epoch_rng(self.seed, epoch, slots)
-        start, reserved = reserved_slots(self.cfg.floor, slots, epoch)
-        arms = [(start + i) % self.k for i in range(reserved)]
-        virtual = np.bincount(arms, minlength=self.k).astype(float)
-        for _ in range(slots - reserved):
-            k = int(argmax_random_ties(self.ucb_index(virtual)[None, :], rng)[0])
-            arms.append(k)
-            virtual[k] += 1.0
-        arms_arr = rng.permutation(np.asarray(arms, dtype=np.int64))  # mix arms across the epoch's batches
-        return np.bincount(arms_arr, minlength=self.k) / slots, arms_arr
-
-    def ucb_index(self, virtual: np.ndarray) -> np.ndarray:
-        pulls = self.N + virtual
-        unpulled = pulls == 0
-        if unpulled.any():
-            return np.where(unpulled, np.inf, -np.inf)
-        mean = np.divide(self.Q, self.N, out=np.zeros(self.k), where=self.N > 0)
-        return mean + self.cfg.ucb_c * np.sqrt(math.log(max(pulls.sum(), 1.0)) / pulls)
-
-    def update_policy(self, stats: EpochStats) -> None:
-        rho = bandit_reward(self.cfg.bandit_reward, stats.s_hat, stats.a_hat, self.learning_progress())
-        rho = np.where(stats.n > 0, rho, 0.0)  # unpulled arms (NaN rates) only decay
-        self.Q = self.cfg.discount * self.Q + stats.n * rho
-
-    def arm_values(self) -> np.ndarray:
-        return np.divide(self.Q, self.N, out=np.zeros(self.k), where=self.N > 0)
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"Q": self.Q.tolist()}
-
-    def load_extra_state(self, extra: dict[str, Any]) -> None:
-        self.Q = np.asarray(extra["Q"], dtype=float)
-
-
-@register_policy("exp3")
-class Exp3(Policy):
-    """p_k = (1 - eta) w_k / sum w + eta/K; importance-weighted slot rewards; log-space weights."""
-
-    uses_floor = False  # the eta/K mixing replaces the floor
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.log_w = np.zeros(self.k)
-
-    def mixture(self) -> np.ndarray:
-        eta = self.cfg.exp3_eta
-        return (1.0 - eta) * softmax(self.log_w) + eta / self.k
-
-    def raw_probabilities(self, rng: np.random.Generator, slots: int) -> np.ndarray:
-        return self.mixture()
-
-    def update_policy(self, stats: EpochStats) -> None:
-        # The weights have not moved since plan(), so mixture() is the p the slots were drawn from.
-        p = self.mixture()
-        lp = self.learning_progress()[stats.group_arm]
-        rho = bandit_reward(self.cfg.bandit_reward, stats.group_solve, stats.group_abs_adv, lp)
-        slots = len(stats.group_arm)
-        rho_hat = np.bincount(stats.group_arm, weights=rho, minlength=self.k) / (slots * p)
-        self.log_w = self.log_w + self.cfg.exp3_eta * rho_hat / self.k
-        self.log_w -= self.log_w.max()  # keep the log weights bounded; p is unchanged
-
-    def arm_values(self) -> np.ndarray:
-        return self.log_w
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"log_w": self.log_w.tolist()}
-
-    def load_extra_state(self, extra: dict[str, Any]) -> None:
-        self.log_w = np.asarray(extra["log_w"], dtype=float)
-
-
-@register_policy("sec")
-class SelfEvolvingCurriculum(Policy):
-    """SEC (arXiv 2505.14970): TD(0) on the mean |advantage| of pulled arms, p = softmax(Q / tau)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.Q = np.zeros(self.k)
-
-    def raw_probabilities(self, rng: np.random.Generator, slots: int) -> np.ndarray:
-        return softmax(self.Q / self.cfg.sec_temperature)
-
-    def update_policy(self, stats: EpochStats) -> None:
-        pulled = stats.n > 0
-        self.Q[pulled] += self.cfg.sec_lr * (stats.a_hat[pulled] - self.Q[pulled])
-
-    def arm_values(self) -> np.ndarray:
-        return self.Q
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"Q": self.Q.tolist()}
-
-    def load_extra_state(self, extra: dict[str, Any]) -> None:
-        self.Q = np.asarray(extra["Q"], dtype=float)
-
-
-@register_policy("uniform")
-class Uniform(Policy):
-    """Baseline: p_k = |S_k| / |P|, every prompt of the pool equally likely (plain GRPO on the pool)."""
-
-    uses_floor = False
-
-    def raw_probabilities(self, rng: np.random.Generator, slots: int) -> np.ndarray:
-        sizes = np.asarray(self.arm_sizes, dtype=float)
-        return sizes / sizes.sum()
+# The policies register themselves on import.
+import space.bandit.policies  # noqa: E402,F401
