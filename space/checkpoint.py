@@ -6,11 +6,14 @@ A checkpoint is a directory that transformers and vLLM load directly (`from_pret
     scheduler.pt         scheduler.state_dict()   (the LR scheduler's step counter)
     rng.pt               python / numpy / torch RNG states when the checkpoint was written
     trainer_state.json   {"global_step", "epoch", "extra"}
-    space_manifest.json  written last: format version and every file with its size
+    space_manifest.json  written last: format version and every file with its size and sha256
 
 Writes are atomic in the usual sense: everything goes into `<dir>.tmp`, the manifest is written last,
 then the folder is renamed to `<dir>`. So "manifest present and all listed files with their sizes" means
-"checkpoint complete" (`is_complete`), the same rule nanochat's dataset loader uses for downloads.
+"checkpoint complete" (`is_complete`, cheap: sizes only), the same rule nanochat's dataset loader uses for
+downloads. Loading checks more: the manifest's format version must be the one this code writes, and every
+file must have the sha256 recorded at save time, so a checkpoint altered in place (same size, other bytes)
+or written by an incompatible version fails with its path and the file named instead of training on.
 """
 
 from __future__ import annotations
@@ -23,12 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from space.hashing import sha256_file
+
 MANIFEST = "space_manifest.json"
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER = "optimizer.pt"
 SCHEDULER = "scheduler.pt"
 RNG = "rng.pt"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: files map to {"size", "sha256"} (1: size only)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint exists but cannot be trusted: unknown format version or a file whose hash changed."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +144,8 @@ def _to_json(state: dict[str, Any]) -> str:
 
 
 def _write_manifest(directory: Path, *, global_step: int, epoch: int) -> None:
-    files = {p.name: p.stat().st_size for p in sorted(directory.iterdir()) if p.is_file()}
+    files = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
+             for p in sorted(directory.iterdir()) if p.is_file()}
     manifest = {"format_version": FORMAT_VERSION, "global_step": int(global_step), "epoch": int(epoch), "files": files}
     with open(directory / MANIFEST, "w") as handle:
         json.dump(manifest, handle, indent=2, sort_keys=True)
@@ -167,25 +177,50 @@ def is_complete(directory: Path) -> bool:
     except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
         return False
     files = manifest.get("files", {})
-    return all(_has_file(directory / name, size) for name, size in files.items())
+    return all(_has_file(directory / name, _size(entry)) for name, entry in files.items())
+
+
+def _size(entry: int | dict[str, Any]) -> int:
+    return entry["size"] if isinstance(entry, dict) else entry  # format 1 recorded the size alone
 
 
 def _has_file(path: Path, size: int) -> bool:
     return path.is_file() and path.stat().st_size == size
 
 
-def load_checkpoint(directory: Path) -> Checkpoint:
-    """Read a complete checkpoint's states and bookkeeping (tensors on CPU); fails naming what is missing."""
-    import torch
+def verify_checkpoint(directory: Path) -> dict[str, Any]:
+    """The manifest of a checkpoint whose format version is current and whose files all match it.
 
+    Raises FileNotFoundError when the manifest or a listed file is missing or has the wrong size (an
+    interrupted or truncated write), CheckpointError for another format version or a changed file."""
     directory = Path(directory)
     manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
         raise FileNotFoundError(f"checkpoint {directory} is incomplete: {MANIFEST} is missing")
     manifest = json.loads(manifest_path.read_text())
-    for name, size in manifest["files"].items():
-        if not _has_file(directory / name, size):
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {directory} has format version {version}; this version of space reads format "
+            f"{FORMAT_VERSION} only: train again from the base model (or use the space version that wrote it)"
+        )
+    for name, entry in manifest["files"].items():
+        if not _has_file(directory / name, entry["size"]):
             raise FileNotFoundError(f"checkpoint {directory} is incomplete: {name} is missing or has the wrong size")
+        if sha256_file(directory / name) != entry["sha256"]:
+            raise CheckpointError(
+                f"checkpoint {directory}: {name} differs from the sha256 recorded when it was saved "
+                f"({entry['sha256'][:16]}...); the checkpoint was altered after it was written"
+            )
+    return manifest
+
+
+def load_checkpoint(directory: Path) -> Checkpoint:
+    """Read a verified checkpoint's states and bookkeeping (tensors on CPU); fails naming what is wrong."""
+    import torch
+
+    directory = Path(directory)
+    manifest = verify_checkpoint(directory)
     state = json.loads((directory / TRAINER_STATE).read_text())
     return Checkpoint(
         path=directory,

@@ -13,7 +13,6 @@ checked the same way (`verify_files`), and a mismatch is an `ArtifactError` nami
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from typing import Any
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 
 from space.config import fingerprint
+from space.hashing import sha256_file
 from space.paths import space_home
 from space.provenance import code_version, source_hash
 
@@ -54,11 +54,8 @@ def stage_dir(stage: str, *parts: Any) -> Path:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    """The first 16 hex digits of the file's sha256 (what stage manifests record)."""
+    return sha256_file(path)[:16]
 
 
 def _hash_files(directory: Path) -> dict[str, str]:

@@ -49,43 +49,13 @@ def prepare_training(curation: dict[str, Any], model: dict[str, Any], system_pro
                                 "rows": table.height, "arms": arms.to_dicts()})
 
 
-def _members(table: pl.DataFrame) -> list[list[int]]:
-    clusters = table["cluster"].to_list()
-    members: list[list[int]] = [[] for _ in range(max(clusters) + 1)]
-    for row, cluster in enumerate(clusters):
-        members[cluster].append(row)
-    return members
-
-
-def _group_results(rollouts: pl.DataFrame) -> tuple[list[Any], int]:
-    """Bandit feedback per slot; judged rollouts only (a group left with < 2 judged rollouts is skipped)."""
-    from space.bandit import GroupResult
-
-    groups, skipped = [], 0
-    for (_, cluster), part in rollouts.group_by("group", "cluster", maintain_order=True):
-        judged = part.filter(pl.col("reward").is_not_null())
-        if judged.height < 2:
-            skipped += 1
-            continue
-        groups.append(GroupResult(int(cluster), tuple(judged["reward"].to_list()), tuple(judged["solved"].to_list())))
-    return groups, skipped
-
-
-def arm_priors(arms: list[dict[str, Any]]) -> list[float | None]:
-    """Each arm's mean reference solve rate; None (no prior) where curation measured none."""
-    return [arm["ref_solve_rate"] for arm in arms]
-
-
 @task(name="train-epoch", cache_policy=CACHED, persist_result=True)
 def train_epoch(
     data: dict[str, Any], model: dict[str, Any], cfg: TrainConfig, verifier: VerifierConfig, seed: int, epoch: int,
     previous: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """One GRPO epoch over the bandit's allocation; returns the epoch manifest (paths and metrics)."""
-    from space import grpo
-    from space.bandit import make_policy
-    from space.sampler import ClusterPromptPicker
-    from space.verifiers import get_verifier
+    from space.epoch import run_epoch
 
     run_dir = stage_dir("train", data["sha"], model["sha"], cfg, verifier, seed)
     out = run_dir / f"epoch_{epoch:03d}"
@@ -94,39 +64,20 @@ def train_epoch(
         return done
     verify_files(data, previous)
     start = time.perf_counter()
-    table = pl.read_parquet(data["path"])
-    members = _members(table)
-    priors = arm_priors(data["arms"])
-    policy = make_policy(cfg.bandit, [len(m) for m in members], seed, priors)
-    picker = ClusterPromptPicker(members, seed)
-    if previous is not None:
-        state = json.loads(Path(previous["state"]).read_text())
-        policy.load_state_dict(state["bandit"])
-        picker.load_state_dict(state["picker"])
-    probabilities, arms = policy.allocate(epoch, cfg.slots_per_epoch)
-    order = picker.fill(arms)
-
-    result = grpo.train_epoch(
-        Path(model["path"]), Path(previous["checkpoint"]) if previous else None, out / "checkpoint",
-        table.to_dicts(), order, get_verifier(verifier.name, extract=verifier.extract), cfg.grpo,
-        epoch, cfg.epochs, seed, progress=_print_progress(epoch), theta_solve=verifier.theta_solve,
+    outcome = run_epoch(
+        pl.read_parquet(data["path"]), data["arms"], cfg, verifier, Path(model["path"]), seed=seed, epoch=epoch,
+        checkpoint_in=Path(previous["checkpoint"]) if previous else None,
+        state_in=json.loads(Path(previous["state"]).read_text()) if previous else None,
+        checkpoint_out=out / "checkpoint", rollouts_out=out / "rollouts.parquet", progress=_print_progress(epoch),
     )
-    result.rollouts.write_parquet(out / "rollouts.parquet")  # kept even if the update below fails
-    groups, skipped = _group_results(result.rollouts)
-    if not groups:
-        raise RuntimeError(f"epoch {epoch}: the verifier judged no group (see {out / 'rollouts.parquet'})")
-    bandit_metrics = policy.update(groups)
-    (out / "state.json").write_text(json.dumps({"bandit": policy.state_dict(), "picker": picker.state_dict()}))
-    shares = {f"bandit/arm_{k:02d}/share": float((arms == k).mean()) for k in range(len(members))}
-    probs = {f"bandit/arm_{k:02d}/p": float(p) for k, p in enumerate(probabilities)}
-    metrics = {**result.metrics, **bandit_metrics, **shares, **probs, "bandit/skipped_groups": skipped,
-               "seconds/epoch": time.perf_counter() - start}
-    weights = Path(result.checkpoint_out) / "model.safetensors"
-    return write_manifest(out, {"epoch": epoch, "checkpoint": str(result.checkpoint_out),
+    (out / "state.json").write_text(json.dumps(outcome.state))
+    metrics = {**outcome.metrics, "seconds/epoch": time.perf_counter() - start}
+    weights = outcome.checkpoint_out / "model.safetensors"
+    return write_manifest(out, {"epoch": epoch, "checkpoint": str(outcome.checkpoint_out),
                                 "checkpoint_sha": file_sha256(weights), "state": str(out / "state.json"),
-                                "rollouts": str(out / "rollouts.parquet"), "order": [int(i) for i in order],
-                                "arms": [int(a) for a in arms], "metrics": metrics,
-                                "log_history": result.log_history, "arm_table": policy.arm_table()})
+                                "rollouts": str(out / "rollouts.parquet"), "order": outcome.order,
+                                "arms": outcome.arms, "metrics": metrics,
+                                "log_history": outcome.log_history, "arm_table": outcome.arm_table})
 
 
 def _print_progress(epoch: int):

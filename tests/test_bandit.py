@@ -217,7 +217,7 @@ def test_prior_from_curation_shifts_the_smoothed_rate() -> None:
 
 
 def test_missing_prior_is_no_prior_not_never_solved() -> None:
-    from tasks.train import arm_priors
+    from space.epoch import arm_priors
 
     priors = arm_priors([{"ref_solve_rate": 0.25}, {"ref_solve_rate": None}, {"ref_solve_rate": 0.0}])
     assert priors == [0.25, None, 0.0]

@@ -12,7 +12,9 @@ import torch
 
 from conftest_models import make_tiny_model_dir
 from space.checkpoint import (
+    FORMAT_VERSION,
     MANIFEST,
+    CheckpointError,
     capture_rng_state,
     is_complete,
     load_checkpoint,
@@ -93,6 +95,36 @@ def test_incomplete_checkpoint_is_detected(trained, tmp_path, damage):
         message = "optimizer.pt"
     assert not is_complete(path)
     with pytest.raises(FileNotFoundError, match=message):
+        load_checkpoint(path)
+
+
+def test_a_file_changed_in_place_fails_to_load_naming_it(trained, tmp_path):
+    path = save(trained, tmp_path / "ckpt")
+    weights = path / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # same size, one byte different
+    weights.write_bytes(bytes(data))
+    assert is_complete(path)  # sizes still match: only loading reads the hashes
+    with pytest.raises(CheckpointError, match=r"model\.safetensors differs from the sha256"):
+        load_checkpoint(path)
+
+
+def test_the_manifest_records_each_files_sha256(trained, tmp_path):
+    import hashlib
+
+    path = save(trained, tmp_path / "ckpt")
+    listed = json.loads((path / MANIFEST).read_text())["files"]
+    assert listed["optimizer.pt"]["sha256"] == hashlib.sha256((path / "optimizer.pt").read_bytes()).hexdigest()
+    assert listed["optimizer.pt"]["size"] == (path / "optimizer.pt").stat().st_size
+
+
+@pytest.mark.parametrize("version", [1, FORMAT_VERSION + 1, None])
+def test_another_format_version_is_refused_with_both_versions(trained, tmp_path, version):
+    path = save(trained, tmp_path / "ckpt")
+    manifest = json.loads((path / MANIFEST).read_text())
+    manifest["format_version"] = version
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=f"format version {version}; .* reads format {FORMAT_VERSION}"):
         load_checkpoint(path)
 
 

