@@ -152,7 +152,7 @@ def accuracy_curves(records: Sequence[Record], metric: str) -> dict[str, dict[st
 
 
 def _empty_panel(ax, title: str, note: str) -> None:
-    ax.set_title(title, fontsize="small")
+    ax.set_title(title)
     ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes)
     ax.set_xticks([])
     ax.set_yticks([])

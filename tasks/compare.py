@@ -154,7 +154,8 @@ def run_record(client, run) -> dict[str, Any]:
               "seed": _as_int(_setting(run, "space.seed", "seed")),
               "unique_prompts": _as_int(metric("train/unique_prompts", "unique_prompts")),
               "steps": _as_int(trained.get("global_step")), "curation_seconds": _curation_seconds(curate),
-              "curve": _curve(client, train) if train else [], "allocation": _allocation(client, train) if train else None}
+              "curve": _curve(client, train) if train else [],
+              "allocation": _allocation(client, train) if train else None}
     for name, key in (("pass1", "pass_at_1"), ("greedy", "greedy_acc")):
         record[f"base_{name}"] = metric(f"base/eval/all/{key}")
         record[f"final_{name}"] = metric(f"final/eval/all/{key}")
