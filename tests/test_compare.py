@@ -12,9 +12,14 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+import tasks  # noqa: F401  (environment defaults before prefect and mlflow are imported)
 from flows.cli import app
+from prefect.logging.configuration import ensure_logging_setup
 from space.compare import HEADERS, compare_figures, compare_markdown, raw_frame, table_rows, write_report
 
+# Prefect's console handler binds sys.stderr when logging is set up: do it now, not inside a CliRunner call
+# whose temporary stream is closed afterwards (the runs' flow logs would then fail to write)
+ensure_logging_setup()
 RECIPE = Path(__file__).parent / "recipes" / "e2e.yaml"
 FULL = {"run_id": "0123456789abcdef", "run_name": "e2e-ts_lp-s3", "policy": "ts_lp", "pool": "reduced", "K": 3,
         "l": 4, "seed": 3, "unique_prompts": 12, "steps": 6, "base_pass1": 0.25, "final_pass1": 0.375,
