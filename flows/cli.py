@@ -4,6 +4,7 @@
     space curate --recipe smollm2 --set curate.clusters.num_clusters=8
     space recipe --recipe builtin     # print the resolved recipe
     space bench infra/bench/smoke.yaml
+    space compare --tag space.recipe=builtin   # finished runs side by side
 """
 
 from __future__ import annotations
@@ -226,6 +227,57 @@ def bench(
     typer.echo((Path(result["report"])).read_text())
     typer.echo(f"report: {result['report']}")
     typer.echo(f"MLflow parent run: {result['parent_run_id']}")
+
+
+def _parse_tags(pairs: list[str] | None) -> dict[str, str]:
+    tags = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--tag {pair!r}: expected KEY=VALUE, e.g. space.policy=uniform")
+        tags[key.strip()] = value.strip()
+    return tags
+
+
+@app.command()
+@friendly_errors
+def compare(
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment (default: the one space logs to, "
+                                                        "SPACE_EXPERIMENT or 'space')")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="keep runs with this tag, KEY=VALUE (repeatable), e.g. "
+                                                       "space.policy=uniform")] = None,
+    run: Annotated[list[str] | None, typer.Option("--run", help="compare this MLflow run id (repeatable)")] = None,
+    out: Annotated[Path | None, typer.Option(help="report folder (default: SPACE_HOME/compare/<time>)")] = None,
+    log: Annotated[bool, typer.Option(help="log the report as a new MLflow run (tag space.stage=compare)")] = True,
+) -> None:
+    """Finished runs side by side: a table (printed, compare.md, compare.csv), figures, and an MLflow run.
+
+    Without --run: every `space run` parent run of the experiment (with the --tag filters)."""
+    import tasks  # noqa: F401  (environment defaults before mlflow is imported)
+    from datetime import datetime
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from space.compare import HEADERS, table_rows, write_report
+    from space.paths import space_home
+    from tasks.compare import log_compare_run, run_records
+    from tasks.tracking import EXPERIMENT
+
+    tags = _parse_tags(tag)
+    name = experiment or EXPERIMENT
+    records = run_records(name, tags, list(run or []))
+    folder = out or space_home() / "compare" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    paths = write_report(records, folder)
+    table = Table(title=f"{len(records)} runs of experiment {name!r}")
+    for header in HEADERS:
+        table.add_column(header, overflow="fold")
+    for row in table_rows(records):
+        table.add_row(*(row[h] for h in HEADERS))
+    Console(width=max(160, Console().width)).print(table)
+    typer.echo(f"report: {paths['compare.md']} (+ compare.csv, {', '.join(p for p in paths if p.endswith('.png'))})")
+    if log:
+        typer.echo(f"MLflow compare run: {log_compare_run(name, records, list(paths.values()), tags)}")
 
 
 @app.command()

@@ -17,7 +17,7 @@ import tasks  # noqa: F401
 from flows.bootstrap import bootstrap_flow
 from flows.curate import curate_flow
 from flows.train import train_flow
-from space.config import Recipe, dump_recipe, fingerprint, flatten
+from space.config import Recipe, compare_keys, dump_recipe, fingerprint, flatten
 from tasks import tracking
 from tasks.gain import describe_gains, paired_gain
 
@@ -33,19 +33,22 @@ def run_flow(recipe: Recipe, register_as: str | None = None) -> dict[str, Any]:
                          "data.eval_path or data.eval_fraction, or run `space curate` alone")
     model = bootstrap_flow(recipe)
     parent = tracking.open_run(f"{recipe.name}-{recipe.train.bandit.policy}-s{recipe.seed}", _tags(recipe, model),
-                               flatten(recipe), dump_recipe(recipe))
+                               {**flatten(recipe), **compare_keys(recipe)}, dump_recipe(recipe))
     curation = curate_flow(recipe, model, parent_run_id=parent)
     training = train_flow(recipe, model, curation, parent_run_id=parent, register_as=register_as)
     accuracy, before = training["final_eval"]["metrics"], training["base_eval"]["metrics"]
     tracking.log_metrics(parent, {f"{stage}/{k}": v for stage, metrics in (("base", before), ("final", accuracy))
                                   for k, v in metrics.items() if k.startswith("eval/all/")})
     tracking.log_metrics(parent, {"train/unique_prompts": training["unique_prompts"]})
+    gains = paired_gain(training["run_id"], training["base_eval"], training["final_eval"], recipe.seed)
+    # on the parent too, so MLflow's compare view and `space compare` see the change with its CI
+    tracking.log_metrics(parent, {f"gain/{name}/{key}": value for name, gain in gains.items()
+                                  for key, value in gain.items()})
     tracking.close_run(parent)
     for name, metrics in (("base model", before), ("final model", accuracy)):
         print(f"{name}: greedy accuracy {metrics['eval/all/greedy_acc']:.3f}, "
               f"pass@1 {metrics['eval/all/pass_at_1']:.3f}")
     print(f"model: {training['model_dir']}")
-    gains = paired_gain(training["run_id"], training["base_eval"], training["final_eval"], recipe.seed)
     for line in describe_gains(gains):
         print(line)
     return {"run_id": parent, "gain": gains, "curate_run_id": curation["run_id"], "train_run_id": training["run_id"],
@@ -54,7 +57,6 @@ def run_flow(recipe: Recipe, register_as: str | None = None) -> dict[str, Any]:
 
 
 def _tags(recipe: Recipe, model: dict[str, Any]) -> dict[str, str]:
-    return {"space.stage": "run", "space.recipe": recipe.name, "space.seed": str(recipe.seed),
-            "space.policy": recipe.train.bandit.policy, "space.pool": recipe.train.pool,
+    return {"space.stage": "run", "space.recipe": recipe.name, **compare_keys(recipe),
             "space.selection": recipe.curate.selection.selection, "space.model": model["name"],
             "space.fingerprint": fingerprint("space-run", recipe, model["sha"])}

@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow
 
 import tasks  # noqa: F401
-from space.config import Recipe, dump_recipe, fingerprint, flatten
+from space.config import Recipe, compare_keys, dump_recipe, fingerprint, flatten
 from tasks import tracking
 from tasks.model_registry import log_final_model
 from tasks.train import evaluate, prepare_training, train_epoch
@@ -75,8 +75,7 @@ def _evaluate(recipe: Recipe, model_path: str, model_sha: str, eval_split: dict[
 
 def _tags(recipe: Recipe, model: dict[str, Any], data: dict[str, Any], parent_run_id: str | None) -> dict[str, str]:
     # the parent is in the fingerprint: concurrent bench cells with the same training never share a run
-    return {"space.stage": "train", "space.recipe": recipe.name, "space.seed": str(recipe.seed),
-            "space.policy": recipe.train.bandit.policy, "space.pool": recipe.train.pool,
+    return {"space.stage": "train", "space.recipe": recipe.name, **compare_keys(recipe),
             "space.selection": recipe.curate.selection.selection, "space.model": model["name"],
             "space.fingerprint": fingerprint("train-run", data["sha"], model["sha"], recipe.train, recipe.verifier,
                                              recipe.eval, recipe.seed, parent_run_id)}

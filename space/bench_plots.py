@@ -17,19 +17,23 @@ from space.bench_report import mean_curve
 from space.plots import cluster_colors, new_figure, save_figure
 
 
-def plot_bands(curves: Mapping[str, Mapping[str, np.ndarray]], path: str | Path, title: str, xlabel: str,
-               ylabel: str) -> Path:
-    """One line per arm (mean over seeds) with a shaded min-max band over seeds."""
+def draw_bands(ax, curves: Mapping[str, Mapping[str, np.ndarray]], title: str, xlabel: str, ylabel: str) -> None:
+    """On `ax`: one line per curve (its mean) with a shaded lo-hi band (none when lo == hi)."""
     if not curves:
         raise ValueError("no curves to plot")
-    fig = new_figure(7.0, 4.2)
-    ax = fig.add_subplot()
     for (name, curve), color in zip(curves.items(), cluster_colors(len(curves))):
         ax.plot(curve["x"], curve["mean"], marker="o", markersize=3, color=color, label=name)
         ax.fill_between(curve["x"], curve["lo"], curve["hi"], color=color, alpha=0.15, linewidth=0)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="best")
+
+
+def plot_bands(curves: Mapping[str, Mapping[str, np.ndarray]], path: str | Path, title: str, xlabel: str,
+               ylabel: str) -> Path:
+    """One line per arm (mean over seeds) with a shaded min-max band over seeds."""
+    fig = new_figure(7.0, 4.2)
+    draw_bands(fig.add_subplot(), curves, title, xlabel, ylabel)
     return save_figure(fig, path)
 
 

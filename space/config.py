@@ -259,3 +259,11 @@ def fingerprint(*parts: Any) -> str:
 
     payload = json.dumps([code_version(), *[encode(p) for p in parts]], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def compare_keys(recipe: Recipe) -> dict[str, str]:
+    """What tells runs apart in a comparison, as MLflow tags and params (`space.policy`, `space.K`, ...), so
+    MLflow's compare view and `space compare` line the same runs up."""
+    return {"space.policy": recipe.train.bandit.policy, "space.pool": recipe.train.pool,
+            "space.K": str(recipe.curate.clusters.num_clusters), "space.l": str(recipe.curate.selection.per_cluster),
+            "space.seed": str(recipe.seed)}

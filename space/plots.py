@@ -121,18 +121,15 @@ def plot_difficulty_hist(
     return save_figure(fig, path)
 
 
-def plot_allocation_heatmap(
-    matrix: np.ndarray, path: str | Path, title: str = "Allocation", value_label: str = "share of slots"
-) -> Path:
-    """Heatmap of a clusters x epochs matrix (e.g. each arm's share of an epoch's slots), values annotated."""
+def draw_allocation_heatmap(ax, matrix: np.ndarray, title: str = "Allocation",
+                            value_label: str = "share of slots") -> None:
+    """Draw a clusters x epochs matrix on `ax` (with its colorbar), values annotated when it is small."""
     m = np.asarray(matrix, dtype=np.float64)
     if m.ndim != 2 or m.size == 0:
         raise ValueError(f"matrix must be non-empty 2-D (clusters, epochs), got shape {m.shape}")
     clusters, epochs = m.shape
-    fig = new_figure(max(4.0, 0.6 * epochs + 2.0), max(3.0, 0.45 * clusters + 1.5))
-    ax = fig.add_subplot()
     image = ax.imshow(m, aspect="auto", cmap="viridis", interpolation="nearest")
-    fig.colorbar(image, ax=ax, label=value_label)
+    ax.figure.colorbar(image, ax=ax, label=value_label)
     ax.set(xlabel="epoch", ylabel="cluster", title=title)
     ax.set_xticks(range(epochs), [str(e) for e in range(epochs)])
     ax.set_yticks(range(clusters), [str(c) for c in range(clusters)])
@@ -142,6 +139,18 @@ def plot_allocation_heatmap(
             ax.text(
                 e, c, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < mid else "black"
             )
+
+
+def plot_allocation_heatmap(
+    matrix: np.ndarray, path: str | Path, title: str = "Allocation", value_label: str = "share of slots"
+) -> Path:
+    """Heatmap of a clusters x epochs matrix (e.g. each arm's share of an epoch's slots), values annotated."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2 or m.size == 0:
+        raise ValueError(f"matrix must be non-empty 2-D (clusters, epochs), got shape {m.shape}")
+    clusters, epochs = m.shape
+    fig = new_figure(max(4.0, 0.6 * epochs + 2.0), max(3.0, 0.45 * clusters + 1.5))
+    draw_allocation_heatmap(fig.add_subplot(), m, title, value_label)
     return save_figure(fig, path)
 
 

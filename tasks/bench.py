@@ -21,7 +21,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from space.bench import BenchCell, BenchSpec
-from space.config import Recipe, dump_recipe, fingerprint, flatten
+from space.config import Recipe, compare_keys, dump_recipe, fingerprint, flatten
 from tasks import tracking
 from tasks.common import CACHED
 
@@ -86,10 +86,11 @@ def run_cell(bench: str, arm: str, seed: int, recipe: Recipe, parent_run_id: str
     from tasks.gain import paired_gain
 
     start = time.perf_counter()
-    tags = {"space.stage": "bench-cell", "space.bench": bench, "space.arm": arm, "space.seed": str(seed),
-            "space.recipe": recipe.name, "space.policy": recipe.train.bandit.policy, "space.pool": recipe.train.pool,
+    tags = {"space.stage": "bench-cell", "space.bench": bench, "space.arm": arm, "space.recipe": recipe.name,
+            **compare_keys(recipe), "space.seed": str(seed),
             "space.fingerprint": fingerprint("bench-cell", parent_run_id, arm, seed, recipe)}
-    run_id = tracking.open_run(f"{bench}-{arm}-s{seed}", tags, flatten(recipe), dump_recipe(recipe), parent_run_id)
+    run_id = tracking.open_run(f"{bench}-{arm}-s{seed}", tags, {**flatten(recipe), **compare_keys(recipe)},
+                               dump_recipe(recipe), parent_run_id)
     model = bootstrap_flow(recipe)
     curation = curate_flow(recipe, model, parent_run_id=run_id)
     training = train_flow(recipe, model, curation, parent_run_id=run_id)

@@ -14,3 +14,25 @@ os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
 os.environ["SPACE_HOME"] = tempfile.mkdtemp(prefix="space-tests-")
 for key in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_RESULTS_LOCAL_STORAGE_PATH", "MLFLOW_TRACKING_URI"):
     os.environ.pop(key, None)
+
+
+import pytest  # noqa: E402  (after the environment above: imports below must see it)
+
+E2E_RECIPE = os.path.join(os.path.dirname(__file__), "recipes", "e2e.yaml")
+
+
+@pytest.fixture(scope="session")
+def e2e_recipe():
+    """The small end-to-end recipe (tests/recipes/e2e.yaml), resolved."""
+    from space.config import load_recipe
+
+    return load_recipe(E2E_RECIPE).resolved()
+
+
+@pytest.fixture(scope="session")
+def e2e_run(e2e_recipe):
+    """One real `space run` on the e2e recipe (final model registered as space-e2e), shared by every test
+    module of the session that needs a finished run (about 18 min on 2 busy cores)."""
+    from flows.run import run_flow
+
+    return run_flow(e2e_recipe, register_as="space-e2e")

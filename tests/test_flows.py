@@ -1,7 +1,7 @@
 """End to end on real Prefect (ephemeral server), real MLflow (SQLite), the real tiny model and TRL.
 
-One module-scoped `space run` on the small e2e recipe (final model registered), then: its MLflow record is one
-parent run with curate, train and eval children; a re-run is all cache hits; changing only K
+The session's `space run` on the small e2e recipe (conftest.py, final model registered), then: its MLflow
+record is one parent run with curate, train and eval children; a re-run is all cache hits; changing only K
 re-runs only clustering and selection; a training process killed mid-run resumes at the first unfinished
 epoch and ends exactly where an uninterrupted run ends.
 """
@@ -31,20 +31,16 @@ COMPUTE_TASKS = {"build-tiny-model", "load-data", "fit-context", "embed", "estim
 
 
 @pytest.fixture(scope="module")
-def recipe():
-    from space.config import load_recipe
-
-    return load_recipe(RECIPE).resolved()
+def recipe(e2e_recipe):
+    return e2e_recipe
 
 
 @pytest.fixture(scope="module")
-def first_run(recipe):
-    from flows.run import run_flow
-
-    return run_flow(recipe, register_as="space-e2e")
+def first_run(e2e_run):
+    return e2e_run  # the session's `space run` (conftest.py), shared with test_compare.py
 
 
-@pytest.mark.timeout(2400)  # the module's `space run` lands in this test's setup: 1,060 s once at load ~20-30
+@pytest.mark.timeout(2400)  # the session's `space run` may land in this test's setup: 1,060 s once at load ~20-30
 def test_run_produces_model_metrics_and_mlflow_record(first_run, recipe):
     from mlflow.tracking import MlflowClient
     from transformers import AutoModelForCausalLM
