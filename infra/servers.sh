@@ -87,6 +87,8 @@ start() {
   mkdir -p "$RUN" "$SPACE_HOME/mlartifacts"
   local mlflow_store="sqlite:///$SPACE_HOME/mlflow.db"
   export PREFECT_HOME="$SPACE_HOME/prefect" PREFECT_SERVER_ANALYTICS_ENABLED=false PREFECT_UI_API_URL="$PREFECT_URL"
+  # the API answers a locked SQLite with 503 for the client to retry, unlogged by default: log it
+  export PREFECT_SERVER_LOG_RETRYABLE_ERRORS=true
   if [[ $SPACE_DB == postgres ]]; then
     start_postgres
     export PREFECT_API_DATABASE_CONNECTION_URL="postgresql+asyncpg://space@$HOST:$PG_PORT/prefect"
@@ -99,8 +101,8 @@ start() {
   launch prefect "$VENV/bin/prefect" server start --host $HOST --port "$PREFECT_PORT"
   launch mlflow "$VENV/bin/mlflow" server --backend-store-uri "$mlflow_store" \
     --default-artifact-root "$SPACE_HOME/mlartifacts" --host $HOST --port "$MLFLOW_PORT" --workers 1
-  wait_healthy prefect "$PREFECT_URL/health" 180
-  wait_healthy mlflow "$MLFLOW_URL/health" 180
+  wait_healthy prefect "$PREFECT_URL/health" 300
+  wait_healthy mlflow "$MLFLOW_URL/health" 300
   echo "Prefect UI: http://$HOST:$PREFECT_PORT   MLflow UI: $MLFLOW_URL   logs: $RUN"
   echo "export PREFECT_API_URL=$PREFECT_URL MLFLOW_TRACKING_URI=$MLFLOW_URL"
 }

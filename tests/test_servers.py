@@ -211,7 +211,7 @@ def test_stop_stops_postgres_and_a_second_start_reuses_the_cluster(servers, conc
     assert status.returncode == 1 and "postgres: not running" in status.stdout, status.stdout
     init_log = servers.home / "servers" / "postgres-init.log"
     initialised = init_log.stat().st_mtime_ns
-    started = _script(servers.env, "start", timeout=600)
+    started = _script(servers.env, "start", timeout=900)
     assert started.returncode == 0, started.stdout + started.stderr
     assert init_log.stat().st_mtime_ns == initialised  # no second initdb
     experiment = MlflowClient(servers.mlflow).get_experiment_by_name("space")
