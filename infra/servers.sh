@@ -4,10 +4,11 @@
 #   infra/servers.sh status    # pid and health of each
 #   infra/servers.sh stop      # SIGTERM each server's process group, SIGKILL after 30 s
 # Settings (environment): SPACE_HOME (.space), PREFECT_PORT (4200), MLFLOW_PORT (5000), SPACE_VENV (.venv),
-# SPACE_DB=sqlite|postgres (sqlite). With postgres, Debian's PostgreSQL (apt-get install postgresql, done here
-# when missing) runs a private cluster under SPACE_HOME/postgres on PG_PORT (5432) and holds Prefect's
-# database; MLflow's too when psycopg2 is importable in the venv (else MLflow stays on SQLite behind its
-# server, which serialises writes).
+# SPACE_DB=sqlite|postgres (sqlite). SQLite stores are for one run at a time. With postgres, Debian's PostgreSQL
+# (apt-get install postgresql when missing: needs root; no system "main" cluster is created) runs a private
+# cluster under SPACE_HOME/postgres on PG_PORT (5432), owned by the postgres user when run as root (every folder
+# above it needs o+x), and holds Prefect's database; MLflow's too when psycopg2 is importable in the venv (the
+# dev extra installs psycopg2-binary; else MLflow stays on SQLite). `stop` stops the cluster; `start` reuses it.
 # The Prefect UI calls PREFECT_UI_API_URL, which defaults to port 4200: it is set here for any port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,22 +43,43 @@ launch() {  # name command... : own session (process group), so stop reaches its
   echo $! > "$RUN/$name.pid"
 }
 
-start_postgres() {
-  if [[ -z "$PG_BIN" ]]; then
-    echo "installing Debian's postgresql (log: $RUN/apt.log)"
-    { apt-get update -q && apt-get install -y -q postgresql; } > "$RUN/apt.log" 2>&1
-  fi
+die() { echo "servers.sh: $*" >&2; exit 1; }
+
+as_postgres() {  # as root, PostgreSQL's tools run as the postgres user (initdb refuses root); from / so any cwd works
+  if ((EUID == 0)); then (cd / && runuser -u postgres -- "$@"); else (cd / && "$@"); fi
+}
+
+install_postgres() {  # Debian's package, without the system "main" cluster (it would take port 5432)
+  ((EUID == 0)) || die "PostgreSQL is not installed and installing it needs root: apt-get install postgresql"
+  command -v apt-get > /dev/null || die "PostgreSQL is not installed and apt-get is missing (not Debian/Ubuntu?)"
+  echo "installing Debian's postgresql (log: $RUN/apt.log)"
+  local no_main=/etc/postgresql-common/createcluster.d/space-no-main-cluster.conf
+  mkdir -p "$(dirname "$no_main")" && echo "create_main_cluster = false" > "$no_main"
+  if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; } > "$RUN/apt.log" 2>&1
+  then rm -f "$no_main"; tail -20 "$RUN/apt.log" >&2; die "apt-get install postgresql failed (log: $RUN/apt.log)"; fi
+  rm -f "$no_main"
   PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+}
+
+pg_running() { [[ -n "$PG_BIN" ]] && as_postgres "$PG_BIN/pg_ctl" -D "$SPACE_HOME/postgres" status > /dev/null 2>&1; }
+
+start_postgres() {  # private cluster under SPACE_HOME/postgres, user `space` trusted on loopback only
+  [[ -n "$PG_BIN" ]] || install_postgres
   local data="$SPACE_HOME/postgres"
-  if [[ ! -f "$data/PG_VERSION" ]]; then  # initdb refuses root: the cluster belongs to the postgres user
-    mkdir -p "$data" && chown postgres "$data" && chmod 700 "$data"
-    runuser -u postgres -- "$PG_BIN/initdb" -D "$data" -U space --auth=trust > "$RUN/postgres-init.log"
+  if [[ ! -f "$data/PG_VERSION" ]]; then
+    mkdir -p "$data" && chmod 700 "$data"
+    ((EUID != 0)) || chown postgres "$data"
+    as_postgres test -w "$data" || die "the postgres user cannot write $data: every folder above it needs o+x"
+    as_postgres "$PG_BIN/initdb" -D "$data" -U space --auth=trust > "$RUN/postgres-init.log"
   fi
-  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w \
-    -o "-h $HOST -p $PG_PORT -k /tmp" status > /dev/null 2>&1 ||
-    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w -o "-h $HOST -p $PG_PORT -k /tmp" start
+  pg_running || as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w \
+    -o "-h $HOST -p $PG_PORT -k /tmp" start > /dev/null || die "postgres did not start; see $data/server.log"
+  echo "postgres running: $HOST:$PG_PORT, cluster $data"
+  local db exists
   for db in prefect mlflow; do
-    runuser -u postgres -- "$PG_BIN/createdb" -h $HOST -p "$PG_PORT" -U space "$db" 2> /dev/null || true
+    exists=$(as_postgres "$PG_BIN/psql" -h $HOST -p "$PG_PORT" -U space -d postgres -tAc \
+      "SELECT 1 FROM pg_database WHERE datname = '$db'")
+    [[ $exists == 1 ]] || as_postgres "$PG_BIN/createdb" -h $HOST -p "$PG_PORT" -U space "$db"
   done
 }
 
@@ -65,6 +87,8 @@ start() {
   mkdir -p "$RUN" "$SPACE_HOME/mlartifacts"
   local mlflow_store="sqlite:///$SPACE_HOME/mlflow.db"
   export PREFECT_HOME="$SPACE_HOME/prefect" PREFECT_SERVER_ANALYTICS_ENABLED=false PREFECT_UI_API_URL="$PREFECT_URL"
+  # the API answers a locked SQLite with 503 for the client to retry, unlogged by default: log it
+  export PREFECT_SERVER_LOG_RETRYABLE_ERRORS=true
   if [[ $SPACE_DB == postgres ]]; then
     start_postgres
     export PREFECT_API_DATABASE_CONNECTION_URL="postgresql+asyncpg://space@$HOST:$PG_PORT/prefect"
@@ -77,8 +101,8 @@ start() {
   launch prefect "$VENV/bin/prefect" server start --host $HOST --port "$PREFECT_PORT"
   launch mlflow "$VENV/bin/mlflow" server --backend-store-uri "$mlflow_store" \
     --default-artifact-root "$SPACE_HOME/mlartifacts" --host $HOST --port "$MLFLOW_PORT" --workers 1
-  wait_healthy prefect "$PREFECT_URL/health" 180
-  wait_healthy mlflow "$MLFLOW_URL/health" 180
+  wait_healthy prefect "$PREFECT_URL/health" 300
+  wait_healthy mlflow "$MLFLOW_URL/health" 300
   echo "Prefect UI: http://$HOST:$PREFECT_PORT   MLflow UI: $MLFLOW_URL   logs: $RUN"
   echo "export PREFECT_API_URL=$PREFECT_URL MLFLOW_TRACKING_URI=$MLFLOW_URL"
 }
@@ -99,8 +123,8 @@ stop_one() {
 stop() {
   stop_one prefect
   stop_one mlflow
-  if [[ -n "$PG_BIN" && -f "$SPACE_HOME/postgres/postmaster.pid" ]]; then
-    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$SPACE_HOME/postgres" -w stop -m fast > /dev/null && echo "postgres stopped"
+  if pg_running; then
+    as_postgres "$PG_BIN/pg_ctl" -D "$SPACE_HOME/postgres" -w stop -m fast > /dev/null && echo "postgres stopped"
   fi
 }
 
@@ -112,6 +136,9 @@ status() {
     elif curl -fs -o /dev/null "$2"; then echo "$1: running (pid $(cat "$RUN/$1.pid")), healthy at $2"
     else echo "$1: running (pid $(cat "$RUN/$1.pid")), NOT answering $2"; rc=1; fi
   done
+  if pg_running; then echo "postgres: running, cluster $SPACE_HOME/postgres"
+  elif [[ -f "$SPACE_HOME/postgres/PG_VERSION" ]]; then echo "postgres: not running"; [[ $SPACE_DB != postgres ]] || rc=1
+  fi
   return $rc
 }
 

@@ -1,13 +1,18 @@
-"""`infra/servers.sh` on non-default ports, and four concurrent `space run`s sharing its Prefect and MLflow
-stores: every run finishes, nothing reports "database is locked", no metric is missing, and the MLflow and
-Prefect records link to each other."""
+"""`infra/servers.sh` on non-default ports with the default SQLite stores and with `SPACE_DB=postgres` (Debian's
+PostgreSQL, apt-installed when missing, a private cluster for Prefect and MLflow), and four concurrent
+`space run`s sharing the PostgreSQL-backed servers: every run finishes, nothing reports "database is locked",
+no metric is missing, the MLflow and Prefect records link to each other, and `stop` leaves no postgres
+running while a second `start` reuses the cluster and its data."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,30 +34,81 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    home = tmp_path_factory.mktemp("servers")
+def _script(env: dict, command: str, timeout: int = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([SCRIPT, command], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _postgres_processes(cluster: Path) -> list[str]:
+    """Command lines of live processes serving `cluster` (zombies have none, so they do not count)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "postgres" in cmdline and str(cluster) in cmdline:
+            found.append(f"{proc.name}: {cmdline}")
+    return found
+
+
+@contextmanager
+def _servers(db: str):
+    """`servers.sh start` with store `db` on free ports, stopped (and checked stopped) afterwards. The home is a
+    world-traversable temporary folder: the cluster's files belong to the postgres user, who must reach them."""
+    home = Path(tempfile.mkdtemp(prefix=f"space-servers-{db}-"))
+    home.chmod(0o755)
     prefect_port, mlflow_port = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_TRACKING"))}
-    env.update(SPACE_HOME=str(home), SPACE_VENV=str(Path(sys.executable).parent.parent),
-               PREFECT_PORT=str(prefect_port), MLFLOW_PORT=str(mlflow_port))
-    started = subprocess.run([SCRIPT, "start"], env=env, capture_output=True, text=True, timeout=600)
+    env.update(SPACE_HOME=str(home), SPACE_VENV=str(Path(sys.executable).parent.parent), SPACE_DB=db,
+               PREFECT_PORT=str(prefect_port), MLFLOW_PORT=str(mlflow_port), PG_PORT=str(_free_port()))
+    started = _script(env, "start", timeout=900)  # the first postgres run may apt-get install it
     try:
         assert started.returncode == 0, started.stdout + started.stderr
-        yield SimpleNamespace(home=home, env=env, prefect=f"http://127.0.0.1:{prefect_port}/api",
+        yield SimpleNamespace(home=home, env=env, db=db, prefect=f"http://127.0.0.1:{prefect_port}/api",
                               mlflow=f"http://127.0.0.1:{mlflow_port}", output=started.stdout)
     finally:
-        stopped = subprocess.run([SCRIPT, "stop"], env=env, capture_output=True, text=True, timeout=180)
+        stopped = _script(env, "stop")
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert not _postgres_processes(home / "postgres"), _postgres_processes(home / "postgres")
+        shutil.rmtree(home)
 
 
-def test_servers_answer_and_the_prefect_ui_calls_its_own_port(servers):
-    status = subprocess.run([SCRIPT, "status"], env=servers.env, capture_output=True, text=True, timeout=60)
+@pytest.fixture
+def sqlite_servers():
+    with _servers("sqlite") as servers:
+        yield servers
+
+
+@pytest.fixture(scope="module")
+def postgres_servers():
+    with _servers("postgres") as servers:
+        yield servers
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_servers_answer_and_the_prefect_ui_calls_its_own_port(db, request):
+    servers = request.getfixturevalue(f"{db}_servers")
+    status = _script(servers.env, "status", timeout=60)
     assert status.returncode == 0 and status.stdout.count("healthy at") == 2, status.stdout
     assert f"export PREFECT_API_URL={servers.prefect} MLFLOW_TRACKING_URI={servers.mlflow}" in servers.output
     ui = httpx.get(servers.prefect.removesuffix("/api") + "/ui-settings", timeout=10).json()
     assert ui["api_url"] == servers.prefect  # not the default port 4200
     assert httpx.get(f"{servers.mlflow}/health", timeout=10).status_code == 200
+    sqlite_files = {servers.home / "mlflow.db", servers.home / "prefect" / "prefect.db"}
+    if db == "sqlite":
+        assert all(path.exists() for path in sqlite_files), sqlite_files
+    else:
+        assert "postgres: running" in status.stdout, status.stdout
+        assert not any(path.exists() for path in sqlite_files), sqlite_files
+
+
+def _psql(servers, database: str, query: str) -> list[tuple]:
+    import psycopg2
+
+    with psycopg2.connect(host="127.0.0.1", port=int(servers.env["PG_PORT"]), user="space", dbname=database) as conn:
+        with conn.cursor() as cursor:
+            cursor.execute(query)
+            return cursor.fetchall()
 
 
 def _space(servers, home: Path, *args: str) -> subprocess.Popen:
@@ -60,6 +116,11 @@ def _space(servers, home: Path, *args: str) -> subprocess.Popen:
            "MLFLOW_TRACKING_URI": servers.mlflow}
     return subprocess.Popen([sys.executable, "-m", "flows.cli", *args, "--recipe", RECIPE], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope="module")
+def servers(postgres_servers):
+    return postgres_servers
 
 
 @pytest.fixture(scope="module")
@@ -77,16 +138,17 @@ def concurrent_runs(servers, tmp_path_factory):
 
 
 @pytest.mark.timeout(5400)  # the fixture's warm-up and four runs share 2 cores; they land in this test's setup
-def test_four_concurrent_runs_finish_without_database_locks(servers, concurrent_runs):
+def test_four_concurrent_runs_on_postgres_finish_without_database_locks(servers, concurrent_runs):
     for run in concurrent_runs:
         assert run.returncode == 0, run.output[-5000:]
         assert "database is locked" not in run.output
     for log in ("prefect.log", "mlflow.log"):
         assert "database is locked" not in (servers.home / "servers" / log).read_text(), log
+    assert "deadlock detected" not in (servers.home / "postgres" / "server.log").read_text()
 
 
 @pytest.mark.timeout(5400)
-def test_four_concurrent_runs_lose_no_metric(servers, concurrent_runs):
+def test_four_concurrent_runs_on_postgres_lose_no_metric(servers, concurrent_runs):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(servers.mlflow)
@@ -126,3 +188,33 @@ def test_mlflow_and_prefect_link_to_each_other(servers, concurrent_runs):
                 assert prefect.read_flow_run(flow_run_id).state.is_completed()
                 mlflow_url = f"{servers.mlflow}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
                 assert any(mlflow_url in str(link.data) for link in links), mlflow_url
+
+
+@pytest.mark.timeout(5400)
+def test_the_runs_are_recorded_in_postgres(servers, concurrent_runs):
+    seeds = _psql(servers, "mlflow", "SELECT seed.value FROM tags seed JOIN tags stage USING (run_uuid) WHERE "
+                  "seed.key = 'space.seed' AND stage.key = 'space.stage' AND stage.value = 'run'")
+    assert sorted(int(value) for (value,) in seeds) == list(SEEDS), seeds
+    [(completed,)] = _psql(servers, "prefect", "SELECT count(*) FROM flow_run WHERE state_type = 'COMPLETED'")
+    assert completed >= 1 + len(SEEDS), completed  # the warm-up curate and the four runs, plus their subflows
+
+
+@pytest.mark.timeout(900)
+def test_stop_stops_postgres_and_a_second_start_reuses_the_cluster(servers, concurrent_runs):
+    from mlflow.tracking import MlflowClient
+
+    cluster = servers.home / "postgres"
+    stopped = _script(servers.env, "stop")
+    assert stopped.returncode == 0 and "postgres stopped" in stopped.stdout, stopped.stdout + stopped.stderr
+    assert not _postgres_processes(cluster), _postgres_processes(cluster)
+    status = _script(servers.env, "status", timeout=60)
+    assert status.returncode == 1 and "postgres: not running" in status.stdout, status.stdout
+    init_log = servers.home / "servers" / "postgres-init.log"
+    initialised = init_log.stat().st_mtime_ns
+    started = _script(servers.env, "start", timeout=900)
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert init_log.stat().st_mtime_ns == initialised  # no second initdb
+    experiment = MlflowClient(servers.mlflow).get_experiment_by_name("space")
+    parents = MlflowClient(servers.mlflow).search_runs(
+        [experiment.experiment_id], filter_string="tags.`space.stage` = 'run'")
+    assert sorted(int(p.data.tags["space.seed"]) for p in parents) == list(SEEDS)
