@@ -1,0 +1,154 @@
+"""The OpenAI engine's retry, timeout and concurrency logic, against a small local HTTP server that fails on
+purpose (the engine against a real `vllm serve` is in test_engines.py)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from space.engines import EngineConfig, EngineRequestError, make_engine
+from space.seeding import derive_seed
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ScriptedServer(ThreadingHTTPServer):
+    """Answers /v1/completions following a script of failures, then with well-formed choices."""
+
+    daemon_threads = True
+
+    def __init__(self, script: list[str], delay: float = 0.0):
+        super().__init__(("127.0.0.1", 0), ScriptedHandler)
+        self.script, self.delay = list(script), delay
+        self.bodies: list[dict] = []
+        self.lock = threading.Lock()
+        self.in_flight = self.max_in_flight = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class ScriptedHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        server: ScriptedServer = self.server
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with server.lock:
+            server.bodies.append(body)
+            step = server.script.pop(0) if server.script else "ok"
+            server.in_flight += 1
+            server.max_in_flight = max(server.max_in_flight, server.in_flight)
+        try:
+            time.sleep(2.0 if step == "hang" else server.delay)
+            if step in ("503", "400"):
+                self.reply(int(step), {"error": f"scripted {step}"})
+            else:
+                choices = [{"index": i, "text": f"{body['seed']}-{i}", "finish_reason": "stop",
+                            "token_ids": [5] * (i + 1)} for i in range(body["n"])]
+                self.reply(200, {"choices": choices[::-1]})  # out of order on purpose
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout test)
+        finally:
+            with server.lock:
+                server.in_flight -= 1
+
+    def reply(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def scripted():
+    servers = []
+
+    def start(script: list[str], delay: float = 0.0) -> ScriptedServer:
+        server = ScriptedServer(script, delay)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def openai_cfg(url: str, **extra) -> EngineConfig:
+    return EngineConfig(kind="openai", openai_base_url=url, openai_model="m", openai_backoff=0.01, **extra)
+
+
+def test_openai_retries_5xx_then_succeeds(scripted):
+    server = scripted(["503", "503"])
+    with make_engine(openai_cfg(server.base_url), "unused") as engine:
+        groups = engine.generate(["x"], n=3, temperature=1.0, max_tokens=8, seed=5, prompt_ids=["id-1"])
+    assert len(server.bodies) == 3
+    seed = derive_seed(5, "engine-prompt", "id-1", 0)
+    assert [c.text for c in groups[0]] == [f"{seed}-0", f"{seed}-1", f"{seed}-2"]  # ordered by index
+    assert [c.num_tokens for c in groups[0]] == [1, 2, 3]
+    assert server.bodies[0]["seed"] == seed
+    assert {k: server.bodies[0][k] for k in ("model", "prompt", "n", "max_tokens", "add_special_tokens")} == {
+        "model": "m", "prompt": "x", "n": 3, "max_tokens": 8, "add_special_tokens": False}
+
+
+def test_openai_retries_after_timeout(scripted):
+    server = scripted(["hang"])
+    with make_engine(openai_cfg(server.base_url, openai_timeout=0.3), "unused") as engine:
+        groups = engine.generate(["x"], n=1, temperature=1.0, max_tokens=8, seed=0, prompt_ids=["id-t"])
+    assert len(server.bodies) == 2 and groups[0][0].text.endswith("-0")
+
+
+def test_openai_gives_up_naming_the_prompt(scripted):
+    server = scripted(["ok", "503", "503", "503", "503"])
+    with make_engine(openai_cfg(server.base_url, openai_retries=2, openai_max_concurrency=1), "unused") as engine:
+        with pytest.raises(EngineRequestError, match=r"prompt_id='bad'.*after 3 attempts.*HTTP 503"):
+            engine.generate(["x", "y"], n=1, temperature=1.0, max_tokens=8, seed=0, prompt_ids=["good", "bad"])
+    assert len(server.bodies) == 4  # 1 success + 3 attempts for 'bad'
+
+
+def test_openai_does_not_retry_client_errors(scripted):
+    server = scripted(["400"])
+    with make_engine(openai_cfg(server.base_url), "unused") as engine:
+        with pytest.raises(EngineRequestError, match=r"prompt_id='q'.*HTTP 400"):
+            engine.generate(["x"], n=1, temperature=1.0, max_tokens=8, seed=0, prompt_ids=["q"])
+    assert len(server.bodies) == 1
+
+
+def test_openai_connection_refused_raises_after_retries():
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    with make_engine(openai_cfg(url, openai_retries=1), "unused") as engine:
+        with pytest.raises(EngineRequestError, match=r"prompt_id='z'.*after 2 attempts.*Connect"):
+            engine.generate(["x"], n=1, temperature=1.0, max_tokens=8, seed=0, prompt_ids=["z"])
+
+
+def test_openai_bounds_concurrency_and_keeps_order(scripted):
+    server = scripted([], delay=0.15)
+    prompts = [f"p{i}" for i in range(8)]
+    with make_engine(openai_cfg(server.base_url, openai_max_concurrency=2), "unused") as engine:
+        groups = engine.generate(prompts, n=1, temperature=1.0, max_tokens=8, seed=1, prompt_ids=prompts)
+    assert server.max_in_flight == 2
+    assert [g[0].text for g in groups] == [f"{derive_seed(1, 'engine-prompt', p, 0)}-0" for p in prompts]
+    assert len({b["seed"] for b in server.bodies}) == 8
+
+
+def test_openai_greedy_sends_one_sample_and_repeats_it(scripted):
+    server = scripted([])
+    with make_engine(openai_cfg(server.base_url), "unused") as engine:
+        groups = engine.generate(["x"], n=4, temperature=0.0, max_tokens=8, seed=0, prompt_ids=["g"])
+    assert server.bodies[0]["n"] == 1 and server.bodies[0]["temperature"] == 0.0
+    assert len(groups[0]) == 4 and len({c.text for c in groups[0]}) == 1
