@@ -5,7 +5,7 @@
 # Needs root or sudo. Playwright's own browser download (`playwright install`) is not used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${CHROMIUM:-/usr/bin/chromium}
+BIN=${SPACE_CHROMIUM:-/usr/bin/chromium}  # the same variable tells tests/test_browser.py where it is
 if [[ -x "$BIN" ]]; then
   echo "chromium: $("$BIN" --version 2> /dev/null || echo "$BIN")"
   exit 0
