@@ -162,32 +162,45 @@ def curate(
                                                   "its cluster's pool distances")] = 0.95,
 ) -> None:
     """Phase 1: embed, estimate difficulty, cluster and keep representatives (or, with --add, place new prompts)."""
+    start = time.monotonic()
     resolved = _resolve(recipe, set)
     from flows.bootstrap import bootstrap_flow
+    from flows.console import render_summary, stage_rows
     from flows.curate import curate_add_flow, curate_flow
+    from tasks.stages import RECORDED
+
+    first = len(RECORDED)
 
     if add is not None:
         placed = curate_add_flow(resolved, bootstrap_flow(resolved), add, drift_quantile)
         typer.echo(f"added: {placed['added']} prompts, drift {placed['drift']:.3f}, table {placed['path']}")
         return
     result = curate_flow(resolved, bootstrap_flow(resolved))
+    typer.echo(render_summary(stage_rows(RECORDED[first:]), {}, {"MLflow curate run": result["run_id"],
+                              "wall clock": f"{time.monotonic() - start:.1f} s"}, title="space curate summary"))
     typer.echo(f"reduced pool: {result['stages']['select']['reduced']}")
-    typer.echo(f"MLflow run: {result['run_id']}")
 
 
 @app.command()
 @friendly_errors
 def train(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
     """Phase 2: bandit-paced GRPO epochs on the curated pool (runs bootstrap and curation first, cached)."""
+    start = time.monotonic()
     resolved = _resolve(recipe, set)
     from flows.bootstrap import bootstrap_flow
+    from flows.console import accuracy_pairs, render_summary, stage_rows
     from flows.curate import curate_flow
     from flows.train import train_flow
+    from tasks.stages import RECORDED
 
+    first = len(RECORDED)
     model = bootstrap_flow(resolved)
     result = train_flow(resolved, model, curate_flow(resolved, model))
+    accuracy = accuracy_pairs(result["base_eval"]["metrics"], result["final_eval"]["metrics"])
+    ids = {"MLflow train run": result["run_id"], "MLflow eval run": result["eval_run_id"],
+           "wall clock": f"{time.monotonic() - start:.1f} s"}
+    typer.echo(render_summary(stage_rows(RECORDED[first:]), accuracy, ids, title="space train summary"))
     typer.echo(f"model: {result['model_dir']}")
-    typer.echo(f"MLflow run: {result['run_id']}")
 
 
 @app.command()

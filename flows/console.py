@@ -123,14 +123,14 @@ def stage_rows(runs: Sequence[StageRun]) -> list[StageRow]:
 
 
 def render_summary(rows: Sequence[StageRow], accuracy: dict[str, tuple[float, float]], ids: dict[str, str],
-                   width: int = 100) -> str:
+                   title: str = "space run summary", width: int = 100) -> str:
     """The stage table (stage, runs, seconds, cached), then base -> final accuracy and the run ids, as text."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
     runs, cached = sum(r.runs for r in rows), sum(r.cached for r in rows)
-    table = Table(box=box.SIMPLE, show_footer=True, title="space run summary", title_justify="left")
+    table = Table(box=box.SIMPLE, show_footer=True, title=title, title_justify="left")
     table.add_column("stage", footer="all stages")
     table.add_column("runs", justify="right", footer=str(runs))
     table.add_column("seconds", justify="right", footer=f"{sum(r.seconds for r in rows):.1f}")
@@ -146,10 +146,15 @@ def render_summary(rows: Sequence[StageRow], accuracy: dict[str, tuple[float, fl
     return "\n".join(lines)
 
 
+def accuracy_pairs(base: dict[str, float], final: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """(base, final) held-out greedy accuracy and pass@1 from two evaluations' metrics."""
+    return {label: (base[key], final[key])
+            for label, key in (("greedy accuracy", "eval/all/greedy_acc"), ("pass@1", "eval/all/pass_at_1"))}
+
+
 def run_summary(runs: Sequence[StageRun], result: dict[str, Any], wall_seconds: float) -> str:
     """The summary of one `space run` from its task runs, run_flow's result and the command's wall-clock time."""
-    accuracy = {label: (result["base_eval"][key], result["final_eval"][key])
-                for label, key in (("greedy accuracy", "eval/all/greedy_acc"), ("pass@1", "eval/all/pass_at_1"))}
+    accuracy = accuracy_pairs(result["base_eval"], result["final_eval"])
     ids = {"MLflow parent run": result["run_id"], "MLflow curate run": result["curate_run_id"],
            "MLflow train run": result["train_run_id"], "MLflow eval run": result["eval_run_id"],
            "Prefect flow run": result["flow_run_id"], "wall clock": f"{wall_seconds:.1f} s"}

@@ -158,12 +158,12 @@ def test_summary_renders_exact_rows_accuracy_and_ids():
         "space run summary",
         "",
         "  stage                runs   seconds   cached",
-        " ──────────────────────────────────────────────────",
+        " " + "─" * 46,
         "  build-tiny-model        1     212.0   no",
         "  embed                   1       0.0   yes",
         "  train-epoch 1 of 2      1      61.2   no",
         "  evaluate final          2       9.5   1 of 2",
-        " ──────────────────────────────────────────────────",
+        " " + "─" * 46,
         "  all stages              5     282.8   2 of 5",
         "",
         "held-out greedy accuracy: base 0.500 -> final 0.562",
@@ -220,3 +220,12 @@ def test_quiet_by_default_and_verbose_leaves_library_defaults(monkeypatch):
         assert handler.level == logging.WARNING
     finally:
         logging.getLogger("prefect.console-test").removeHandler(handler)
+
+
+def test_cli_offers_verbose_before_the_command():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "flows.cli", "--help"], capture_output=True, text=True, check=True,
+                         env={**os.environ, "COLUMNS": "200"})
+    assert "--verbose" in out.stdout and "-v" in out.stdout

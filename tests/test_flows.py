@@ -251,6 +251,7 @@ SUMMARY_ROW = re.compile(r"^  (?P<stage>\S.*?) {2,}(?P<runs>\d+) +(?P<seconds>\d
 
 
 @pytest.mark.vllm
+@pytest.mark.timeout(3600)  # run alone, the module's first `space run` lands in this test's setup
 def test_space_run_console_shows_progress_and_a_summary_table_without_library_logs(first_run, tmp_path):
     """`space run` in a new home holding the first run's stage folders, evaluating with vLLM (new evaluations,
     everything else reused): plain progress lines, the summary's rows, and no vLLM or Prefect INFO line."""
