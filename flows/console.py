@@ -28,7 +28,8 @@ QUIET_ENVIRONMENT = {"VLLM_LOGGING_LEVEL": "ERROR", "TRANSFORMERS_VERBOSITY": "e
 QUIET_WARNINGS = ({"category": FutureWarning}, {"message": "TRL currently supports vLLM versions"})
 QUIET_LOGGERS = {"vllm": logging.ERROR, "transformers": logging.WARNING, "datasets": logging.WARNING,
                  "sentence_transformers": logging.WARNING, "torch": logging.WARNING, "httpx": logging.WARNING,
-                 "mlflow": logging.WARNING, "alembic": logging.WARNING}
+                 "mlflow": logging.WARNING, "alembic": logging.WARNING,
+                 "mlflow.transformers": logging.ERROR}  # warns at every model log: no hub model card, no licence
 DEFAULT_RUN_NAME = re.compile(r"^(?P<task>.+)-[0-9a-f]{3}$")  # Prefect's `<task name>-<3 hex digits>`
 
 
