@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Annotated, Any, Callable
 
@@ -19,7 +20,7 @@ import typer
 
 app = typer.Typer(help="SPaCe: self-paced curriculum RL fine-tuning on Prefect and MLflow.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-_STATE = {"debug": False}
+_STATE = {"debug": False, "verbose": False}
 # Errors the user can fix (a bad recipe, data file, artifact, verifier or path): a paragraph, exit 2.
 # Anything else is likely a bug: the same paragraph, exit 1. `--debug` shows the traceback of both.
 KNOWN_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError, RuntimeError)
@@ -31,9 +32,15 @@ def _global_options(
                                         help="on error, show the full traceback (and Prefect's)")] = False,
     refresh: Annotated[bool, typer.Option("--refresh", help="ignore Prefect's result cache: every stage re-checks "
                                           "its folder's file hashes and recomputes what is damaged")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", envvar="SPACE_VERBOSE",
+                                          help="show the INFO logs of Prefect, vLLM, transformers and the other "
+                                          "libraries (quiet by default: warnings and errors only)")] = False,
 ) -> None:
-    """Options before the command: `space --debug run ...`."""
-    _STATE["debug"] = debug
+    """Options before the command: `space --debug run ...`, `space --verbose run ...`."""
+    from flows.console import quiet_environment
+
+    _STATE["debug"], _STATE["verbose"] = debug, verbose
+    quiet_environment(verbose)  # before any library is imported
     if refresh:
         os.environ["PREFECT_TASKS_REFRESH_CACHE"] = "true"
 
@@ -46,19 +53,22 @@ class _NoTraceback(logging.Filter):
         return True
 
 
-def _quiet_tracebacks() -> None:
+def _set_up_console() -> None:
     """Without --debug, console log handlers print no tracebacks (Prefect's API handler still records them,
-    so the Prefect UI shows them); the error itself ends the command as one paragraph."""
-    if _STATE["debug"]:
-        return
+    so the Prefect UI shows them); the error itself ends the command as one paragraph. Without --verbose, the
+    console shows warnings and errors only (flows/console.py); with rich bars, log lines print above them."""
     from prefect.logging.configuration import ensure_logging_setup
 
+    from flows.console import console_handlers, quiet_loggers, route_logs_above_bars
+    from tasks.progress import progress_mode
+
     ensure_logging_setup()  # Prefect's handlers exist from here on (later setups are incremental)
-    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict))]
-    for logger in loggers:
-        for handler in logger.handlers:
-            if isinstance(handler, logging.StreamHandler):
-                handler.addFilter(_NoTraceback())
+    quiet_loggers(_STATE["verbose"])
+    if progress_mode() == "rich":
+        route_logs_above_bars()
+    if not _STATE["debug"]:
+        for handler in console_handlers():
+            handler.addFilter(_NoTraceback())
 
 
 def _describe_error(err: BaseException) -> str:
@@ -101,7 +111,7 @@ def _resolve(recipe: str, overrides: list[str] | None):
     except RecipeError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from None
-    _quiet_tracebacks()
+    _set_up_console()
     path = space_home() / "recipes" / f"{resolved.name}-{fingerprint(resolved)}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(dump_recipe(resolved))
@@ -153,32 +163,45 @@ def curate(
                                                   "its cluster's pool distances")] = 0.95,
 ) -> None:
     """Phase 1: embed, estimate difficulty, cluster and keep representatives (or, with --add, place new prompts)."""
+    start = time.monotonic()
     resolved = _resolve(recipe, set)
     from flows.bootstrap import bootstrap_flow
+    from flows.console import render_summary, stage_rows
     from flows.curate import curate_add_flow, curate_flow
+    from tasks.stages import RECORDED
+
+    first = len(RECORDED)
 
     if add is not None:
         placed = curate_add_flow(resolved, bootstrap_flow(resolved), add, drift_quantile)
         typer.echo(f"added: {placed['added']} prompts, drift {placed['drift']:.3f}, table {placed['path']}")
         return
     result = curate_flow(resolved, bootstrap_flow(resolved))
+    typer.echo(render_summary(stage_rows(RECORDED[first:]), {}, {"MLflow curate run": result["run_id"],
+                              "wall clock": f"{time.monotonic() - start:.1f} s"}, title="space curate summary"))
     typer.echo(f"reduced pool: {result['stages']['select']['reduced']}")
-    typer.echo(f"MLflow run: {result['run_id']}")
 
 
 @app.command()
 @friendly_errors
 def train(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
     """Phase 2: bandit-paced GRPO epochs on the curated pool (runs bootstrap and curation first, cached)."""
+    start = time.monotonic()
     resolved = _resolve(recipe, set)
     from flows.bootstrap import bootstrap_flow
+    from flows.console import accuracy_pairs, render_summary, stage_rows
     from flows.curate import curate_flow
     from flows.train import train_flow
+    from tasks.stages import RECORDED
 
+    first = len(RECORDED)
     model = bootstrap_flow(resolved)
     result = train_flow(resolved, model, curate_flow(resolved, model))
+    accuracy = accuracy_pairs(result["base_eval"]["metrics"], result["final_eval"]["metrics"])
+    ids = {"MLflow train run": result["run_id"], "MLflow eval run": result["eval_run_id"],
+           "wall clock": f"{time.monotonic() - start:.1f} s"}
+    typer.echo(render_summary(stage_rows(RECORDED[first:]), accuracy, ids, title="space train summary"))
     typer.echo(f"model: {result['model_dir']}")
-    typer.echo(f"MLflow run: {result['run_id']}")
 
 
 @app.command()
@@ -190,18 +213,17 @@ def run(
                                                       "(alias @candidate)")] = None,
 ) -> None:
     """The main job: bootstrap -> curate -> train -> final eval, as one Prefect flow and one MLflow parent run."""
+    start = time.monotonic()
     resolved = _resolve(recipe, set)
+    from flows.console import run_summary
     from flows.run import run_flow
-
-    result = run_flow(resolved, register_as=register)
-    for key in ("run_id", "curate_run_id", "train_run_id", "eval_run_id", "model_dir", "unique_prompts"):
-        typer.echo(f"{key}: {result[key]}")
-    for label, metrics in (("base", result["base_eval"]), ("final", result["final_eval"])):
-        for key, value in sorted(metrics.items()):
-            if key.startswith("eval/all/"):
-                typer.echo(f"{label} {key}: {value:.4f}")
     from tasks.gain import describe_gains
+    from tasks.stages import RECORDED
 
+    first = len(RECORDED)
+    result = run_flow(resolved, register_as=register)
+    typer.echo(run_summary(RECORDED[first:], result, time.monotonic() - start))
+    typer.echo(f"model: {result['model_dir']} (trained on {result['unique_prompts']} unique prompts)")
     for line in describe_gains(result["gain"]):
         typer.echo(line)
 

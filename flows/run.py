@@ -12,6 +12,7 @@ evaluation are its child runs.
 from typing import Any
 
 from prefect import flow
+from prefect.runtime import flow_run
 
 import tasks  # noqa: F401
 from flows.bootstrap import bootstrap_flow
@@ -24,7 +25,8 @@ from tasks.gain import describe_gains, paired_gain
 
 @flow(name="space-run", log_prints=True)
 def run_flow(recipe: Recipe, register_as: str | None = None) -> dict[str, Any]:
-    """Run SPaCe end to end on one recipe; returns MLflow run ids, final metrics and the model path.
+    """Run SPaCe end to end on one recipe; returns MLflow run ids, the Prefect flow-run id, final metrics and
+    the model path.
 
     `register_as`: a registered-model name in MLflow under which the final model is registered."""
     recipe = recipe.resolved()
@@ -51,7 +53,7 @@ def run_flow(recipe: Recipe, register_as: str | None = None) -> dict[str, Any]:
     print(f"model: {training['model_dir']}")
     for line in describe_gains(gains):
         print(line)
-    return {"run_id": parent, "gain": gains, "curate_run_id": curation["run_id"], "train_run_id": training["run_id"],
+    return {"run_id": parent, "flow_run_id": flow_run.get_id(), "gain": gains, "curate_run_id": curation["run_id"], "train_run_id": training["run_id"],
             "eval_run_id": training["eval_run_id"], "base_eval": before, "final_eval": accuracy,
             "model_dir": training["model_dir"], "unique_prompts": training["unique_prompts"]}
 

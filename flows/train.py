@@ -36,21 +36,22 @@ def train_flow(recipe: Recipe, model: dict[str, Any], curation: dict[str, Any],
                                _tags(recipe, model, data, parent_run_id), flatten(recipe), dump_recipe(recipe),
                                parent_run_id)
     progress = start_progress(cfg.epochs)
-    base = _evaluate(recipe, model["path"], model["sha"], eval_split)
+    base = _evaluate(recipe, model["path"], model["sha"], eval_split, "base")
     tracking.log_metrics(run_id, {f"base/{k}": v for k, v in base["metrics"].items()}, step=0)
     epochs: list[dict[str, Any]] = []
     epoch_evals: list[dict[str, Any]] = []  # held-out metrics after each evaluated epoch (accuracy curves)
     for epoch in range(cfg.epochs):
         done = train_epoch(data, model, cfg, recipe.verifier, recipe.seed, epoch, epochs[-1] if epochs else None)
         due = recipe.eval.every > 0 and (epoch + 1) % recipe.eval.every == 0
-        evaluation = _evaluate(recipe, done["checkpoint"], done["checkpoint_sha"], eval_split) if due else None
+        evaluation = (_evaluate(recipe, done["checkpoint"], done["checkpoint_sha"], eval_split,
+                                f"after epoch {epoch + 1} of {cfg.epochs}") if due else None)
         log_epoch(run_id, done, evaluation, data)
         update_progress(progress, epoch, cfg.epochs, done)
         if evaluation is not None:
             epoch_evals.append({"epoch": epoch, "metrics": evaluation["metrics"]})
         epochs.append(done)
     # a cache hit when the last epoch was already evaluated (same checkpoint hash, same inputs)
-    final = _evaluate(recipe, epochs[-1]["checkpoint"], epochs[-1]["checkpoint_sha"], eval_split)
+    final = _evaluate(recipe, epochs[-1]["checkpoint"], epochs[-1]["checkpoint_sha"], eval_split, "final")
     tracking.log_metrics(run_id, {f"final/{k}": v for k, v in final["metrics"].items()}, step=cfg.epochs)
     report_training(run_id, epochs, final)
     log_final_model(run_id, epochs[-1]["checkpoint"], register_as)
@@ -68,9 +69,12 @@ def train_flow(recipe: Recipe, model: dict[str, Any], curation: dict[str, Any],
             "unique_prompts": len({i for e in epochs for i in e["order"]})}
 
 
-def _evaluate(recipe: Recipe, model_path: str, model_sha: str, eval_split: dict[str, Any]) -> dict[str, Any]:
-    return evaluate(model_path, model_sha, eval_split, recipe.model.system_prompt, recipe.verifier, recipe.eval,
-                    recipe.eval_engine(), recipe.seed, recipe.model.enable_thinking)
+def _evaluate(recipe: Recipe, model_path: str, model_sha: str, eval_split: dict[str, Any],
+              label: str) -> dict[str, Any]:
+    """The evaluate task, its run named `evaluate-<label>` (base, after epoch 2 of 3, final)."""
+    named = evaluate.with_options(task_run_name=f"evaluate-{label}")
+    return named(model_path, model_sha, eval_split, recipe.model.system_prompt, recipe.verifier, recipe.eval,
+                 recipe.eval_engine(), recipe.seed, recipe.model.enable_thinking)
 
 
 def _tags(recipe: Recipe, model: dict[str, Any], data: dict[str, Any], parent_run_id: str | None) -> dict[str, str]:

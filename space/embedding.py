@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,10 +82,12 @@ def embed_texts(
     batch_size: int = 64,
     show_progress: bool = False,
     normalize: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Embed `texts` with one `encode` call: float32 (N, d), rows L2-normalised when `normalize`.
 
     The normalisation is done by `encode` itself, so this costs nothing over calling `encode` directly.
+    With `progress(done, total)`, the texts are encoded in about 20 pieces of whole batches and reported after each.
     """
     texts = list(texts)
     for i, text in enumerate(texts):
@@ -93,6 +95,13 @@ def embed_texts(
             raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
     if not texts:
         return np.zeros((0, embedding_dim(embedder)), dtype=np.float32)
+    if progress is not None:
+        piece = batch_size * -(-len(texts) // (batch_size * 20))
+        parts = []
+        for start in range(0, len(texts), piece):
+            parts.append(embed_texts(embedder, texts[start:start + piece], batch_size, show_progress, normalize))
+            progress(min(start + piece, len(texts)), len(texts))
+        return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
     out = embedder.encode(
         texts,
         batch_size=batch_size,

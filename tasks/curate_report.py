@@ -11,6 +11,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks import tracking
+from tasks.stages import STAGE_HOOKS
 
 
 def curation_metrics(stages: dict[str, dict[str, Any]]) -> dict[str, float]:
@@ -59,7 +60,7 @@ def curation_plots(stages: dict[str, dict[str, Any]], out: Path) -> list[Path]:
             plot_difficulty_hist(difficulty, labels, out / "difficulty_by_cluster.png")]
 
 
-@task(name="report-curation")
+@task(**STAGE_HOOKS, name="report-curation")
 def report_curation(run_id: str, recipe_name: str, stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Artifacts in Prefect and MLflow for a finished curation; returns the metrics it logged."""
     clusters = stages["select"]["clusters"]

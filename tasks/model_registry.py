@@ -11,11 +11,12 @@ import os
 from prefect import task
 
 from tasks import tracking
+from tasks.stages import STAGE_HOOKS
 
 ALIAS = "candidate"  # MLflow reserves "latest"; promote a version to e.g. "champion" by hand after review
 
 
-@task(name="log-final-model", retries=1, retry_delay_seconds=3)
+@task(**STAGE_HOOKS, name="log-final-model", retries=1, retry_delay_seconds=3)
 def log_final_model(run_id: str, checkpoint: str, register: str | None = None, alias: str = ALIAS) -> str:
     """Log the checkpoint folder as an MLflow transformers model of the run; returns the model URI.
 

@@ -18,6 +18,7 @@ from typing import Any
 from prefect import task
 
 from space.paths import space_home
+from tasks.stages import STAGE_HOOKS
 
 EXPERIMENT = os.environ.get("SPACE_EXPERIMENT", "space")
 _MAX_PARAM = 6000  # MLflow's limit on a param value is 6000 characters
@@ -95,7 +96,7 @@ def _unfinished_run(exp_id: str, run_fingerprint: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-@task(name="mlflow-open-run", retries=2, retry_delay_seconds=3)
+@task(**STAGE_HOOKS, name="mlflow-open-run", retries=2, retry_delay_seconds=3)
 def open_run(
     run_name: str, tags: dict[str, str], params: dict[str, Any], recipe_yaml: str, parent_run_id: str | None = None
 ) -> str:
@@ -160,6 +161,6 @@ def log_table(run_id: str, rows: list[dict[str, Any]], artifact_file: str) -> No
     mlflow_client.log_table(run_id, pd.DataFrame(rows), artifact_file)
 
 
-@task(name="mlflow-close-run", retries=2, retry_delay_seconds=3)
+@task(**STAGE_HOOKS, name="mlflow-close-run", retries=2, retry_delay_seconds=3)
 def close_run(run_id: str, status: str = "FINISHED") -> None:
     client().set_terminated(run_id, status=status)

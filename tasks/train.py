@@ -16,13 +16,16 @@ from typing import Any
 
 import polars as pl
 from prefect import task
+from prefect.runtime import task_run
 
 from space.config import EvalConfig, TrainConfig, VerifierConfig
 from space.engines import EngineConfig
 from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, verify_files, write_manifest
+from tasks.progress import generate_with_progress, grpo_progress, progress_bar
+from tasks.stages import STAGE_HOOKS
 
 
-@task(name="prepare-training", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_HOOKS, name="prepare-training", cache_policy=CACHED, persist_result=True)
 def prepare_training(curation: dict[str, Any], model: dict[str, Any], system_prompt: str | None,
                      pool: str, enable_thinking: bool | None = None) -> dict[str, Any]:
     """Training rows (rendered prompt, answer, metadata, cluster) for the reduced or the full pool."""
@@ -49,7 +52,12 @@ def prepare_training(curation: dict[str, Any], model: dict[str, Any], system_pro
                                 "rows": table.height, "arms": arms.to_dicts()})
 
 
-@task(name="train-epoch", cache_policy=CACHED, persist_result=True)
+def _epoch_run_name(parameters: dict[str, Any]) -> str:
+    """`train-epoch-2 of 3`: the console summary and the Prefect UI tell the epochs apart."""
+    return f"train-epoch-{parameters['epoch'] + 1} of {parameters['cfg'].epochs}"
+
+
+@task(**STAGE_HOOKS, name="train-epoch", task_run_name=_epoch_run_name, cache_policy=CACHED, persist_result=True)
 def train_epoch(
     data: dict[str, Any], model: dict[str, Any], cfg: TrainConfig, verifier: VerifierConfig, seed: int, epoch: int,
     previous: dict[str, Any] | None,
@@ -64,12 +72,13 @@ def train_epoch(
         return done
     verify_files(data, previous)
     start = time.perf_counter()
-    outcome = run_epoch(
-        pl.read_parquet(data["path"]), data["arms"], cfg, verifier, Path(model["path"]), seed=seed, epoch=epoch,
-        checkpoint_in=Path(previous["checkpoint"]) if previous else None,
-        state_in=json.loads(Path(previous["state"]).read_text()) if previous else None,
-        checkpoint_out=out / "checkpoint", rollouts_out=out / "rollouts.parquet", progress=_print_progress(epoch),
-    )
+    with progress_bar(f"train epoch {epoch + 1}/{cfg.epochs}", unit="GRPO steps") as update:
+        outcome = run_epoch(
+            pl.read_parquet(data["path"]), data["arms"], cfg, verifier, Path(model["path"]), seed=seed, epoch=epoch,
+            checkpoint_in=Path(previous["checkpoint"]) if previous else None,
+            state_in=json.loads(Path(previous["state"]).read_text()) if previous else None,
+            checkpoint_out=out / "checkpoint", rollouts_out=out / "rollouts.parquet", progress=grpo_progress(update),
+        )
     (out / "state.json").write_text(json.dumps(outcome.state))
     metrics = {**outcome.metrics, "seconds/epoch": time.perf_counter() - start}
     weights = outcome.checkpoint_out / "model.safetensors"
@@ -80,15 +89,7 @@ def train_epoch(
                                 "log_history": outcome.log_history, "arm_table": outcome.arm_table})
 
 
-def _print_progress(epoch: int):
-    def report(done: int, total: int, log: dict[str, Any]) -> None:
-        reward = log.get("reward")
-        print(f"epoch {epoch} step {done}/{total}" + (f" reward {reward:.3f}" if reward is not None else ""))
-
-    return report
-
-
-@task(name="evaluate", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_HOOKS, name="evaluate", cache_policy=CACHED, persist_result=True)
 def evaluate(model_path: str, model_sha: str, eval_split: dict[str, Any], system_prompt: str | None,
              verifier: VerifierConfig, cfg: EvalConfig, engine: EngineConfig, seed: int,
              enable_thinking: bool | None = None) -> dict[str, Any]:
@@ -111,7 +112,8 @@ def evaluate(model_path: str, model_sha: str, eval_split: dict[str, Any], system
     prompts = render_prompts(AutoTokenizer.from_pretrained(model_path), table["question"].to_list(), system_prompt,
                              enable_thinking)
     with make_engine(engine, model_path) as rollout_engine:
-        metrics, per_prompt = run_eval(rollout_engine.generate, prompts, table,
+        generate = generate_with_progress(rollout_engine.generate, task_run.get_name() or "evaluate")
+        metrics, per_prompt = run_eval(generate, prompts, table,
                                        get_verifier(verifier.name, extract=verifier.extract), k=cfg.k,
                                        temperature=cfg.temperature, max_tokens=cfg.max_tokens,
                                        theta_solve=verifier.theta_solve, seed=seed)

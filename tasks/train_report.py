@@ -12,11 +12,12 @@ from prefect.artifacts import (create_markdown_artifact, create_progress_artifac
                                update_progress_artifact)
 
 from tasks import tracking
+from tasks.stages import STAGE_HOOKS
 
 ROLLOUT_SAMPLE = 32  # rollouts per epoch shown in MLflow's table view
 
 
-@task(name="log-epoch")
+@task(**STAGE_HOOKS, name="log-epoch")
 def log_epoch(run_id: str, epoch: dict[str, Any], evaluation: dict[str, Any] | None, data: dict[str, Any]) -> None:
     """Epoch metrics at step = epoch index; per epoch one arm table (allocation, solve rates, bandit state)
     and one table of sampled rollouts (prompt, completion, reward, cluster)."""
@@ -73,7 +74,7 @@ def _matrix(epochs: list[dict[str, Any]], key: str) -> list[list[float]]:
     return [[e["metrics"].get(f"bandit/arm_{a:02d}/{key}", float("nan")) for e in epochs] for a in arms]
 
 
-@task(name="report-training")
+@task(**STAGE_HOOKS, name="report-training")
 def report_training(run_id: str, epochs: list[dict[str, Any]], final_eval: dict[str, Any] | None) -> None:
     """Allocation heatmap, solve-rate curves, Prefect summary artifacts (the model: tasks.model_registry)."""
     from space.plots import plot_allocation_heatmap, plot_curves
@@ -97,7 +98,7 @@ def report_training(run_id: str, epochs: list[dict[str, Any]], final_eval: dict[
     create_markdown_artifact("\n".join(lines), key="training-summary")
 
 
-@task(name="report-evaluation")
+@task(**STAGE_HOOKS, name="report-evaluation")
 def report_evaluation(run_id: str, base: dict[str, Any], final: dict[str, Any]) -> None:
     """The evaluation run: base and final metrics (base/..., final/...) and both per-prompt tables."""
     tracking.log_metrics(run_id, {**{f"base/{k}": v for k, v in base["metrics"].items()},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -202,13 +203,9 @@ def _space(home: Path, *args: str) -> subprocess.Popen:
 
 
 def test_killed_training_resumes_and_matches_uninterrupted_run(first_run, tmp_path):
-    from space.paths import space_home
-
     reference = Path(first_run["model_dir"]).parents[1]  # this run's own folder: others share SPACE_HOME
-    home = tmp_path / "home"
-    for stage in ("data", "fit-context", "embed", "difficulty", "features", "cluster", "select", "train-data"):
-        shutil.copytree(space_home() / "artifacts" / stage, home / "artifacts" / stage)
-    shutil.copytree(space_home() / "models", home / "models")
+    home = _copy_stage_folders(tmp_path / "home", ("data", "fit-context", "embed", "difficulty", "features",
+                                                   "cluster", "select", "train-data"))
 
     proc = _space(home, "train", "--recipe", RECIPE)
     deadline = time.monotonic() + 600
@@ -231,6 +228,48 @@ def test_killed_training_resumes_and_matches_uninterrupted_run(first_run, tmp_pa
         assert ours["order"] == theirs["order"] and ours["arms"] == theirs["arms"]
         assert json.loads(Path(ours["state"]).read_text()) == json.loads(Path(theirs["state"]).read_text())
     _assert_same_weights(run_dir / "epoch_002" / "checkpoint", reference / "epoch_002" / "checkpoint")
+
+
+def _copy_stage_folders(home: Path, stages: tuple[str, ...]) -> Path:
+    """A new SPACE_HOME holding the session's models and these finished stage folders (no Prefect cache)."""
+    from space.paths import space_home
+
+    for stage in stages:
+        shutil.copytree(space_home() / "artifacts" / stage, home / "artifacts" / stage)
+    shutil.copytree(space_home() / "models", home / "models")
+    return home
+
+
+# a vLLM log line, from this process or its engine core: `INFO 12-01 14:07:34 [file.py:12] ...`
+VLLM_LOG_LINE = re.compile(r"^(\(\S+ pid=\d+\) )?(DEBUG|INFO|WARNING) \d\d-\d\d \d\d:\d\d:\d\d")
+SUMMARY_ROW = re.compile(r"^  (?P<stage>\S.*?) {2,}(?P<runs>\d+) +(?P<seconds>\d+\.\d) +(?P<cached>yes|no|\d+ of \d+)$",
+                         re.MULTILINE)
+
+
+@pytest.mark.vllm
+@pytest.mark.timeout(3600)  # run alone, the module's first `space run` lands in this test's setup
+def test_space_run_console_shows_progress_and_a_summary_table_without_library_logs(first_run, tmp_path):
+    """`space run` in a new home holding the first run's stage folders, evaluating with vLLM (new evaluations,
+    everything else reused): plain progress lines, the summary's rows, and no vLLM or Prefect INFO line."""
+    home = _copy_stage_folders(tmp_path / "home", ("data", "fit-context", "embed", "difficulty", "features",
+                                                   "cluster", "select", "train-data", "train"))
+    proc = _space(home, "run", "--recipe", RECIPE, "--set", "eval.engine_kind=vllm")
+    output, _ = proc.communicate(timeout=1800)
+    assert proc.returncode == 0, output[-5000:]
+    rows = {m["stage"]: (int(m["runs"]), m["cached"]) for m in SUMMARY_ROW.finditer(output)}
+    reused = ["build-tiny-model", "load-data", "fit-context", "embed", "estimate-difficulty", "build-features",
+              "cluster", "select-representatives", "prepare-training", *(f"train-epoch {e} of 3" for e in (1, 2, 3))]
+    assert {stage: rows.get(stage) for stage in reused} == {stage: (1, "yes") for stage in reused}, output
+    evaluated = ["evaluate base", *(f"evaluate after epoch {e} of 3" for e in (1, 2, 3))]
+    assert {stage: rows.get(stage) for stage in evaluated} == {stage: (1, "no") for stage in evaluated}, output
+    assert rows["evaluate final"] == (1, "yes")  # the checkpoint evaluated after epoch 3: a cache hit
+    assert rows["all stages"][0] == sum(runs for stage, (runs, _) in rows.items() if stage != "all stages")
+    assert re.search(r"^MLflow parent run: [0-9a-f]{32}$", output, re.MULTILINE), output
+    assert re.search(r"^Prefect flow run: [0-9a-f-]{36}$", output, re.MULTILINE), output
+    assert "evaluate-base (greedy): started (16 prompts)" in output
+    assert "evaluate-after epoch 3 of 3 (2 samples): done, 16/16 prompts in " in output
+    assert not [line for line in output.splitlines() if VLLM_LOG_LINE.match(line)], output
+    assert "| INFO    |" not in output  # Prefect's console format
 
 
 def _assert_same_weights(a: Path, b: Path) -> None:

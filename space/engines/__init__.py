@@ -40,6 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from space.seeding import derive_seed
 
 logger = logging.getLogger(__name__)
+GenerateProgress = Callable[[int, int], None]  # (prompts done, prompts in the call)
+PROGRESS_CHUNKS = 20  # with a progress callback, a call is sampled in about this many pieces
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class RolloutEngine(Protocol):
         max_tokens: int,
         seed: int,
         prompt_ids: Sequence[str] | None = None,
+        progress: GenerateProgress | None = None,
     ) -> list[list[Completion]]: ...
 
     def close(self) -> None: ...
@@ -198,8 +201,12 @@ class BaseEngine:
         max_tokens: int,
         seed: int,
         prompt_ids: Sequence[str] | None = None,
+        progress: GenerateProgress | None = None,
     ) -> list[list[Completion]]:
-        """n completions per prompt, in prompt order; see the module docstring for seeds and greedy."""
+        """n completions per prompt, in prompt order; see the module docstring for seeds and greedy.
+
+        `progress(done, total)`, if given, is called as prompts finish: the call is then sampled in about
+        PROGRESS_CHUNKS pieces. Seeds are derived for the whole call first, so the completions are the same."""
         prompts = list(prompts)
         check_request(prompts, n, temperature, max_tokens, prompt_ids)
         if not prompts:
@@ -208,16 +215,35 @@ class BaseEngine:
         seeds = [derive_seed(seed, "engine-prompt", key, occ) for key, occ in keys]
         labels = [key for key, _ in keys]
         if temperature == 0:
-            greedy = self._sample(prompts, labels, seeds, 1, 0.0, max_tokens)
+            greedy = self._sample_in_chunks(prompts, labels, seeds, 1, 0.0, max_tokens, progress)
             groups = [[group[0]] * n for group in greedy]
         else:
-            groups = self._sample(prompts, labels, seeds, n, float(temperature), max_tokens)
+            groups = self._sample_in_chunks(prompts, labels, seeds, n, float(temperature), max_tokens, progress)
         check_groups(groups, labels, n)
+        return groups
+
+    def _sample_in_chunks(self, prompts: list[str], keys: list[str], seeds: list[int], n: int, temperature: float,
+                          max_tokens: int, progress: GenerateProgress | None) -> list[list[Completion]]:
+        """One `_sample` call without a progress callback; with one, consecutive pieces and a report after each."""
+        if progress is None:
+            return self._sample(prompts, keys, seeds, n, temperature, max_tokens)
+        unit = self.progress_unit(n)
+        size = -(-max(-(-len(prompts) // PROGRESS_CHUNKS), unit) // unit) * unit  # whole units, >= 1/20 of the call
+        groups: list[list[Completion]] = []
+        for start in range(0, len(prompts), size):
+            stop = start + size
+            groups.extend(self._sample(prompts[start:stop], keys[start:stop], seeds[start:stop], n, temperature,
+                                       max_tokens))
+            progress(len(groups), len(prompts))
         return groups
 
     def _sample(self, prompts: list[str], keys: list[str], seeds: list[int], n: int, temperature: float,
                 max_tokens: int) -> list[list[Completion]]:
         raise NotImplementedError
+
+    def progress_unit(self, n: int) -> int:
+        """Prompts per piece when reporting progress: pieces are whole multiples of it (an engine's batch)."""
+        return 16
 
     def close(self) -> None:
         """Release the model or connections; safe to call twice."""

@@ -83,8 +83,11 @@ class TransformersEngine(BaseEngine):
             return "auto" if self.device.type == "cuda" else torch.float32
         return getattr(torch, self.cfg.dtype)
 
+    def progress_unit(self, n: int) -> int:
+        return max(1, self.cfg.batch_size // n)  # whole batches: the same batches as without progress
+
     def _sample(self, prompts, keys, seeds, n, temperature, max_tokens):
-        per_batch = max(1, self.cfg.batch_size // n)
+        per_batch = self.progress_unit(n)
         groups: list[list[Completion]] = []
         for start in range(0, len(prompts), per_batch):
             stop = start + per_batch
