@@ -146,8 +146,12 @@ def table(rows: list[dict]) -> str:
             f"{r['unique_prompts']} | {r['greedy']['base']:.3f} / {r['pass1']['base']:.3f} | "
             f"{r['greedy']['final']:.3f} / {r['pass1']['final']:.3f} | {fmt_ci(r['pass1'])} | {fmt_ci(r['greedy'])} | "
             f"{r['wall_seconds']:.0f} ({st['bootstrap']:.0f}/{st['curate']:.0f}/{st['train']:.0f}) | "
-            f"{r['load_before'][0]:.1f} / {r['load_after'][0]:.1f} |")
+            f"{_load(r, 'load_before')} / {_load(r, 'load_after')} |")
     return "\n".join(lines)
+
+
+def _load(row: dict, key: str) -> str:
+    return "n/a" if row.get(key) is None else f"{row[key][0]:.1f}"
 
 
 def write_results(rows: list[dict]) -> None:

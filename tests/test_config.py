@@ -68,7 +68,7 @@ def test_dump_round_trips_and_fingerprint_tracks_config(tmp_path):
     changed = load_recipe("builtin", ["curate.clusters.num_clusters=7"])
     assert fingerprint(recipe.curate.clusters) != fingerprint(changed.curate.clusters)
     assert fingerprint(recipe.curate.embedding) == fingerprint(changed.curate.embedding)
-    assert flatten(recipe)["curate.clusters.num_clusters"] == 4
+    assert flatten(recipe)["curate.clusters.num_clusters"] == 10
 
 
 def test_one_completion_length_unless_set_explicitly():
