@@ -268,10 +268,11 @@ def test_artifact_corrupt_manifest_makes_the_stage_recompute(tmp_path):
 
 
 def test_artifact_truncated_checkpoint_file_is_named(tmp_path):
-    from space.checkpoint import load_checkpoint
+    from space.checkpoint import FORMAT_VERSION, load_checkpoint
 
     manifest = tmp_path / "space_manifest.json"
-    manifest.write_text(json.dumps({"files": {"model.safetensors": 100}}))
+    listed = {"model.safetensors": {"size": 100, "sha256": "0" * 64}}
+    manifest.write_text(json.dumps({"format_version": FORMAT_VERSION, "files": listed}))
     (tmp_path / "model.safetensors").write_bytes(b"x" * 10)
     with pytest.raises(FileNotFoundError, match="model.safetensors is missing or has the wrong size"):
         load_checkpoint(tmp_path)
