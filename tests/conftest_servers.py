@@ -80,3 +80,17 @@ def space_servers(home: Path):
     finally:
         stopped = subprocess.run([script, "stop"], env=env, capture_output=True, text=True, timeout=180)
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+
+def wait_for_deployment(client, serving: subprocess.Popen, name: str):
+    """The deployment `name` once `serving` (a `space serve` process with a `.log` path) has registered it."""
+    from prefect.exceptions import ObjectNotFound
+
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            return client.read_deployment_by_name(name)
+        except ObjectNotFound:
+            assert serving.poll() is None, serving.log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "deployment never appeared"
+            time.sleep(1)

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest_servers import prefect_client, space_servers, stop_process
+from conftest_servers import prefect_client, space_servers, stop_process, wait_for_deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -53,19 +53,6 @@ def _serve(servers, home: Path, log: Path) -> subprocess.Popen:
     return proc
 
 
-def _wait_for_deployment(client, serving: subprocess.Popen, name: str):
-    from prefect.exceptions import ObjectNotFound
-
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            return client.read_deployment_by_name(name)
-        except ObjectNotFound:
-            assert serving.poll() is None, serving.log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "deployment never appeared"
-            time.sleep(1)
-
-
 def _wait_for_final_state(client, run_id, serving: subprocess.Popen, timeout: float = 2400):
     deadline = time.monotonic() + timeout
     while True:
@@ -87,7 +74,7 @@ def deployment_runs(servers, tmp_path_factory):
     serving = _serve(servers, home, home / "serve.log")
     try:
         with prefect_client(servers.prefect) as client:
-            deployment = _wait_for_deployment(client, serving, "space-run/browser")
+            deployment = wait_for_deployment(client, serving, "space-run/browser")
             recipe = deployment.parameters["recipe"]
             created = [client.create_flow_run_from_deployment(deployment.id, parameters={
                 "recipe": {**recipe, "seed": seed}}) for seed in SEEDS]

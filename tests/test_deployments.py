@@ -15,6 +15,7 @@ import pytest
 from conftest_servers import prefect_client as _client
 from conftest_servers import start_prefect_server as _start_server
 from conftest_servers import stop_process as _stop
+from conftest_servers import wait_for_deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -60,7 +61,7 @@ def test_interval_schedule_fires_and_its_run_completes(tmp_path):
     serving = _serve(url, tmp_path / "serve.log", "--interval", "5")
     try:
         with _client(url) as client:
-            deployment = _wait_for_deployment(client, serving)
+            deployment = wait_for_deployment(client, serving, "space-run/e2e")
             assert deployment.parameters["recipe"]["name"] == "e2e"
             assert [s.schedule.interval.total_seconds() for s in deployment.schedules] == [5.0]
             run = _wait_for_first_finished_run(client, deployment.id, serving, tmp_path / "server.log")
@@ -76,7 +77,7 @@ def test_serve_stops_promptly_and_pauses_its_schedule_while_the_server_answers(p
     name = f"stop-{sig.name.lower()}"
     serving = _serve(prefect_server, tmp_path / "serve.log", "--cron", "0 3 * * *", "--name", name)
     with _client(prefect_server) as client:
-        deployment = _wait_for_deployment(client, serving, f"space-run/{name}")
+        deployment = wait_for_deployment(client, serving, f"space-run/{name}")
         assert not deployment.paused
         os.killpg(serving.pid, sig)  # what a terminal's Ctrl-C or a service manager sends to the group
         output = _wait_until_stopped(serving)
@@ -90,7 +91,7 @@ def test_serve_stops_promptly_after_its_server_went_away(tmp_path, sig):
     serving = _serve(url, tmp_path / "serve.log", "--cron", "0 3 * * *")
     try:
         with _client(url) as client:
-            _wait_for_deployment(client, serving)
+            wait_for_deployment(client, serving, "space-run/e2e")
         _stop(server)
         time.sleep(3)  # the runner's next polls fail against the dead server
         os.killpg(serving.pid, sig)
@@ -99,19 +100,6 @@ def test_serve_stops_promptly_after_its_server_went_away(tmp_path, sig):
     finally:
         _stop(serving)
         _stop(server)
-
-
-def _wait_for_deployment(client, serving: subprocess.Popen, name: str = "space-run/e2e"):
-    from prefect.exceptions import ObjectNotFound
-
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            return client.read_deployment_by_name(name)
-        except ObjectNotFound:
-            assert serving.poll() is None, serving.log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "deployment never appeared"
-            time.sleep(1)
 
 
 def _wait_for_first_finished_run(client, deployment_id, serving: subprocess.Popen, server_log: Path):
