@@ -19,37 +19,29 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from space.registry import Registry
 from space.seeding import derive_rng, derive_seed
 
 # A rule gets one cluster's members, already sorted by prompt id: features (n, d), distances r (n,), the
 # number to keep and a generator; it returns the chosen positions (into the sorted members).
 SelectionRule = Callable[[np.ndarray, np.ndarray, int, np.random.Generator], np.ndarray]
 
-_RULES: dict[str, SelectionRule] = {}
+_RULES: Registry[SelectionRule] = Registry("selection rule")
 
 
 def register_selection(name: str) -> Callable[[SelectionRule], SelectionRule]:
     """Decorator adding a selection rule under `name`; a second rule under the same name is refused."""
-
-    def wrap(rule: SelectionRule) -> SelectionRule:
-        if name in _RULES:
-            raise ValueError(f"selection rule {name!r} is already registered")
-        _RULES[name] = rule
-        return rule
-
-    return wrap
+    return _RULES.register(name)
 
 
 def get_selection(name: str) -> SelectionRule:
     """The rule registered under `name`; unknown names fail with the list of known ones."""
-    if name not in _RULES:
-        raise KeyError(f"unknown selection rule {name!r}; known: {known_selections()}")
-    return _RULES[name]
+    return _RULES.get(name)
 
 
 def known_selections() -> list[str]:
     """Registered selection rule names, sorted."""
-    return sorted(_RULES)
+    return _RULES.names()
 
 
 class SelectionConfig(BaseModel):

@@ -31,6 +31,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol
 
+from space.registry import Registry
+
 ExtractMode = Literal["auto", "none", "answer_tag", "boxed", "last_line"]
 
 _TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
@@ -49,32 +51,23 @@ class Verifier(Protocol):
     ) -> list[float | None]: ...
 
 
-_REGISTRY: dict[str, Callable[..., Verifier]] = {}
+_REGISTRY: Registry[Callable[..., Verifier]] = Registry("verifier", known_label="known verifiers")
 
 
 def register_verifier(name: str) -> Callable[[Callable[..., Verifier]], Callable[..., Verifier]]:
     """Register a verifier factory under `name`; a second factory under the same name is refused."""
-
-    def wrap(factory: Callable[..., Verifier]) -> Callable[..., Verifier]:
-        if name in _REGISTRY:
-            raise ValueError(f"verifier {name!r} is already registered")
-        _REGISTRY[name] = factory
-        return factory
-
-    return wrap
+    return _REGISTRY.register(name)
 
 
 def get_verifier(name: str, **options: Any) -> Verifier:
     """Build the verifier registered as `name` with its options (e.g. `extract="auto"`)."""
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown verifier {name!r}; known verifiers: {sorted(_REGISTRY)}")
-    verifier = _REGISTRY[name](**options)
+    verifier = _REGISTRY.get(name)(**options)
     verifier.__name__ = name  # TRL names reward columns after the function
     return verifier
 
 
 def known_verifiers() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 # ---------------------------------------------------------------------------------------------

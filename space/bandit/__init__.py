@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 # feedback is re-exported: callers import GroupResult, group_advantages and ADV_EPS from space.bandit
+from space.registry import Registry
 from space.bandit.feedback import ADV_EPS, EpochStats, GroupResult, group_advantages, summarise_epoch  # noqa: F401
 from space.seeding import derive_rng
 
@@ -95,24 +96,22 @@ def softmax(x: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------------
 # registry
 
-_POLICIES: dict[str, type[Policy]] = {}
+_POLICIES: Registry[type[Policy]] = Registry("bandit policy")
 
 
 def register_policy(name: str) -> Callable[[type[Policy]], type[Policy]]:
     """Class decorator adding a policy under `name`; a second class under the same name is refused."""
 
     def decorate(cls: type[Policy]) -> type[Policy]:
-        if name in _POLICIES:
-            raise ValueError(f"bandit policy {name!r} is already registered ({_POLICIES[name].__name__})")
+        _POLICIES.register(name)(cls)
         cls.name = name
-        _POLICIES[name] = cls
         return cls
 
     return decorate
 
 
 def registered_policies() -> list[str]:
-    return sorted(_POLICIES)
+    return _POLICIES.names()
 
 
 def make_policy(
@@ -122,9 +121,7 @@ def make_policy(
     prior_solve_rates: Sequence[float | None] | None = None,
 ) -> Policy:
     """Build the policy named by `cfg.policy` for arms of the given sizes (|S_k|, all > 0)."""
-    if cfg.policy not in _POLICIES:
-        raise KeyError(f"unknown bandit policy {cfg.policy!r}; known: {registered_policies()}")
-    return _POLICIES[cfg.policy](cfg, arm_sizes, seed, prior_solve_rates)
+    return _POLICIES.get(cfg.policy)(cfg, arm_sizes, seed, prior_solve_rates)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from space.registry import Registry
 from space.seeding import derive_seed
 
 logger = logging.getLogger(__name__)
@@ -267,24 +268,17 @@ def check_groups(groups: list[list[Completion]], keys: list[str], n: int) -> Non
 # ---------------------------------------------------------------------------------------------- registry
 
 EngineFactory = Callable[[EngineConfig, "str | Path"], RolloutEngine]
-_ENGINES: dict[str, EngineFactory] = {}
+_ENGINES: Registry[EngineFactory] = Registry("engine kind", missing=ValueError)
 
 
 def register_engine(name: str) -> Callable[[EngineFactory], EngineFactory]:
     """Register an engine factory (a class taking (cfg, model_dir)) under `name`; duplicates are refused."""
-
-    def add(factory: EngineFactory) -> EngineFactory:
-        if name in _ENGINES:
-            raise ValueError(f"engine {name!r} is already registered")
-        _ENGINES[name] = factory
-        return factory
-
-    return add
+    return _ENGINES.register(name)
 
 
 def engine_names() -> list[str]:
     """Registered engine kinds (auto is resolved before lookup)."""
-    return sorted(_ENGINES)
+    return _ENGINES.names()
 
 
 def resolve_kind(cfg: EngineConfig) -> str:
@@ -297,10 +291,9 @@ def resolve_kind(cfg: EngineConfig) -> str:
 def make_engine(cfg: EngineConfig, model_dir: str | Path) -> RolloutEngine:
     """Build the configured engine for a local model directory (or, for openai, a served model name)."""
     kind = resolve_kind(cfg)
-    if kind not in _ENGINES:
-        raise ValueError(f"unknown engine kind {kind!r}; known: {engine_names()}")
+    factory = _ENGINES.get(kind)
     logger.info("starting %s engine for %s", kind, model_dir)
-    return _ENGINES[kind](cfg, model_dir)
+    return factory(cfg, model_dir)
 
 
 # Engines register themselves on import; these names stay importable from `space.engines`.
