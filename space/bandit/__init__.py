@@ -133,6 +133,7 @@ class Policy:
 
     name: ClassVar[str] = ""
     uses_floor: ClassVar[bool] = True
+    state_arrays: ClassVar[tuple[str, ...]] = ()  # per-arm arrays the policy keeps beyond the shared counts
 
     def __init__(
         self,
@@ -274,11 +275,14 @@ class Policy:
         self.load_extra_state(d["extra"])
 
     def extra_state(self) -> dict[str, Any]:
-        return {}
+        """The policy's own per-arm arrays (named in `state_arrays`), as lists."""
+        return {key: getattr(self, key).tolist() for key in self.state_arrays}
 
     def load_extra_state(self, extra: dict[str, Any]) -> None:
-        if extra:
+        if not self.state_arrays and extra:
             raise ValueError(f"unexpected extra state keys for policy {self.name!r}: {sorted(extra)}")
+        for key in self.state_arrays:
+            setattr(self, key, np.asarray(extra[key], dtype=float))
 
     def arm_table(self) -> list[dict[str, Any]]:
         """One row per arm for logging tables."""

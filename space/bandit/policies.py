@@ -109,6 +109,8 @@ class BatchedUCB(Policy):
     long-run share of eps/K. `probabilities` returns the realised shares.
     """
 
+    state_arrays = ("Q",)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.Q = np.zeros(self.k)
@@ -141,16 +143,12 @@ class BatchedUCB(Policy):
     def arm_values(self) -> np.ndarray:
         return np.divide(self.Q, self.N, out=np.zeros(self.k), where=self.N > 0)
 
-    def extra_state(self) -> dict[str, Any]:
-        return {"Q": self.Q.tolist()}
-
-    def load_extra_state(self, extra: dict[str, Any]) -> None:
-        self.Q = np.asarray(extra["Q"], dtype=float)
-
 
 @register_policy("exp3")
 class Exp3(Policy):
     """p_k = (1 - eta) w_k / sum w + eta/K; importance-weighted slot rewards; log-space weights."""
+
+    state_arrays = ("log_w",)
 
     uses_floor = False  # the eta/K mixing replaces the floor
 
@@ -178,16 +176,12 @@ class Exp3(Policy):
     def arm_values(self) -> np.ndarray:
         return self.log_w
 
-    def extra_state(self) -> dict[str, Any]:
-        return {"log_w": self.log_w.tolist()}
-
-    def load_extra_state(self, extra: dict[str, Any]) -> None:
-        self.log_w = np.asarray(extra["log_w"], dtype=float)
-
 
 @register_policy("sec")
 class SelfEvolvingCurriculum(Policy):
     """SEC (arXiv 2505.14970): TD(0) on the mean |advantage| of pulled arms, p = softmax(Q / tau)."""
+
+    state_arrays = ("Q",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -202,12 +196,6 @@ class SelfEvolvingCurriculum(Policy):
 
     def arm_values(self) -> np.ndarray:
         return self.Q
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"Q": self.Q.tolist()}
-
-    def load_extra_state(self, extra: dict[str, Any]) -> None:
-        self.Q = np.asarray(extra["Q"], dtype=float)
 
 
 @register_policy("uniform")
