@@ -244,11 +244,15 @@ def bench(
         raise typer.Exit(2) from None
     typer.echo(f"bench {parsed.name}: {len(parsed.arms)} arms x {len(parsed.seeds)} seeds = {len(cells)} cells")
     from flows.bench import run_bench
+    from flows.console import render_summary, stage_rows
+    from tasks.stages import RECORDED
 
+    start, first = time.monotonic(), len(RECORDED)
     result = run_bench(parsed, str(spec.parent.resolve()), str(out.resolve()) if out else None, spec.read_text())
     typer.echo((Path(result["report"])).read_text())
-    typer.echo(f"report: {result['report']}")
-    typer.echo(f"MLflow parent run: {result['parent_run_id']}")
+    typer.echo(render_summary(stage_rows(RECORDED[first:]), {}, {
+        "MLflow bench run": result["parent_run_id"], "report": result["report"],
+        "wall clock": f"{time.monotonic() - start:.1f} s"}, title="space bench summary"))
 
 
 def _parse_tags(pairs: list[str] | None) -> dict[str, str]:

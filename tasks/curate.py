@@ -25,7 +25,7 @@ from space.engines import EngineConfig
 from space.features import FeatureConfig
 from space.reduction import SelectionConfig
 from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, verify_files, write_manifest
-from tasks.progress import generate_with_progress, progress_bar
+from tasks.progress import generate_with_progress, progress_bar, start_engine
 from tasks.stages import STAGE_HOOKS
 
 
@@ -208,14 +208,13 @@ def _difficulty_from_rollouts(table, model, prompting, verifier, cfg, engine, se
     from transformers import AutoTokenizer
 
     from space.difficulty import estimate_difficulty as estimate
-    from space.engines import make_engine
     from space.prompting import render_prompts
     from space.verifiers import get_verifier
 
     tokenizer = AutoTokenizer.from_pretrained(model["path"])
     prompts = render_prompts(tokenizer, table["question"].to_list(), *prompting)
     score = get_verifier(verifier.name, extract=verifier.extract)
-    with make_engine(engine, model["path"]) as rollout_engine:
+    with start_engine(engine, model["path"]) as rollout_engine:
         return estimate(table["prompt_id"].to_list(), prompts, table["answer"].to_list(),
                         table["metadata"].to_list(),
                         generate_with_progress(rollout_engine.generate, "difficulty rollouts"), score, cfg, seed,

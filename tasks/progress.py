@@ -75,8 +75,12 @@ class PlainProgress:
                 f"{clock(elapsed)} elapsed, ETA {clock(eta) if eta is not None else '?'}{self._note()}")
 
     def finish(self) -> None:
+        took = clock(self.now() - self.started)
+        if not self.total and not self.done:  # a wait without units (an engine starting)
+            self._write(f"{self.label}: done in {took}")
+            return
         count = f"{self.done}/{self.total} {self.unit}" if self.total else f"{self.done} {self.unit}"
-        self._write(f"{self.label}: done, {count} in {clock(self.now() - self.started)}{self._note()}")
+        self._write(f"{self.label}: done, {count} in {took}{self._note()}")
 
     def _note(self) -> str:
         return f", {self.note}" if self.note else ""
@@ -132,6 +136,15 @@ def grpo_progress(update: Update) -> Callable[[int, int, dict[str, Any]], None]:
         update(done, total, f"reward {reward:.3f}" if reward is not None else "")
 
     return report
+
+
+def start_engine(cfg: Any, model_dir: str) -> Any:
+    """`space.engines.make_engine` under a bar without a total, so the wait for vLLM's start (tens of
+    seconds on CPU, its own logs quiet) shows elapsed time instead of nothing."""
+    from space.engines import make_engine, resolve_kind
+
+    with progress_bar(f"starting the {resolve_kind(cfg)} engine", unit=""):
+        return make_engine(cfg, model_dir)
 
 
 def generate_with_progress(generate: Callable[..., Any], label: str) -> Callable[..., Any]:

@@ -11,9 +11,12 @@ Prefect flow run gets a link artifact to the MLflow run. The experiment is creat
 
 from __future__ import annotations
 
+import functools
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import task
 
@@ -47,16 +50,55 @@ class TrackingError(RuntimeError):
     """MLflow cannot be reached; the message names the tracking URI."""
 
 
+def _unreachable(err: BaseException, doing: str) -> TrackingError:
+    first = (str(err).splitlines() or [""])[0][:300]
+    return TrackingError(f"MLflow at {os.environ['MLFLOW_TRACKING_URI']} cannot be reached while {doing} "
+                         f"({type(err).__name__}: {first}); finished stages and checkpoints are kept on disk: "
+                         "re-run once it is up")
+
+
+def _is_connection_failure(err: BaseException) -> bool:
+    """A request that never got an answer (after MLflow's own retries), as opposed to an answer that says no."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(err, requests.RequestException | ConnectionError | TimeoutError):
+        return True
+    # MLflow's REST client wraps a request that got no response (refused, reset, timed out) this way
+    return isinstance(err, MlflowException) and re.match(r"API request to \S+ failed with (timeout )?exception",
+                                                         str(err)) is not None
+
+
+Call = TypeVar("Call", bound=Callable[..., Any])
+
+
+def named_outage(doing: str) -> Callable[[Call], Call]:
+    """A tracking call whose connection failures (after MLflow's HTTP retries: MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+    MLFLOW_HTTP_REQUEST_TIMEOUT) become a `TrackingError` naming the URI; other errors pass unchanged."""
+    def wrap(call: Call) -> Call:
+        @functools.wraps(call)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return call(*args, **kwargs)
+            except TrackingError:
+                raise
+            except Exception as err:
+                if _is_connection_failure(err):
+                    raise _unreachable(err, doing) from err
+                raise
+
+        return guarded  # type: ignore[return-value]
+
+    return wrap
+
+
 def reachable_experiment_id() -> str:
     """`experiment_id()`, with an unreachable store reported as a `TrackingError` naming its URI (MLflow's
-    own HTTP retries come first: MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT)."""
+    own HTTP retries come first)."""
     try:
         return experiment_id()
-    except Exception as err:  # noqa: BLE001  (MLflow raises several types; re-raised with the URI)
-        first = (str(err).splitlines() or [""])[0][:300]
-        raise TrackingError(f"MLflow at {os.environ['MLFLOW_TRACKING_URI']} cannot be reached "
-                            f"({type(err).__name__}: {first}); finished stages are cached, re-run once it is up"
-                            ) from err
+    except Exception as err:  # noqa: BLE001  (MLflow raises several types at start; re-raised with the URI)
+        raise _unreachable(err, "opening the experiment") from err
 
 
 def _flow_run_tags() -> dict[str, str]:
@@ -115,6 +157,7 @@ def open_run(
     return run_id
 
 
+@named_outage("logging params")
 def log_params(run_id: str, params: dict[str, Any]) -> None:
     from mlflow.entities import Param
 
@@ -123,6 +166,7 @@ def log_params(run_id: str, params: dict[str, Any]) -> None:
         client().log_batch(run_id, params=items[start : start + 100])
 
 
+@named_outage("logging metrics")
 def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
     import time
 
@@ -134,6 +178,7 @@ def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         client().log_batch(run_id, metrics=items[start : start + 500])
 
 
+@named_outage("logging files")
 def log_files(run_id: str, paths: list[Path], artifact_path: str | None = None) -> None:
     mlflow_client = client()
     for path in paths:
@@ -143,10 +188,12 @@ def log_files(run_id: str, paths: list[Path], artifact_path: str | None = None) 
             mlflow_client.log_artifact(run_id, str(path), artifact_path)
 
 
+@named_outage("logging a text artifact")
 def log_text(run_id: str, text: str, artifact_file: str) -> None:
     client().log_text(run_id, text, artifact_file)
 
 
+@named_outage("logging a table")
 def log_table(run_id: str, rows: list[dict[str, Any]], artifact_file: str) -> None:
     """Rows through MLflow's `log_table` (MLflow's table view; `MlflowClient.load_table` reads it back).
 
@@ -162,5 +209,6 @@ def log_table(run_id: str, rows: list[dict[str, Any]], artifact_file: str) -> No
 
 
 @task(**STAGE_HOOKS, name="mlflow-close-run", retries=2, retry_delay_seconds=3)
+@named_outage("closing a run")
 def close_run(run_id: str, status: str = "FINISHED") -> None:
     client().set_terminated(run_id, status=status)

@@ -21,7 +21,7 @@ from prefect.runtime import task_run
 from space.config import EvalConfig, TrainConfig, VerifierConfig
 from space.engines import EngineConfig
 from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, verify_files, write_manifest
-from tasks.progress import generate_with_progress, grpo_progress, progress_bar
+from tasks.progress import generate_with_progress, grpo_progress, progress_bar, start_engine
 from tasks.stages import STAGE_HOOKS
 
 
@@ -96,7 +96,6 @@ def evaluate(model_path: str, model_sha: str, eval_split: dict[str, Any], system
     """Greedy accuracy and pass_at_1 of a model directory on the held-out split."""
     from transformers import AutoTokenizer
 
-    from space.engines import make_engine
     from space.evaluation import evaluate as run_eval
     from space.prompting import render_prompts
     from space.verifiers import get_verifier
@@ -111,7 +110,7 @@ def evaluate(model_path: str, model_sha: str, eval_split: dict[str, Any], system
         table = table.head(cfg.limit)
     prompts = render_prompts(AutoTokenizer.from_pretrained(model_path), table["question"].to_list(), system_prompt,
                              enable_thinking)
-    with make_engine(engine, model_path) as rollout_engine:
+    with start_engine(engine, model_path) as rollout_engine:
         generate = generate_with_progress(rollout_engine.generate, task_run.get_name() or "evaluate")
         metrics, per_prompt = run_eval(generate, prompts, table,
                                        get_verifier(verifier.name, extract=verifier.extract), k=cfg.k,

@@ -305,6 +305,25 @@ def test_disk_full_during_checkpoint_write_keeps_the_previous_checkpoint(tmp_pat
     assert is_complete(tmp_path / "ckpt") and load_checkpoint(tmp_path / "ckpt").global_step == 4
 
 
+def test_disk_full_while_a_stage_writes_its_manifest_leaves_the_stage_to_recompute(tmp_path, monkeypatch):
+    import errno
+
+    from tasks.common import read_manifest, write_manifest
+
+    (tmp_path / "table.parquet").write_bytes(b"rows")
+    real_write = Path.write_text
+
+    def full_disk(path, text, *args, **kwargs):
+        real_write(path, text[: len(text) // 2])  # what reached the disk before it filled up
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(OSError, match=r"No space left on device: '.*\.manifest\.json\.tmp'"):
+        write_manifest(tmp_path, {"path": str(tmp_path / "table.parquet")})
+    monkeypatch.undo()
+    assert not (tmp_path / "manifest.json").exists() and read_manifest(tmp_path) is None
+
+
 # ------------------------------------------------------------------------------------------------ tracking
 
 

@@ -100,3 +100,19 @@ def test_rerunning_the_finished_grid_executes_no_cell(first, spec):
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     assert len(_children(client, result["parent_run_id"])) == 2
     assert again["rows"] == result["rows"]
+
+
+def test_cli_rerun_prints_the_report_and_a_summary_with_every_cell_cached(first):
+    import re
+    import subprocess
+    import sys
+
+    result, out = first
+    env = {k: v for k, v in os.environ.items() if k != "SPACE_PROGRESS"}
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "bench", str(SPEC), "--out", str(out)], env=env,
+                          capture_output=True, text=True, timeout=900, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "space bench summary" in done.stdout
+    assert re.search(r"^  bench-cell +2 +\d+\.\d +yes$", done.stdout, re.MULTILINE), done.stdout
+    assert f"MLflow bench run: {result['parent_run_id']}" in done.stdout
+    assert Path(result["report"]).read_text().splitlines()[0] in done.stdout

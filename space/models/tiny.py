@@ -67,7 +67,7 @@ class TinyModelConfig(BaseModel):
     warmup_steps: int = Field(100, ge=0, description="linear learning-rate warm-up steps")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     grad_clip: float = Field(1.0, gt=0, description="gradient-norm clip")
-    log_every: int = Field(50, gt=0, description="report the running loss every this many steps")
+    log_every: int = Field(10, gt=0, description="report the running loss every this many steps")
     seed: int = Field(0, description="seeds initialisation, batch order and the SFT split")
     answer_max_tokens: int = Field(
         24, gt=0, description="max new tokens when sampling an answer; the longest builtin answer + EOS is 18"
