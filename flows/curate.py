@@ -11,6 +11,7 @@ from prefect import flow
 
 import tasks  # noqa: F401
 from space.config import Recipe, dump_recipe, fingerprint, flatten
+from space.provenance import code_version
 from tasks import curate as stage
 from tasks import tracking
 from tasks.curate_report import report_curation
@@ -49,7 +50,7 @@ def _tags(recipe: Recipe, model: dict[str, Any], selected: dict[str, Any], paren
     # (and share) each other's unfinished run
     return {"space.stage": "curate", "space.recipe": recipe.name, "space.seed": str(recipe.seed),
             "space.model": model["name"], "space.selection": recipe.curate.selection.selection,
-            "space.fingerprint": fingerprint("curate-run", selected["sha"], parent_run_id)}
+            "space.fingerprint": fingerprint("curate-run", code_version(), selected["sha"], parent_run_id)}
 
 
 def _max_new_tokens(recipe: Recipe) -> int:

@@ -19,6 +19,7 @@ from flows.bootstrap import bootstrap_flow
 from flows.curate import curate_flow
 from flows.train import train_flow
 from space.config import Recipe, compare_keys, dump_recipe, fingerprint, flatten
+from space.provenance import code_version
 from tasks import tracking
 from tasks.gain import describe_gains, paired_gain
 
@@ -61,4 +62,4 @@ def run_flow(recipe: Recipe, register_as: str | None = None) -> dict[str, Any]:
 def _tags(recipe: Recipe, model: dict[str, Any]) -> dict[str, str]:
     return {"space.stage": "run", "space.recipe": recipe.name, **compare_keys(recipe),
             "space.selection": recipe.curate.selection.selection, "space.model": model["name"],
-            "space.fingerprint": fingerprint("space-run", recipe, model["sha"])}
+            "space.fingerprint": fingerprint("space-run", code_version(), recipe, model["sha"])}

@@ -14,6 +14,7 @@ from prefect import flow
 
 import tasks  # noqa: F401
 from space.config import Recipe, compare_keys, dump_recipe, fingerprint, flatten
+from space.provenance import code_version
 from tasks import tracking
 from tasks.model_registry import log_final_model
 from tasks.train import evaluate, prepare_training, train_epoch
@@ -58,7 +59,8 @@ def train_flow(recipe: Recipe, model: dict[str, Any], curation: dict[str, Any],
     tracking.close_run(run_id)
 
     eval_tags = {**_tags(recipe, model, data, parent_run_id), "space.stage": "eval",
-                 "space.fingerprint": fingerprint("eval-run", epochs[-1]["checkpoint_sha"], eval_split["sha"])}
+                 "space.fingerprint": fingerprint("eval-run", code_version(), epochs[-1]["checkpoint_sha"],
+                                                  eval_split["sha"])}
     eval_run = tracking.open_run(f"eval-{recipe.name}-{cfg.bandit.policy}-s{recipe.seed}", eval_tags,
                                  flatten(recipe.eval), dump_recipe(recipe), parent_run_id or run_id)
     report_evaluation(eval_run, base, final)
@@ -81,5 +83,5 @@ def _tags(recipe: Recipe, model: dict[str, Any], data: dict[str, Any], parent_ru
     # the parent is in the fingerprint: concurrent bench cells with the same training never share a run
     return {"space.stage": "train", "space.recipe": recipe.name, **compare_keys(recipe),
             "space.selection": recipe.curate.selection.selection, "space.model": model["name"],
-            "space.fingerprint": fingerprint("train-run", data["sha"], model["sha"], recipe.train, recipe.verifier,
-                                             recipe.eval, recipe.seed, parent_run_id)}
+            "space.fingerprint": fingerprint("train-run", code_version(), data["sha"], model["sha"], recipe.train,
+                                             recipe.verifier, recipe.eval, recipe.seed, parent_run_id)}

@@ -10,8 +10,6 @@ Unknown keys and bad values fail at load time with a message naming the key and 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +26,7 @@ from space.engines import EngineConfig
 from space.features import FeatureConfig
 from space.grpo import GRPOSettings
 from space.models.tiny import TinyModelConfig
-from space.provenance import code_version
+from space.hashing import fingerprint  # noqa: F401  (re-exported: callers import it from here)
 from space.reduction import SelectionConfig, selection_seed
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
@@ -247,18 +245,6 @@ def flatten(recipe: BaseModel | dict[str, Any], prefix: str = "") -> dict[str, A
         name = f"{prefix}{key}"
         out.update(flatten(value, f"{name}.") if isinstance(value, dict) else {name: value})
     return out
-
-
-def fingerprint(*parts: Any) -> str:
-    """A short hash of configs, ids and file hashes, plus the hash of space's sources: the cache key of a stage.
-
-    The code hash (`space.provenance.code_version`) changes with any edit to the library, so results
-    computed by older code are never reused."""
-    def encode(part: Any) -> Any:
-        return part.model_dump(mode="json") if isinstance(part, BaseModel) else part
-
-    payload = json.dumps([code_version(), *[encode(p) for p in parts]], sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def compare_keys(recipe: Recipe) -> dict[str, str]:

@@ -8,11 +8,18 @@ stage's fingerprint (see `space.config.fingerprint`), so stages recompute after 
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import inspect
+import textwrap
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 SOURCE_SUFFIXES = (".py", ".yaml")
+PACKAGES = ("space", "tasks", "flows")  # whose code a stage key follows
+THIN = ("tasks", "flows")  # Prefect layers: their modules' top-level statements count, not every function
 
 
 def source_hash(root: Path, suffixes: tuple[str, ...] = SOURCE_SUFFIXES) -> str:
@@ -31,3 +38,158 @@ def source_hash(root: Path, suffixes: tuple[str, ...] = SOURCE_SUFFIXES) -> str:
 def code_version() -> str:
     """The content hash of the installed `space` package's sources (computed once per process)."""
     return source_hash(Path(__file__).resolve().parent)
+
+
+# ------------------------------------------------------------------------------------------ per-function keys
+# A stage's key should change when the code *it* runs changes, not with any edit anywhere. What a function
+# runs is found statically: the modules it imports inside its body, the modules of the globals it uses
+# (helpers of its own module are followed into), then every module those import, transitively (all
+# import statements of a module count, including lazy ones inside functions: conservative by design).
+
+
+def _module_file(name: str) -> Path | None:
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return Path(spec.origin) if spec is not None and spec.origin and spec.origin.endswith(".py") else None
+
+
+def _imported_modules(tree: ast.AST, package: str | None, packages: tuple[str, ...]) -> set[str]:
+    """Names of the modules of `packages` imported anywhere in `tree` (relative imports resolved)."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level and package:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names
+                         if _module_file(f"{base}.{alias.name}") is not None)
+    return {name for name in found if name.split(".")[0] in packages and _module_file(name) is not None}
+
+
+def module_closure(roots: set[str], packages: tuple[str, ...] = PACKAGES) -> set[str]:
+    """`roots` and every module of `packages` they import, transitively, with their parent packages."""
+    seen: set[str] = set()
+    todo = [r for r in roots if r.split(".")[0] in packages]
+    while todo:
+        name = todo.pop()
+        if name in seen or (path := _module_file(name)) is None:
+            continue
+        seen.add(name)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        parents = {name.rsplit(".", i)[0] for i in range(1, name.count(".") + 1)}
+        todo.extend(_imported_modules(ast.parse(path.read_bytes()), package, packages) | parents)
+    return seen
+
+
+def function_modules(fn: Callable[..., Any], packages: tuple[str, ...] = PACKAGES
+                     ) -> tuple[set[str], set[str], dict[str, str]]:
+    """What a function runs: (modules to hash whole, with what they import; modules whose top-level
+    statements alone are hashed; the source of every function followed, by qualified name).
+
+    Functions it calls from `packages` are followed one by one; a class or another module-level object
+    brings the whole module that defines it in; the thin `tasks` and `flows` modules contribute their
+    top-level statements (constants, cache policies), not every other task's code."""
+    whole: set[str] = set()
+    skeletons: set[str] = set()
+    sources: dict[str, str] = {}
+    todo, seen = [inspect.unwrap(fn)], set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        skeletons.add(current.__module__)
+        source = sources[f"{current.__module__}.{current.__qualname__}"] = inspect.getsource(current)
+        tree = ast.parse(textwrap.dedent(source))
+        whole |= _imported_modules(tree, current.__module__.rpartition(".")[0], packages)
+        for name in _global_names(current.__code__):
+            if name not in current.__globals__:
+                continue  # a builtin, an attribute name
+            kind, target = _classify(current.__globals__[name], _origin(current.__module__, name), packages)
+            if kind == "function":
+                todo.append(target)
+            elif kind == "module":
+                (skeletons if target.split(".")[0] in THIN else whole).add(target)
+    return whole, skeletons, sources
+
+
+def _classify(value: Any, home: str, packages: tuple[str, ...]) -> tuple[str, Any]:
+    """('function', fn) to follow, ('module', name) to hash, or ('', None) for what lies outside `packages`."""
+    inner = getattr(value, "fn", value)  # a Prefect task called from a task: its function
+    inner = inspect.unwrap(inner) if callable(inner) else inner
+    if inspect.ismodule(value):
+        return ("module", value.__name__) if value.__name__.split(".")[0] in packages else ("", None)
+    if inspect.isfunction(inner):
+        return ("function", inner) if inner.__module__.split(".")[0] in packages else ("", None)
+    module = value.__module__ if inspect.isclass(value) else home  # any other object: where it is defined
+    return ("module", module) if module and module.split(".")[0] in packages else ("", None)
+
+
+@lru_cache(maxsize=None)
+def _imported_names(module: str) -> dict[str, str]:
+    """name -> source module of the `from X import name [as alias]` statements at a module's top level."""
+    path = _module_file(module)
+    names: dict[str, str] = {}
+    if path is None:
+        return names
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.parse(path.read_bytes()).body:
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            names.update({alias.asname or alias.name: base for alias in node.names})
+    return names
+
+
+def _origin(module: str, name: str) -> str:
+    """The module a global `name` of `module` comes from: where it was imported from, else `module`."""
+    return _imported_names(module).get(name, module)
+
+
+def module_skeleton(name: str) -> str:
+    """A module's top-level statements without its function and class bodies (imports, constants)."""
+    tree = ast.parse(_module_file(name).read_bytes())
+    tree.body = [node for node in tree.body
+                 if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
+    return ast.unparse(tree)
+
+
+def _global_names(code: Any) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            names |= _global_names(const)
+    return names
+
+
+def modules_hash(modules: set[str]) -> str:
+    """sha256 over the sorted (module name, source bytes) of these modules."""
+    digest = hashlib.sha256()
+    for name in sorted(modules):
+        data = _module_file(name).read_bytes()
+        digest.update(len(name).to_bytes(8, "little") + name.encode() + len(data).to_bytes(8, "little") + data)
+    return digest.hexdigest()[:16]
+
+
+@lru_cache(maxsize=None)
+def function_code_key(fn: Callable[..., Any]) -> str:
+    """The content hash of the code `fn` runs (see `function_modules`): whole modules with everything they
+    import, the top-level statements of the `tasks` modules involved, and the source of each function
+    followed. Editing code a stage does not run leaves its key alone."""
+    whole, skeletons, sources = function_modules(fn)
+    digest = hashlib.sha256(modules_hash(module_closure(whole)).encode())
+    for name in sorted(skeletons):
+        digest.update(name.encode() + module_skeleton(name).encode())
+    for name in sorted(sources):
+        digest.update(name.encode() + sources[name].encode())
+    return digest.hexdigest()[:16]

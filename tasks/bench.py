@@ -22,6 +22,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from space.bench import BenchCell, BenchSpec
 from space.config import Recipe, compare_keys, dump_recipe, fingerprint, flatten
+from space.provenance import code_version
 from tasks import tracking
 from tasks.common import CACHED
 from tasks.stages import STAGE_HOOKS
@@ -29,7 +30,7 @@ from tasks.stages import STAGE_HOOKS
 
 def bench_fingerprint(spec: BenchSpec, cells: list[BenchCell]) -> str:
     """What the grid runs: name, reference and every cell's resolved recipe (not max_parallel)."""
-    return fingerprint("bench", spec.name, spec.reference, [c.recipe for c in cells])
+    return fingerprint("bench", code_version(), spec.name, spec.reference, [c.recipe for c in cells])
 
 
 def preload_libraries() -> None:
@@ -89,7 +90,7 @@ def run_cell(bench: str, arm: str, seed: int, recipe: Recipe, parent_run_id: str
     start = time.perf_counter()
     tags = {"space.stage": "bench-cell", "space.bench": bench, "space.arm": arm, "space.recipe": recipe.name,
             **compare_keys(recipe), "space.seed": str(seed),
-            "space.fingerprint": fingerprint("bench-cell", parent_run_id, arm, seed, recipe)}
+            "space.fingerprint": fingerprint("bench-cell", code_version(), parent_run_id, arm, seed, recipe)}
     run_id = tracking.open_run(f"{bench}-{arm}-s{seed}", tags, {**flatten(recipe), **compare_keys(recipe)},
                                dump_recipe(recipe), parent_run_id)
     model = bootstrap_flow(recipe)

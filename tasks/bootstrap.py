@@ -14,11 +14,11 @@ from typing import Any
 
 from prefect import task
 
-from space.config import fingerprint
+from space.hashing import fingerprint
 from space.data import DataConfig
 from space.models.tiny import TinyModelConfig
 from space.paths import models_dir
-from tasks.common import CACHED, file_sha256
+from tasks.common import CACHED, file_sha256, task_code_key
 from tasks.progress import progress_bar, sft_progress
 from tasks.stages import STAGE_HOOKS, note_reused
 
@@ -45,7 +45,7 @@ def build_tiny_model(cfg: TinyModelConfig, data: DataConfig) -> dict[str, Any]:
     from space.data import load_split
     from space.models.tiny import bootstrap_tiny
 
-    directory = models_dir() / f"tiny-{fingerprint(cfg, data.seed, data.sft_size)}"
+    directory = models_dir() / f"tiny-{fingerprint(cfg, data.seed, data.sft_size, task_code_key())}"
     build = _finished(directory)
     if build is None:
         builtin = DataConfig(source="builtin", seed=data.seed, sft_size=data.sft_size, pool_size=data.pool_size,

@@ -3,8 +3,10 @@
 Cache keys are designed, not defaulted: every cached task takes its stage config and the content hashes
 of its inputs as arguments, and `CACHED` keys on those inputs, the task's own source and the code it
 calls. TASK_SOURCE covers only the task function's lines, not the `space` code it calls
-(PrefectHQ/prefect#23062), so `CACHED` and every stage folder's fingerprint also fold in a content hash
-of the `space` and `tasks` sources (`code_key`): after any edit to either package, stages recompute.
+(PrefectHQ/prefect#23062), so `CACHED` and every stage folder's fingerprint also fold in the hash of the
+code the task runs (`space.provenance.function_code_key`: the modules and functions of `space` and
+`tasks` it reaches): an edit recomputes the stages whose code it touches, and those downstream of them
+whose inputs change; the stages before them stay cached.
 
 A stage folder is reused only when its manifest exists and every file the manifest lists is present
 with its recorded sha256; otherwise the stage recomputes. Inputs handed over from an upstream stage are
@@ -22,10 +24,9 @@ from typing import Any
 
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 
-from space.config import fingerprint
-from space.hashing import sha256_file
+from space.hashing import fingerprint, sha256_file
 from space.paths import space_home
-from space.provenance import code_version, source_hash
+from space.provenance import code_version, function_code_key, source_hash
 from tasks.stages import note_reused
 
 MANIFEST = "manifest.json"
@@ -43,13 +44,22 @@ def code_key() -> str:
     return f"{code_version()}-{source_hash(Path(__file__).resolve().parent)}"
 
 
-CODE = CachePolicy.from_cache_key_fn(lambda _ctx, _inputs: code_key())
+def task_code_key() -> str:
+    """The hash of the code the running Prefect task reaches; outside a task (a task's `.fn` called
+    directly), the whole packages' `code_key()`."""
+    from prefect.context import TaskRunContext
+
+    context = TaskRunContext.get()
+    return function_code_key(context.task.fn) if context is not None else code_key()
+
+
+CODE = CachePolicy.from_cache_key_fn(lambda context, _inputs: function_code_key(context.task.fn))
 CACHED = INPUTS + TASK_SOURCE + CODE
 
 
 def stage_dir(stage: str, *parts: Any) -> Path:
     """SPACE_HOME/artifacts/<stage>/<fingerprint of parts and code>: same inputs and code, same place."""
-    path = space_home() / "artifacts" / stage / fingerprint(stage, code_key(), *parts)
+    path = space_home() / "artifacts" / stage / fingerprint(stage, task_code_key(), *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -26,7 +26,7 @@ def _load_twice_then_with_new_code(monkeypatch):
         return state.name, state.result()
 
     first, second = probe(), probe()
-    monkeypatch.setattr(common, "code_key", lambda: "edited-code")
+    monkeypatch.setattr(common, "function_code_key", lambda fn: "edited-code")
     return first, second, probe()
 
 
