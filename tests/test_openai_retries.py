@@ -55,6 +55,8 @@ class ScriptedHandler(BaseHTTPRequestHandler):
             time.sleep(2.0 if step == "hang" else server.delay)
             if step in ("503", "400"):
                 self.reply(int(step), {"error": f"scripted {step}"})
+            elif step == "short":  # malformed: one choice too few
+                self.reply(200, {"choices": [{"index": 0, "text": "x", "finish_reason": "stop"}][: body["n"] - 1]})
             else:
                 choices = [{"index": i, "text": f"{body['seed']}-{i}", "finish_reason": "stop",
                             "token_ids": [5] * (i + 1)} for i in range(body["n"])]
@@ -127,6 +129,16 @@ def test_openai_does_not_retry_client_errors(scripted):
     with make_engine(openai_cfg(server.base_url), "unused") as engine:
         with pytest.raises(EngineRequestError, match=r"prompt_id='q'.*HTTP 400"):
             engine.generate(["x"], n=1, temperature=1.0, max_tokens=8, seed=0, prompt_ids=["q"])
+    assert len(server.bodies) == 1
+
+
+def test_openai_malformed_response_fails_the_prompt_without_retry(scripted):
+    server = scripted(["short"])
+    with make_engine(openai_cfg(server.base_url), "unused") as engine:
+        with pytest.raises(EngineRequestError, match=r"prompt_id='m'.*expected 2 choices, got 1"):
+            engine.generate(["x"], n=2, temperature=1.0, max_tokens=8, seed=0, prompt_ids=["m"])
+        assert engine.server_stats() == [{"url": server.base_url, "in_flight": 0, "sent": 1, "ok": 0, "failed": 0,
+                                          "down": False, "last_error": None}]  # not a server failure
     assert len(server.bodies) == 1
 
 
