@@ -70,7 +70,7 @@ class OpenAIEngine(BaseEngine):
         return self.servers.stats()
 
     def progress_unit(self, n: int) -> int:
-        return self.servers.capacity
+        return max(16, 2 * self.servers.capacity)  # progress pieces keep every server's slots busy
 
     def _sample(self, prompts, keys, seeds, n, temperature, max_tokens):
         futures = [self.pool.submit(self._request, p, k, s, n, temperature, max_tokens)
