@@ -229,6 +229,17 @@ def test_pool_with_every_server_down_names_each_endpoint_and_its_last_error(scri
     assert [s["down"] for s in caught.value.servers] == [True, True]
 
 
+def test_pool_of_unreachable_servers_is_all_down_even_for_one_prompt():
+    urls = [f"http://127.0.0.1:{free_port()}/v1" for _ in range(2)]  # nothing listens on either
+    with make_engine(openai_cfg(urls, openai_retries=1), "unused") as engine:
+        with pytest.raises(AllServersDownError, match=r"prompt_id='only': all 2 servers are down after 4 attempts"
+                           ) as caught:
+            engine.generate(["x"], n=1, temperature=1.0, max_tokens=8, seed=0, prompt_ids=["only"])
+    for url, state in zip(urls, caught.value.servers):
+        assert f"{url} (down, 2 failed of 2 sent, last error: ConnectError" in str(caught.value)
+        assert state["down"] and state["failed"] == 2
+
+
 def test_pool_prompt_failing_everywhere_is_a_prompt_error_not_servers_down(scripted):
     servers = [scripted([], poison="bad"), scripted([], poison="bad")]
     cfg = openai_cfg([s.base_url for s in servers], openai_retries=3, openai_max_concurrency=1)

@@ -12,11 +12,11 @@ from typing import Any
 
 from space.engines import BaseEngine, Completion, EngineConfig, register_engine
 from space.engines.server_pool import (AllServersDownError, EngineRequestError, RetryableError, ServerPool,
-                                       ServerState)
+                                       ServerState, ServerUnreachable)
 
 logger = logging.getLogger(__name__)
-__all__ = ["AllServersDownError", "EngineRequestError", "OpenAIEngine", "RetryableError", "base_urls",
-           "choice_tokens", "parse_choices"]
+__all__ = ["AllServersDownError", "EngineRequestError", "OpenAIEngine", "RetryableError", "ServerUnreachable",
+           "base_urls", "choice_tokens", "parse_choices"]
 
 
 def base_urls(cfg: EngineConfig) -> list[str]:
@@ -35,8 +35,10 @@ class OpenAIEngine(BaseEngine):
     **Pool and failover.** `openai_base_url` may list several servers serving the same model. Each request
     goes to the least busy up server (server_pool.py). A retryable failure (connection refused or reset,
     timeout, HTTP 429/5xx) is retried after a backoff, on another server when one is free; a server whose
-    last openai_retries + 1 requests all failed is marked down, and a failure that marks (or finds) its server
-    down does not use up the prompt's retries: the prompt simply moves on. Finished prompts are kept; results
+    last openai_retries + 1 requests all failed is marked down. A failure that marks (or finds) its server
+    down, or a connection that was never made (refused, connect timeout: the prompt cannot be the cause),
+    does not use up the prompt's retries: the prompt simply moves on (the latter at most
+    unreachable_budget times, so a flapping server cannot keep a prompt forever). Finished prompts are kept; results
     stay in prompt order. A prompt still failing on up servers after openai_retries retries raises
     EngineRequestError; when no server is left, AllServersDownError names every endpoint and its last error.
     With one URL this is the single-server engine (its openai_retries + 1 failures in a row end the run).
@@ -92,7 +94,7 @@ class OpenAIEngine(BaseEngine):
     def _request(self, prompt: str, key: str, seed: int, n: int, temperature: float,
                  max_tokens: int) -> list[Completion]:
         payload = self._payload(prompt, seed, n, temperature, max_tokens)
-        tries = retries = 0
+        tries = retries = unreached = 0
         server: ServerState | None = None
         while True:
             server = self.servers.acquire(key, tries, avoid=server)
@@ -100,16 +102,17 @@ class OpenAIEngine(BaseEngine):
             try:
                 completions = parse_choices(self._post(server, payload, key), n, key)
             except RetryableError as err:
-                if self.servers.release(server, error=f"{type(err).__name__}: {err}"):
+                if self.servers.release(server, error=str(err)):
                     continue  # the server is down: fail over without using up a retry
+                if isinstance(err, ServerUnreachable) and unreached < self.servers.unreachable_budget:
+                    unreached += 1  # the request never reached a server: its fault, not the prompt's
+                    self._back_off(key, tries, server.url, err, unreached)
+                    continue
                 retries += 1
                 if retries > self.cfg.openai_retries:
                     raise EngineRequestError(key, f"failed after {tries} attempts, last on {server.url}: {err}") \
                         from err
-                delay = min(self.cfg.openai_backoff * 2 ** (retries - 1), 30.0)
-                logger.warning("prompt_id=%r attempt %d on %s failed (%s); retrying in %.1f s",
-                               key, tries, server.url, err, delay)
-                time.sleep(delay)
+                self._back_off(key, tries, server.url, err, retries)
                 continue
             except BaseException:
                 self.servers.release(server, answered=False)
@@ -117,13 +120,20 @@ class OpenAIEngine(BaseEngine):
             self.servers.release(server)
             return completions
 
+    def _back_off(self, key: str, tries: int, url: str, err: Exception, count: int) -> None:
+        delay = min(self.cfg.openai_backoff * 2 ** (count - 1), 30.0)
+        logger.warning("prompt_id=%r attempt %d on %s failed (%s); retrying in %.2f s", key, tries, url, err, delay)
+        time.sleep(delay)
+
     def _post(self, server: ServerState, payload: dict[str, Any], key: str) -> dict[str, Any]:
         import httpx
 
         url = server.url + "/completions"
         try:
             response = server.client.post(url, json=payload)
-        except httpx.TransportError as err:  # connect/read/write errors and timeouts
+        except (httpx.ConnectError, httpx.ConnectTimeout) as err:  # refused, unreachable: nothing was sent
+            raise ServerUnreachable(f"{type(err).__name__}: {err}") from err
+        except httpx.TransportError as err:  # reset, read/write errors and timeouts after connecting
             raise RetryableError(f"{type(err).__name__}: {err}") from err
         if response.status_code == 429 or response.status_code >= 500:
             raise RetryableError(f"HTTP {response.status_code}: {response.text[:300]}")

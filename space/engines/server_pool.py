@@ -32,6 +32,10 @@ class RetryableError(Exception):
     """A failure worth retrying: connection trouble, timeout, HTTP 429 or 5xx."""
 
 
+class ServerUnreachable(RetryableError):
+    """No connection could be made (refused, connect timeout): the server's fault, never the prompt's."""
+
+
 @dataclass
 class ServerState:
     """One endpoint and its books: requests sent, answered with 2xx, failed; whether it is down and why."""
@@ -78,6 +82,12 @@ class ServerPool:
         self.max_in_flight = max_in_flight
         self.down_after = down_after
         self.cond = threading.Condition()
+
+    @property
+    def unreachable_budget(self) -> int:
+        """Failovers after unreachable servers one request may make without using a retry: enough to mark every
+        server down, so only a server that refuses and answers by turns can exhaust it."""
+        return self.down_after * len(self.servers)
 
     @property
     def capacity(self) -> int:
