@@ -1,6 +1,7 @@
 """Rollout engines on a tiny random model: transformers always, vLLM in-process and behind `vllm serve` for real.
 
-The OpenAI engine's retry logic is tested against a scripted server in test_openai_retries.py. Engines are shared per module (vLLM starts in 20-70 s on CPU).
+The OpenAI engine's retry and pool logic is tested against scripted servers in test_openai_retries.py, its pool
+over two real vLLM servers in test_openai_pool.py. Engines are shared per module (vLLM starts in 20-70 s on CPU).
 Nothing here builds an engine at import time, so the module is safe under vLLM's spawned engine core.
 """
 

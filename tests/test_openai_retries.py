@@ -4,6 +4,7 @@ that fail on purpose (the engine against real vLLM servers is in test_engines.py
 from __future__ import annotations
 
 import json
+import pickle
 import socket
 import threading
 import time
@@ -227,6 +228,8 @@ def test_pool_with_every_server_down_names_each_endpoint_and_its_last_error(scri
     assert f"{failing.base_url} (down," in message and f"{refused} (down," in message
     assert "HTTP 503" in message and "ConnectError" in message
     assert [s["down"] for s in caught.value.servers] == [True, True]
+    copy = pickle.loads(pickle.dumps(caught.value))  # crosses process boundaries intact (Prefect, Ray)
+    assert type(copy) is AllServersDownError and str(copy) == message and copy.servers == caught.value.servers
 
 
 def test_pool_of_unreachable_servers_is_all_down_even_for_one_prompt():

@@ -38,8 +38,8 @@ class OpenAIEngine(BaseEngine):
     last openai_retries + 1 requests all failed is marked down. A failure that marks (or finds) its server
     down, or a connection that was never made (refused, connect timeout: the prompt cannot be the cause),
     does not use up the prompt's retries: the prompt simply moves on (the latter at most
-    unreachable_budget times, so a flapping server cannot keep a prompt forever). Finished prompts are kept; results
-    stay in prompt order. A prompt still failing on up servers after openai_retries retries raises
+    unreachable_budget times, so a flapping server cannot hold a prompt forever). Finished prompts are kept;
+    results stay in prompt order. A prompt still failing on up servers after openai_retries retries raises
     EngineRequestError; when no server is left, AllServersDownError names every endpoint and its last error.
     With one URL this is the single-server engine (its openai_retries + 1 failures in a row end the run).
     `server_stats()` gives per-server counts (sent, ok, failed, down, last error).

@@ -1,8 +1,8 @@
 """A pool of OpenAI-compatible servers behind the openai engine: which server takes the next request, how many
 requests each holds at once, and when a server counts as down.
 
-Each request goes to the up server with a free slot that has failed least recently in a row, then the one with
-the fewest requests in flight (then the fewest sent), so work spreads evenly and away from failing servers.
+Each request goes to the up server with a free slot and the fewest failures in a row, then the fewest requests
+in flight (then the fewest sent), so work spreads evenly and away from failing servers.
 A server whose last `down_after` requests all failed with a retryable error (connection refused or reset,
 timeout, HTTP 429/5xx) is marked down for the rest of the engine's life; threads waiting for a slot wake up
 and go elsewhere. When no server is up, `acquire` raises AllServersDownError naming every endpoint and its
@@ -26,6 +26,17 @@ class EngineRequestError(RuntimeError):
     def __init__(self, prompt_id: str, message: str):
         super().__init__(f"prompt_id={prompt_id!r}: {message}")
         self.prompt_id = prompt_id
+
+    def __reduce__(self):  # picklable (Prefect results, Ray) although __init__ takes other arguments than args
+        return _restore_error, (type(self), self.args, self.__dict__)
+
+
+def _restore_error(cls: type, args: tuple, state: dict) -> EngineRequestError:
+    """Rebuild a pickled EngineRequestError (or subclass) without calling its __init__."""
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
 
 
 class RetryableError(Exception):
