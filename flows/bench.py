@@ -17,7 +17,7 @@ from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
 import tasks  # noqa: F401
-from space.bench import BenchSpec, resolve_cells
+from space.analysis.bench import BenchSpec, resolve_cells
 from space.paths import space_home
 from tasks.bench import close_bench_run, open_bench_run, preload_libraries, run_cell, write_report
 

@@ -234,7 +234,7 @@ def bench(
     out: Annotated[Path | None, typer.Option(help="results folder (default: SPACE_HOME/bench/<name>)")] = None,
 ) -> None:
     """Run a grid of arms x seeds at one rollout budget and write a report (markdown + figures)."""
-    from space.bench import BenchSpecError, load_bench_spec, resolve_cells
+    from space.analysis.bench import BenchSpecError, load_bench_spec, resolve_cells
 
     try:
         parsed = load_bench_spec(spec)
@@ -285,7 +285,7 @@ def compare(
     from rich.console import Console
     from rich.table import Table
 
-    from space.compare import HEADERS, table_rows, write_report
+    from space.analysis.compare import HEADERS, table_rows, write_report
     from space.paths import space_home
     from tasks.compare import log_compare_run, run_records
     from tasks.tracking import EXPERIMENT

@@ -57,9 +57,9 @@ def bench_flows(recipe_name: str) -> dict:
 def bench_engines(model_dir: str, n_prompts: int) -> dict:
     from transformers import AutoTokenizer
 
-    from space.data import DataConfig, load_split
+    from space.data.sources import DataConfig, load_split
     from space.engines import EngineConfig, make_engine
-    from space.prompting import render_prompts
+    from space.data.prompting import render_prompts
 
     table, _ = load_split(DataConfig(pool_size=n_prompts), "pool")
     prompts = render_prompts(AutoTokenizer.from_pretrained(model_dir), table["question"].to_list())
@@ -78,8 +78,8 @@ def bench_engines(model_dir: str, n_prompts: int) -> dict:
 
 
 def bench_embedding(n_texts: int = 2000) -> dict:
-    from space.data import DataConfig, load_split
-    from space.embedding import EmbeddingConfig, embed_texts, load_embedder
+    from space.data.sources import DataConfig, load_split
+    from space.curate.embedding import EmbeddingConfig, embed_texts, load_embedder
 
     texts = load_split(DataConfig(pool_size=n_texts), "pool")[0]["question"].to_list()
     cfg = EmbeddingConfig()

@@ -32,9 +32,9 @@ def main() -> None:
     from flows.bootstrap import bootstrap_flow
     from space.config import load_recipe
     from space.engines import EngineConfig, make_engine
-    from space.evaluation import evaluate
-    from space.prompting import render_prompts
-    from space.verifiers import get_verifier
+    from space.train.evaluation import evaluate
+    from space.data.prompting import render_prompts
+    from space.data.verifiers import get_verifier
     from tasks.curate import estimate_difficulty, load_data
 
     recipe = load_recipe(args.recipe, [f"data.pool_size={args.pool}"]).resolved()

@@ -4,7 +4,7 @@
 
 1. Runs `space bootstrap-model` + `space curate` on the recipe with full rollout difficulty (cached in --home).
 2. For each fraction f and seed: chooses the measured prompts exactly as `difficulty.source: propagate` does
-   (space.propagate.choose_measured), takes their difficulty from the full run (rollouts are seeded per prompt,
+   (space.curate.propagate.choose_measured), takes their difficulty from the full run (rollouts are seeded per prompt,
    so a measured prompt's rollouts are the full run's: tests/test_flows.py checks this), propagates to the
    rest and compares with the full-run difficulty: Spearman over the unmeasured prompts and over all prompts.
 3. Re-runs features -> clustering -> selection with the propagated difficulty and compares the curated
@@ -48,9 +48,9 @@ def full_curation(recipe_name: str, overrides: list[str]) -> tuple:
 
 def curate_with(recipe, vectors, ids, difficulty):
     """features -> clusters -> selected mask, exactly the recipe's stages on a given difficulty vector."""
-    from space.clustering import cluster_features
-    from space.features import build_features
-    from space.reduction import select_representatives
+    from space.curate.clustering import cluster_features
+    from space.curate.features import build_features
+    from space.curate.reduction import select_representatives
 
     features, _ = build_features(vectors, difficulty, recipe.curate.features)
     labels, centroids, _ = cluster_features(features, recipe.curate.clusters)
@@ -63,7 +63,7 @@ def one_setting(recipe, vectors, ids, full_d, full_labels, full_mask, fraction: 
     from scipy.stats import spearmanr
     from sklearn.metrics import adjusted_rand_score
 
-    from space.propagate import choose_measured, propagate
+    from space.curate.propagate import choose_measured, propagate
 
     cfg = recipe.curate.difficulty
     start = time.perf_counter()
@@ -87,8 +87,8 @@ def main() -> None:
     import numpy as np
     import polars as pl
 
-    from space.difficulty import difficulty_array
-    from space.embedding import load_embeddings
+    from space.curate.difficulty import difficulty_array
+    from space.curate.embedding import load_embeddings
 
     recipe, stages = full_curation(args.recipe, args.set)
     ids, vectors = load_embeddings(stages["embed"]["path"])

@@ -5,7 +5,7 @@
 
 Each mode runs in its own child process (so its peak RSS is its own): the model converted by
 space/models/smollm2.py, the smollm2 recipe's prompts (builtin pool, reasoning-gym wording, its system prompt,
-chat template), TRL's GRPOTrainer with space's GRPO config (space.grpo.build_config: CPU settings, B prompts x
+chat template), TRL's GRPOTrainer with space's GRPO config (space.train.grpo.build_config: CPU settings, B prompts x
 G rollouts per step, transformers generation) and the recipe's reasoning-gym verifier as reward. LoRA: r = 16,
 alpha = 32 on the attention and MLP projections. Per-step seconds are TRL's `step_time` logs; the load average
 is read before and after, since the 2 cores are usually shared.
@@ -33,8 +33,8 @@ def build_dataset(model_dir: Path, rows: int):
     from transformers import AutoTokenizer
 
     from space.config import load_recipe
-    from space.data import load_split
-    from space.prompting import render_prompts
+    from space.data.sources import load_split
+    from space.data.prompting import render_prompts
 
     recipe = load_recipe("smollm2", [f"data.pool_size={max(rows, 12)}"])
     table, _ = load_split(recipe.data, "pool")
@@ -52,9 +52,9 @@ def run_mode(mode: str, model_dir: Path, args: argparse.Namespace) -> dict:
     from trl import GRPOTrainer
 
     from space.engines import collect_eos_ids
-    from space.grpo import GRPOSettings, build_config
-    from space.lengths import ids_truncated
-    from space.verifiers import get_verifier
+    from space.train.grpo import GRPOSettings, build_config
+    from space.data.lengths import ids_truncated
+    from space.data.verifiers import get_verifier
 
     torch.set_num_threads(os.cpu_count() or 1)
     recipe, dataset = build_dataset(model_dir, args.steps * args.prompts_per_step)

@@ -10,7 +10,7 @@ Keys besides the GRPOSettings fields: model (a built tiny model directory), seed
 slots per epoch), eval (held-out prompts; 0 skips evaluation), fixed (train on the first N pool prompts only,
 to check that the training reward rises), tag. Held-out evaluation is greedy + 8 samples at T = 1.0 with the
 24-token length, base and final model with the same sampling seed; the pass@1 change gets a paired
-bootstrap 95% CI over eval prompts (space.stats, 10,000 resamples, seed 0).
+bootstrap 95% CI over eval prompts (space.analysis.stats, 10,000 resamples, seed 0).
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from pathlib import Path
 
 import polars as pl
 
-from space.builtin_tasks import generate_items
+from space.data.builtin_tasks import generate_items
 from space.engines import EngineConfig, make_engine
-from space.evaluation import evaluate
-from space.grpo import GRPOSettings, train_epoch
-from space.prompting import render_prompts
-from space.stats import paired_bootstrap_ci
-from space.verifiers import get_verifier
+from space.train.evaluation import evaluate
+from space.train.grpo import GRPOSettings, train_epoch
+from space.data.prompting import render_prompts
+from space.analysis.stats import paired_bootstrap_ci
+from space.data.verifiers import get_verifier
 
 RESULTS = Path(__file__).resolve().parent / "results" / "regime_probes.jsonl"
 LENGTH = 24

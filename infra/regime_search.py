@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from space.stats import paired_bootstrap_ci
+from space.analysis.stats import paired_bootstrap_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(os.environ.get("REGIME_RESULTS", ROOT / "infra" / "results"))  # tests point it elsewhere

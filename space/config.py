@@ -17,17 +17,17 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from space.bandit import BanditConfig
-from space.clustering import ClusterConfig, kmeans_seed
-from space.data import DataConfig
-from space.difficulty import DifficultyConfig
-from space.embedding import EmbeddingConfig
+from space.train.bandit import BanditConfig
+from space.curate.clustering import ClusterConfig, kmeans_seed
+from space.data.sources import DataConfig
+from space.curate.difficulty import DifficultyConfig
+from space.curate.embedding import EmbeddingConfig
 from space.engines import EngineConfig
-from space.features import FeatureConfig
-from space.grpo import GRPOSettings
+from space.curate.features import FeatureConfig
+from space.train.grpo import GRPOSettings
 from space.models.tiny import TinyModelConfig
 from space.hashing import fingerprint  # noqa: F401  (re-exported: callers import it from here)
-from space.reduction import SelectionConfig, selection_seed
+from space.curate.reduction import SelectionConfig, selection_seed
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
@@ -59,7 +59,7 @@ class VerifierConfig(BaseModel):
     @field_validator("name")
     @classmethod
     def _registered(cls, name: str) -> str:
-        from space.verifiers import known_verifiers  # cheap: scorers import their libraries lazily
+        from space.data.verifiers import known_verifiers  # cheap: scorers import their libraries lazily
 
         if name not in known_verifiers():
             raise ValueError(f"unknown verifier {name!r}; known: {known_verifiers()}")

@@ -20,7 +20,7 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from space.bench import BenchCell, BenchSpec
+from space.analysis.bench import BenchCell, BenchSpec
 from space.config import Recipe, compare_keys, dump_recipe, fingerprint, flatten
 from space.provenance import code_version
 from tasks import tracking
@@ -115,7 +115,7 @@ def run_cell(bench: str, arm: str, seed: int, recipe: Recipe, parent_run_id: str
 
 def cell_summary(raw: dict[str, Any]) -> dict[str, Any]:
     """A cell's raw results (as `run_cell` returns them) -> the summary the report uses."""
-    from space.bench_report import summarise_cell
+    from space.analysis.bench_report import summarise_cell
 
     return summarise_cell(raw["arm"], raw["seed"], raw["training"], raw["gains"], raw["seconds"], raw["run_id"])
 
@@ -128,8 +128,8 @@ def _artifact_key(name: str) -> str:
 def write_report(spec: BenchSpec, raw_cells: list[dict[str, Any]], out_dir: str,
                  parent_run_id: str) -> dict[str, Any]:
     """Per-arm table (markdown + JSON), figures; logged to the parent run and as Prefect artifacts."""
-    from space.bench_plots import write_figures
-    from space.bench_report import arm_rows, json_safe, report_markdown
+    from space.analysis.bench_plots import write_figures
+    from space.analysis.bench_report import arm_rows, json_safe, report_markdown
 
     cells = [cell_summary(raw) for raw in raw_cells]
     out = Path(out_dir)

@@ -15,7 +15,7 @@ from typing import Any
 from prefect import task
 
 from space.hashing import fingerprint
-from space.data import DataConfig
+from space.data.sources import DataConfig
 from space.models.tiny import TinyModelConfig
 from space.paths import models_dir
 from tasks.common import CACHED, file_sha256, task_code_key
@@ -42,7 +42,7 @@ def _model_manifest(directory: Path, name: str, build: dict[str, Any]) -> dict[s
 @task(**STAGE_HOOKS, name="build-tiny-model", cache_policy=CACHED, persist_result=True)
 def build_tiny_model(cfg: TinyModelConfig, data: DataConfig) -> dict[str, Any]:
     """Character tokenizer + tiny causal LM, SFT-trained on the builtin SFT split (whatever the pool's source)."""
-    from space.data import load_split
+    from space.data.sources import load_split
     from space.models.tiny import bootstrap_tiny
 
     directory = models_dir() / f"tiny-{fingerprint(cfg, data.seed, data.sft_size, task_code_key())}"
@@ -70,7 +70,7 @@ def convert_smollm2() -> dict[str, Any]:
 @task(**STAGE_HOOKS, name="external-model")
 def external_model(name: str) -> dict[str, Any]:
     """A local directory (hashed by its weights) or a hub name (keyed by the name)."""
-    from space.data import looks_local
+    from space.data.sources import looks_local
 
     directory = Path(name).expanduser()
     if not directory.is_dir() and looks_local(name):

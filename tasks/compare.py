@@ -3,7 +3,7 @@
 Reads what `space run` (and `space bench` cells) logged: the run's tags and params, its metrics
 (base/final held-out accuracy, the paired gain, unique prompts), its train child (optimiser steps,
 per-epoch held-out accuracy, allocation shares per arm) and its curate child (seconds per stage). The
-table and figures are built by `space.compare`; a value a run did not log stays None ("-" in the table).
+table and figures are built by `space.analysis.compare`; a value a run did not log stays None ("-" in the table).
 
     records = [run_record(client, run) for run in select_runs("space", {"space.policy": "uniform"}, [])]
     run_id = log_compare_run("space", records, paths, {"space.policy": "uniform"})
@@ -137,7 +137,7 @@ def _curation_seconds(curate) -> float | None:
 
 
 def run_record(client, run) -> dict[str, Any]:
-    """A run record for `space.compare` from a parent run (space run or bench cell) and its children."""
+    """A run record for `space.analysis.compare` from a parent run (space run or bench cell) and its children."""
     children = _children(client, run)
     train, curate = children.get("train"), children.get("curate")
     mine, trained = run.data.metrics, (train.data.metrics if train else {})

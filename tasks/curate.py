@@ -16,14 +16,14 @@ import numpy as np
 import polars as pl
 from prefect import task
 
-from space.clustering import ClusterConfig
+from space.curate.clustering import ClusterConfig
 from space.config import Recipe, VerifierConfig
-from space.data import DataConfig
-from space.difficulty import DifficultyConfig
-from space.embedding import EmbeddingConfig
+from space.data.sources import DataConfig
+from space.curate.difficulty import DifficultyConfig
+from space.curate.embedding import EmbeddingConfig
 from space.engines import EngineConfig
-from space.features import FeatureConfig
-from space.reduction import SelectionConfig
+from space.curate.features import FeatureConfig
+from space.curate.reduction import SelectionConfig
 from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, verify_files, write_manifest
 from tasks.progress import generate_with_progress, progress_bar, start_engine
 from tasks.stages import STAGE_HOOKS
@@ -32,7 +32,7 @@ from tasks.stages import STAGE_HOOKS
 @task(**STAGE_HOOKS, name="load-data", cache_policy=CACHED, persist_result=True)
 def load_data(data: DataConfig) -> dict[str, Any]:
     """The pool and eval splits as parquet, with their load reports."""
-    from space.data import load_split
+    from space.data.sources import load_split
 
     out = stage_dir("data", data)
     if (done := read_manifest(out)) is not None:
@@ -50,7 +50,7 @@ def check_lengths(data: dict[str, Any], model: dict[str, Any], recipe: Recipe) -
     """Fail before any engine starts when a completion limit cannot hold the longest gold answer."""
     from transformers import AutoTokenizer
 
-    from space.lengths import check_completion_lengths
+    from space.data.lengths import check_completion_lengths
 
     recipe = recipe.resolved()
     pool_limits = {"curate.difficulty.max_tokens": recipe.curate.difficulty.max_tokens,
@@ -85,8 +85,8 @@ def fit_context(data: dict[str, Any], model: dict[str, Any], system_prompt: str 
     length plus `max_new_tokens` exceeds the model's context, naming each one."""
     from transformers import AutoTokenizer
 
-    from space.data import DataError
-    from space.prompting import model_context, prompt_lengths, render_prompts, too_long
+    from space.data.sources import DataError
+    from space.data.prompting import model_context, prompt_lengths, render_prompts, too_long
 
     out = stage_dir("fit-context", data["pool"]["sha"], (data["eval"] or {}).get("sha"), model["sha"],
                     system_prompt, max_new_tokens, bad_rows, enable_thinking)
@@ -124,7 +124,7 @@ def fit_context(data: dict[str, Any], model: dict[str, Any], system_prompt: str 
 @task(**STAGE_HOOKS, name="embed", cache_policy=CACHED, persist_result=True)
 def embed(pool: dict[str, Any], cfg: EmbeddingConfig) -> dict[str, Any]:
     """Sentence embeddings of the question texts (not the chat-rendered prompts; method.md 2.1)."""
-    from space.embedding import embed_texts, load_embedder, save_embeddings
+    from space.curate.embedding import embed_texts, load_embedder, save_embeddings
 
     out = stage_dir("embed", pool["sha"], cfg)
     if (done := read_manifest(out)) is not None:
@@ -157,7 +157,7 @@ def estimate_difficulty(
     With `source: propagate` only a seeded fraction of the pool is rolled out and the rest is predicted from
     the embeddings (`embedded`, the embed stage's manifest) of their nearest measured neighbours.
     """
-    from space import difficulty
+    from space.curate import difficulty
 
     keyed_embeddings = embedded["sha"] if cfg.source == "propagate" and embedded is not None else None
     out = stage_dir("difficulty", pool["sha"], model["sha"], system_prompt, verifier, cfg, engine, seed,
@@ -185,9 +185,9 @@ def estimate_difficulty(
 
 
 def _propagated(table, embedded, model, prompting, verifier, cfg, engine, seed):
-    """Rollouts on the measured fraction, kNN-propagated difficulty for the rest (space.propagate)."""
-    from space.embedding import load_embeddings
-    from space.propagate import choose_measured, propagated_table
+    """Rollouts on the measured fraction, kNN-propagated difficulty for the rest (space.curate.propagate)."""
+    from space.curate.embedding import load_embeddings
+    from space.curate.propagate import choose_measured, propagated_table
 
     if embedded is None:
         raise ValueError("difficulty.source='propagate' needs the embed stage's output (embedded=...)")
@@ -207,9 +207,9 @@ def _propagated(table, embedded, model, prompting, verifier, cfg, engine, seed):
 def _difficulty_from_rollouts(table, model, prompting, verifier, cfg, engine, seed):
     from transformers import AutoTokenizer
 
-    from space.difficulty import estimate_difficulty as estimate
-    from space.prompting import render_prompts
-    from space.verifiers import get_verifier
+    from space.curate.difficulty import estimate_difficulty as estimate
+    from space.data.prompting import render_prompts
+    from space.data.verifiers import get_verifier
 
     tokenizer = AutoTokenizer.from_pretrained(model["path"])
     prompts = render_prompts(tokenizer, table["question"].to_list(), *prompting)
@@ -224,9 +224,9 @@ def _difficulty_from_rollouts(table, model, prompting, verifier, cfg, engine, se
 @task(**STAGE_HOOKS, name="build-features", cache_policy=CACHED, persist_result=True)
 def build_features(embedded: dict[str, Any], difficulty: dict[str, Any], cfg: FeatureConfig) -> dict[str, Any]:
     """f_i = [whitened PCA(e_i) ; w_d * standardised d_i] (method.md 2.3)."""
-    from space.difficulty import difficulty_array
-    from space.embedding import load_embeddings
-    from space.features import fit_transform
+    from space.curate.difficulty import difficulty_array
+    from space.curate.embedding import load_embeddings
+    from space.curate.features import fit_transform
 
     out = stage_dir("features", embedded["sha"], difficulty["sha"], cfg)
     if (done := read_manifest(out)) is not None:
@@ -245,7 +245,7 @@ def build_features(embedded: dict[str, Any], difficulty: dict[str, Any], cfg: Fe
 @task(**STAGE_HOOKS, name="cluster", cache_policy=CACHED, persist_result=True)
 def cluster(features: dict[str, Any], cfg: ClusterConfig) -> dict[str, Any]:
     """faiss k-means on the features; empty clusters dropped (arms = non-empty clusters)."""
-    from space.clustering import cluster_features
+    from space.curate.clustering import cluster_features
 
     out = stage_dir("cluster", features["sha"], cfg)
     if (done := read_manifest(out)) is not None:
@@ -266,7 +266,7 @@ def select(
     cfg: SelectionConfig,
 ) -> dict[str, Any]:
     """Keep l representatives per cluster; write the curation table and the reduced pool."""
-    from space.reduction import select_representatives
+    from space.curate.reduction import select_representatives
 
     out = stage_dir("select", pool["sha"], difficulty["sha"], features["sha"], clusters["sha"], cfg)
     if (done := read_manifest(out)) is not None:

@@ -1,7 +1,7 @@
 """Tasks of `space curate --add FILE`: load the new prompts, then place them in the existing clusters.
 
 Embedding and difficulty reuse the curation tasks (content-addressed, so a re-run is a cache hit); placing
-uses the fitted feature transform and the centroids the curation stored (space.incremental).
+uses the fitted feature transform and the centroids the curation stored (space.curate.incremental).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 from prefect import task
 
-from space.data import DataConfig
+from space.data.sources import DataConfig
 from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, write_manifest
 from tasks.stages import STAGE_HOOKS
 
@@ -21,7 +21,7 @@ from tasks.stages import STAGE_HOOKS
 @task(**STAGE_HOOKS, name="load-additions", cache_policy=CACHED, persist_result=True)
 def load_additions(data: DataConfig, file_sha: str, pool: dict[str, Any]) -> dict[str, Any]:
     """The new file as a normalised table, minus prompts already in the pool (counted)."""
-    from space.data import load_split
+    from space.data.sources import load_split
 
     out = stage_dir("additions-data", data, file_sha, pool["sha"])
     if (done := read_manifest(out)) is not None:
@@ -41,10 +41,10 @@ def load_additions(data: DataConfig, file_sha: str, pool: dict[str, Any]) -> dic
 def place_additions(additions: dict[str, Any], embedded: dict[str, Any], difficulty: dict[str, Any],
                     features: dict[str, Any], clusters: dict[str, Any], quantile: float) -> dict[str, Any]:
     """Nearest existing cluster for each new prompt, its distance and whether it is far (drift)."""
-    from space.difficulty import difficulty_array
-    from space.embedding import load_embeddings
-    from space.features import FeatureTransform
-    from space.incremental import place_new_prompts
+    from space.curate.difficulty import difficulty_array
+    from space.curate.embedding import load_embeddings
+    from space.curate.features import FeatureTransform
+    from space.curate.incremental import place_new_prompts
 
     out = stage_dir("place-additions", additions["sha"], embedded["sha"], difficulty["sha"], features["sha"],
                     clusters["sha"], quantile)

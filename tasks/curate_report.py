@@ -48,7 +48,7 @@ def summary_markdown(recipe_name: str, stages: dict[str, dict[str, Any]]) -> str
 
 
 def curation_plots(stages: dict[str, dict[str, Any]], out: Path) -> list[Path]:
-    from space.plots import plot_difficulty_hist, plot_projection
+    from space.analysis.plots import plot_difficulty_hist, plot_projection
 
     table = pl.read_parquet(stages["select"]["path"])
     stored = np.load(stages["features"]["path"])

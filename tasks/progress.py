@@ -130,7 +130,7 @@ def sft_progress(update: Update, total_steps: int) -> Callable[[int, dict[str, f
 
 
 def grpo_progress(update: Update) -> Callable[[int, int, dict[str, Any]], None]:
-    """space.grpo.train_epoch's `progress(done, total, log)`; the note is the step's mean reward."""
+    """space.train.grpo.train_epoch's `progress(done, total, log)`; the note is the step's mean reward."""
     def report(done: int, total: int, log: dict[str, Any]) -> None:
         reward = log.get("reward")
         update(done, total, f"reward {reward:.3f}" if reward is not None else "")

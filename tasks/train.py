@@ -31,7 +31,7 @@ def prepare_training(curation: dict[str, Any], model: dict[str, Any], system_pro
     """Training rows (rendered prompt, answer, metadata, cluster) for the reduced or the full pool."""
     from transformers import AutoTokenizer
 
-    from space.prompting import render_prompts
+    from space.data.prompting import render_prompts
 
     out = stage_dir("train-data", curation["sha"], model["sha"], system_prompt, pool, enable_thinking)
     if (done := read_manifest(out)) is not None:
@@ -63,7 +63,7 @@ def train_epoch(
     previous: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """One GRPO epoch over the bandit's allocation; returns the epoch manifest (paths and metrics)."""
-    from space.epoch import run_epoch
+    from space.train.epoch import run_epoch
 
     run_dir = stage_dir("train", data["sha"], model["sha"], cfg, verifier, seed)
     out = run_dir / f"epoch_{epoch:03d}"
@@ -96,9 +96,9 @@ def evaluate(model_path: str, model_sha: str, eval_split: dict[str, Any], system
     """Greedy accuracy and pass_at_1 of a model directory on the held-out split."""
     from transformers import AutoTokenizer
 
-    from space.evaluation import evaluate as run_eval
-    from space.prompting import render_prompts
-    from space.verifiers import get_verifier
+    from space.train.evaluation import evaluate as run_eval
+    from space.data.prompting import render_prompts
+    from space.data.verifiers import get_verifier
 
     out = stage_dir("eval", model_sha, eval_split["sha"], system_prompt, verifier, cfg, engine, seed, enable_thinking)
     if (done := read_manifest(out)) is not None:

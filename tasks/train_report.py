@@ -77,7 +77,7 @@ def _matrix(epochs: list[dict[str, Any]], key: str) -> list[list[float]]:
 @task(**STAGE_HOOKS, name="report-training")
 def report_training(run_id: str, epochs: list[dict[str, Any]], final_eval: dict[str, Any] | None) -> None:
     """Allocation heatmap, solve-rate curves, Prefect summary artifacts (the model: tasks.model_registry)."""
-    from space.plots import plot_allocation_heatmap, plot_curves
+    from space.analysis.plots import plot_allocation_heatmap, plot_curves
 
     out = Path(epochs[-1]["checkpoint"]).parent
     shares = _matrix(epochs, "share")

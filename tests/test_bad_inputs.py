@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from space.config import RecipeError, load_recipe
-from space.data import BadRowsError, DataConfig, DataError, load_split
+from space.data.sources import BadRowsError, DataConfig, DataError, load_split
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = {"question": "What is 2 plus 2?", "answer": "4"}
@@ -127,7 +127,7 @@ def test_data_unreadable_parquet_names_the_file(tmp_path):
 
 
 def test_data_more_clusters_than_prompts_names_the_key():
-    from space.clustering import ClusterConfig, cluster_features
+    from space.curate.clustering import ClusterConfig, cluster_features
 
     with pytest.raises(ValueError, match=r"num_clusters=8 exceeds the pool size N=3"):
         cluster_features(np.zeros((3, 4), dtype=np.float32), ClusterConfig(num_clusters=8))
@@ -158,7 +158,7 @@ def test_model_without_chat_template_names_the_model(tmp_path):
     from conftest_models import make_tiny_model_dir
     from transformers import AutoTokenizer
 
-    from space.prompting import render_prompts
+    from space.data.prompting import render_prompts
 
     directory = make_tiny_model_dir(tmp_path / "m")
     config = json.loads((directory / "tokenizer_config.json").read_text())
@@ -218,7 +218,7 @@ def test_engine_server_down_gives_up_naming_the_prompt():
 
 
 def test_verifier_exception_is_raised_with_the_prompt_id_not_scored_0():
-    from space.difficulty import DifficultyConfig, VerifierError, estimate_difficulty
+    from space.curate.difficulty import DifficultyConfig, VerifierError, estimate_difficulty
 
     def broken(completions, *, answer, metadata=None, **_):
         raise ZeroDivisionError("scorer bug")
@@ -233,7 +233,7 @@ def test_verifier_exception_is_raised_with_the_prompt_id_not_scored_0():
 def test_verifier_math_parse_error_is_none_never_0(monkeypatch):
     import math_verify.parser
 
-    from space.verifiers import get_verifier
+    from space.data.verifiers import get_verifier
 
     real = math_verify.parser.extract_target_from_pred
 
@@ -268,7 +268,7 @@ def test_artifact_corrupt_manifest_makes_the_stage_recompute(tmp_path):
 
 
 def test_artifact_truncated_checkpoint_file_is_named(tmp_path):
-    from space.checkpoint import FORMAT_VERSION, load_checkpoint
+    from space.train.checkpoint import FORMAT_VERSION, load_checkpoint
 
     manifest = tmp_path / "space_manifest.json"
     listed = {"model.safetensors": {"size": 100, "sha256": "0" * 64}}
@@ -285,7 +285,7 @@ def test_disk_full_during_checkpoint_write_keeps_the_previous_checkpoint(tmp_pat
     from conftest_models import make_tiny_model_dir
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from space.checkpoint import OPTIMIZER, is_complete, load_checkpoint, save_checkpoint
+    from space.train.checkpoint import OPTIMIZER, is_complete, load_checkpoint, save_checkpoint
 
     source = make_tiny_model_dir(tmp_path / "m")
     model, tokenizer = AutoModelForCausalLM.from_pretrained(source), AutoTokenizer.from_pretrained(source)

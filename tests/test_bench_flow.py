@@ -28,7 +28,7 @@ def _children(client, parent_id: str):
 
 @pytest.fixture(scope="module")
 def spec():
-    from space.bench import load_bench_spec
+    from space.analysis.bench import load_bench_spec
 
     return load_bench_spec(SPEC)
 

@@ -1,4 +1,4 @@
-"""`space compare`: the pure report (space.compare) on hand-built run records, then the command end to end on
+"""`space compare`: the pure report (space.analysis.compare) on hand-built run records, then the command end to end on
 two real `space run`s (the session's e2e run and the same recipe with another bandit policy) in real MLflow."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 import tasks  # noqa: F401  (environment defaults before prefect and mlflow are imported)
 from flows.cli import app
 from prefect.logging.configuration import ensure_logging_setup
-from space.compare import HEADERS, compare_figures, compare_markdown, raw_frame, table_rows, write_report
+from space.analysis.compare import HEADERS, compare_figures, compare_markdown, raw_frame, table_rows, write_report
 
 # Prefect's console handler binds sys.stderr when logging is set up: do it now, not inside a CliRunner call
 # whose temporary stream is closed afterwards (the runs' flow logs would then fail to write)

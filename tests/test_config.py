@@ -4,7 +4,7 @@ completion length unless set explicitly; the recipe seed reaches k-means and sel
 import numpy as np
 import pytest
 
-from space.clustering import cluster_features
+from space.curate.clustering import cluster_features
 from space.config import (
     RecipeError,
     dump_recipe,
@@ -14,7 +14,7 @@ from space.config import (
     parse_override,
     shipped_recipes,
 )
-from space.reduction import select_representatives
+from space.curate.reduction import select_representatives
 
 
 def test_every_shipped_recipe_loads():

@@ -117,7 +117,7 @@ def test_engine_progress_reports_every_piece_and_changes_no_completion(tiny_dir,
 
 
 def test_embedding_progress_reports_pieces_and_gives_the_same_vectors():
-    from space.embedding import EmbeddingConfig, embed_texts, load_embedder
+    from space.curate.embedding import EmbeddingConfig, embed_texts, load_embedder
 
     embedder = load_embedder(EmbeddingConfig(device="cpu"))
     texts = [f"What is {a} plus {b}?" for a in range(9) for b in range(5)]  # 45 texts

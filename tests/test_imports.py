@@ -31,7 +31,7 @@ def test_the_walk_finds_every_module():
     files = {p.relative_to(Path(space.__file__).parent.parent).with_suffix("").as_posix().replace("/", ".")
              for p in Path(space.__file__).parent.rglob("*.py") if p.name != "__init__.py"}
     assert files <= set(MODULES)
-    assert {"space.evaluation", "space.checkpoint", "space.plots", "space.models.smollm2"} <= set(MODULES)
+    assert {"space.train.evaluation", "space.train.checkpoint", "space.analysis.plots", "space.models.smollm2"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("module", ["space", *MODULES])
@@ -42,6 +42,6 @@ def test_module_imports_neither_prefect_nor_mlflow(module):
 
 def test_the_check_catches_an_mlflow_import(tmp_path):
     shutil.copytree(Path(space.__file__).parent, tmp_path / "space", ignore=shutil.ignore_patterns("__pycache__"))
-    evaluation = tmp_path / "space" / "evaluation.py"
+    evaluation = tmp_path / "space" / "train" / "evaluation.py"
     evaluation.write_text(evaluation.read_text() + "\nimport mlflow  # the regression the issue describes\n")
-    assert _forbidden_after_import("space.evaluation", tmp_path) == ["mlflow"]
+    assert _forbidden_after_import("space.train.evaluation", tmp_path) == ["mlflow"]

@@ -36,7 +36,7 @@ def test_editing_a_function_changes_the_keys_of_the_stages_that_run_it_and_no_ot
     for package in ("space", "tasks", "flows"):
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     before = _stage_keys_in_fresh_process(tmp_path)
-    features = tmp_path / "space" / "features.py"
+    features = tmp_path / "space" / "curate" / "features.py"
     text = features.read_text()
     assert "STD_EPS = 1e-8" in text  # the epsilon of the standardised difficulty: a change of behaviour
     features.write_text(text.replace("STD_EPS = 1e-8", "STD_EPS = 1e-9"))

@@ -61,9 +61,9 @@ def test_greedy_accuracy_is_between_20_and_80_percent(builtin):
     from transformers import AutoTokenizer
 
     from space.engines import EngineConfig, make_engine
-    from space.evaluation import evaluate
-    from space.prompting import render_prompts
-    from space.verifiers import get_verifier
+    from space.train.evaluation import evaluate
+    from space.data.prompting import render_prompts
+    from space.data.verifiers import get_verifier
 
     table, recipe = builtin["table"], builtin["recipe"]
     prompts = render_prompts(AutoTokenizer.from_pretrained(builtin["model"]["path"]), table["question"].to_list())
@@ -89,9 +89,9 @@ def test_difficulty_tracks_ground_truth_level(builtin):
 def test_semantic_clusters_recover_the_tasks(builtin):
     from sklearn.metrics import adjusted_rand_score
 
-    from space.clustering import ClusterConfig, cluster_features
-    from space.embedding import load_embeddings
-    from space.features import FeatureConfig, build_features
+    from space.curate.clustering import ClusterConfig, cluster_features
+    from space.curate.embedding import load_embeddings
+    from space.curate.features import FeatureConfig, build_features
 
     ids, vectors = load_embeddings(builtin["embedded"]["path"])
     sources = dict(zip(builtin["table"]["prompt_id"], builtin["table"]["source"]))

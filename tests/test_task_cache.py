@@ -9,7 +9,7 @@ import json
 import polars as pl
 import pytest
 
-from space.data import DataConfig
+from space.data.sources import DataConfig
 
 DATA = DataConfig(pool_size=12, eval_size=6, sft_size=6, seed=5)
 
@@ -107,7 +107,7 @@ PROBE = """
 import sys
 import tasks
 from prefect import flow
-from space.data import DataConfig
+from space.data.sources import DataConfig
 from tasks.curate import load_data
 
 @flow(name="code-probe")
@@ -146,7 +146,7 @@ def test_editing_a_function_in_a_copy_of_the_package_recomputes_the_stage(tmp_pa
         shutil.copytree(source / package, tmp_path / "code" / package, ignore=shutil.ignore_patterns("__pycache__"))
     home = tmp_path / "home"
     first, again = _probe_in_copy(tmp_path / "code", home), _probe_in_copy(tmp_path / "code", home)
-    data_py = tmp_path / "code" / "space" / "data.py"
+    data_py = tmp_path / "code" / "space" / "data" / "sources.py"
     text = data_py.read_text()
     assert 'return " ".join(text.split()).casefold()' in text
     edit = ('return " ".join(text.split()).casefold()', 'return " ".join(text.split()).lower()')

@@ -84,7 +84,7 @@ def test_mlflow_dying_mid_run_names_the_uri_keeps_checkpoints_and_the_rerun_resu
         assert f"TrackingError: MLflow at {uri} cannot be reached while" in output, output[-3000:]
         assert "Traceback" not in output
         [run_dir] = (home / "artifacts" / "train").iterdir()
-        from space.checkpoint import verify_checkpoint
+        from space.train.checkpoint import verify_checkpoint
 
         assert verify_checkpoint(run_dir / "epoch_001" / "checkpoint")["epoch"] == 1  # epoch 2 of 3, finished
         assert not (run_dir / "epoch_002").exists()

@@ -4,7 +4,7 @@
         groups = engine.generate(prompts, n=8, temperature=1.0, max_tokens=64, seed=0, prompt_ids=ids)
         groups[i][j].text, groups[i][j].num_tokens, groups[i][j].finish_reason   # "stop" or "length"
 
-Prompts are already-rendered strings (the caller applied the chat template, space/prompting.py), so no engine
+Prompts are already-rendered strings (the caller applied the chat template, space/data/prompting.py), so no engine
 adds special tokens of its own (no second BOS), as TRL's GRPO trainer does when it tokenizes prompts.
 
 **Seeds.** Every prompt gets its own seed, `derive_seed(seed, "engine-prompt", prompt_id, occurrence)`

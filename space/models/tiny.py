@@ -1,7 +1,7 @@
 """The built-in tiny model: a character-level causal LM that space builds and SFT-trains on CPU.
 
 It gives the whole pipeline (difficulty estimation, curation, GRPO, evaluation) a policy that is partly
-able on the builtin reasoning-gym mix (space/builtin_tasks.py) without downloading anything:
+able on the builtin reasoning-gym mix (space/data/builtin_tasks.py) without downloading anything:
 
     items = generate_items("sft", 12000, seed=0)        # the recipe's data.sft_size and data.seed
     manifest = bootstrap_tiny(models_dir() / "tiny", cfg, items)

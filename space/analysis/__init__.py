@@ -1,0 +1,1 @@
+"""Reading results: bench specs and reports, run comparison, plots and statistics."""

@@ -1,0 +1,196 @@
+"""The `space bench` report: per-arm statistics over seeds, paired differences against a reference arm.
+
+Pure: takes per-cell result dicts (see `summarise_cell`), returns table rows and markdown; figures are
+drawn by `space.analysis.bench_plots`. Intervals over seeds are Student-t (`space.analysis.stats.seed_interval`; undefined,
+shown as n/a, with one seed). Differences against the reference arm are paired by seed.
+
+    cells = [summarise_cell(arm, seed, training, gains, seconds) for ...]
+    rows = arm_rows(cells, reference="uniform-full")
+    text = report_markdown("smoke", rows, reference="uniform-full", figures=[...])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import PurePath
+from typing import Any
+
+import numpy as np
+
+from space.analysis.stats import seed_interval, steps_to_fraction
+
+NAN = float("nan")
+
+
+def _point(step: float, rollouts: float, epoch: int, metrics: dict[str, float]) -> dict[str, float]:
+    return {"step": float(step), "rollouts": float(rollouts), "epoch": epoch,
+            "greedy": float(metrics["eval/all/greedy_acc"]), "pass1": float(metrics["eval/all/pass_at_1"])}
+
+
+def summarise_cell(arm: str, seed: int, training: dict[str, Any], gains: dict[str, Any], seconds: float,
+                   run_id: str | None = None) -> dict[str, Any]:
+    """One cell's result from the train flow's output: curves, per-epoch group stats, final metrics, gains."""
+    epochs = training["epochs"]
+    steps = [e["metrics"]["global_step"] for e in epochs]
+    rollouts = np.cumsum([e["metrics"]["rollouts"] for e in epochs]).tolist()
+    curve = [_point(0, 0, -1, training["base_eval"]["metrics"])]
+    for evaluation in training["epoch_evals"]:
+        e = evaluation["epoch"]
+        curve.append(_point(steps[e], rollouts[e], e, evaluation["metrics"]))
+    if curve[-1]["epoch"] != len(epochs) - 1:  # the last epoch was not on the eval schedule: the final eval
+        curve.append(_point(steps[-1], rollouts[-1], len(epochs) - 1, training["final_eval"]["metrics"]))
+    per_epoch = [{"epoch": e["epoch"], "step": float(steps[i]), "rollouts": float(rollouts[i]),
+                  "effective_group_frac": 1.0 - float(e["metrics"]["frac_reward_zero_std"])}
+                 for i, e in enumerate(epochs)]
+    return {"arm": arm, "seed": seed, "run_id": run_id, "seconds": float(seconds),
+            "train_seconds": float(sum(e["metrics"]["seconds/epoch"] for e in epochs)),
+            "unique_prompts": int(training["unique_prompts"]), "steps": float(steps[-1]),
+            "rollouts": float(rollouts[-1]), "base": {k: curve[0][k] for k in ("greedy", "pass1")},
+            "final": {k: curve[-1][k] for k in ("greedy", "pass1")}, "gain": gains, "curve": curve,
+            "epochs": per_epoch}
+
+
+def _by_arm(cells: Sequence[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
+    arms: dict[str, dict[int, dict[str, Any]]] = {}
+    for cell in cells:
+        if cell["seed"] in arms.setdefault(cell["arm"], {}):
+            raise ValueError(f"two results for arm {cell['arm']!r} seed {cell['seed']}")
+        arms[cell["arm"]][cell["seed"]] = cell
+    return arms
+
+
+def mean_curve(cells: Sequence[dict[str, Any]], x: str, y: str, series: str = "curve") -> dict[str, np.ndarray]:
+    """Mean, min and max of `y` over seeds at each value of `x` (steps, rollouts or epoch)."""
+    points: dict[float, list[float]] = {}
+    for cell in cells:
+        for point in cell[series]:
+            points.setdefault(float(point[x]), []).append(float(point[y]))
+    xs = sorted(points)
+    return {"x": np.array(xs), "mean": np.array([np.mean(points[v]) for v in xs]),
+            "lo": np.array([np.min(points[v]) for v in xs]), "hi": np.array([np.max(points[v]) for v in xs]),
+            "n": np.array([len(points[v]) for v in xs])}
+
+
+def _interval(values: Sequence[float]) -> tuple[float, float, float]:
+    return seed_interval(values) if len(values) else (NAN, NAN, NAN)
+
+
+def _paired(arm: dict[int, dict], ref: dict[int, dict], key: str) -> tuple[float, float, float, int]:
+    common = sorted(set(arm) & set(ref))
+    diffs = [arm[s]["final"][key] - ref[s]["final"][key] for s in common]
+    return (*_interval(diffs), len(common))
+
+
+def _to_reach(cells: list[dict], x: str, base: float, target: float) -> float:
+    curve = mean_curve(cells, x, "pass1")
+    return steps_to_fraction(curve["x"], curve["mean"], base, target) if len(curve["x"]) else NAN
+
+
+def arm_rows(cells: Sequence[dict[str, Any]], reference: str, order: Sequence[str] | None = None) -> list[dict]:
+    """One row per arm: finals with seed CIs, gain over base, paired differences vs `reference`, efficiency."""
+    arms = _by_arm(cells)
+    if reference not in arms:
+        raise ValueError(f"no results for the reference arm {reference!r} (arms with results: {sorted(arms)})")
+    ref = arms[reference]
+    ref_base = float(np.mean([c["base"]["pass1"] for c in ref.values()]))
+    ref_final = float(np.mean([c["final"]["pass1"] for c in ref.values()]))
+    rows = []
+    for name in order or list(arms):
+        if name not in arms:
+            continue
+        seeds = arms[name]
+        cs = [seeds[s] for s in sorted(seeds)]
+        base = float(np.mean([c["base"]["pass1"] for c in cs]))
+        target = base + (ref_final - ref_base)  # the reference's gain, measured from this arm's base
+        row: dict[str, Any] = {"arm": name, "seeds": len(cs), "base_pass1": base,
+                               "base_greedy": float(np.mean([c["base"]["greedy"] for c in cs]))}
+        for key in ("greedy", "pass1"):
+            row[f"final_{key}"], row[f"final_{key}_lo"], row[f"final_{key}_hi"] = _interval(
+                [c["final"][key] for c in cs])
+        row["gain_pass1"], row["gain_pass1_lo"], row["gain_pass1_hi"] = _interval(
+            [c["final"]["pass1"] - c["base"]["pass1"] for c in cs])
+        for key in ("pass1", "greedy"):  # the reference row has no difference with itself
+            d, lo, hi, n = (NAN, NAN, NAN, len(cs)) if name == reference else _paired(seeds, ref, key)
+            row[f"vs_ref_{key}"], row[f"vs_ref_{key}_lo"], row[f"vs_ref_{key}_hi"], row["paired_seeds"] = d, lo, hi, n
+        row["steps_to_90"] = _to_reach(cs, "step", base, target)
+        row["rollouts_to_90"] = _to_reach(cs, "rollouts", base, target)
+        row["steps"] = float(np.mean([c["steps"] for c in cs]))
+        row["unique_prompts"] = float(np.mean([c["unique_prompts"] for c in cs]))
+        row["effective_group_frac"] = float(np.mean([e["effective_group_frac"] for c in cs for e in c["epochs"]]))
+        row["seconds"] = float(np.mean([c["seconds"] for c in cs]))
+        row["train_seconds"] = float(np.mean([c["train_seconds"] for c in cs]))
+        rows.append(row)
+    return rows
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _ci(row: dict, key: str, signed: bool = False) -> str:
+    value, lo, hi = row[key], row[f"{key}_lo"], row[f"{key}_hi"]
+    if isinstance(value, float) and math.isnan(value):
+        return "—"
+    fmt = (lambda v: "n/a" if math.isnan(v) else f"{v:+.3f}") if signed else _fmt  # noqa: E731
+    return f"{fmt(value)} [{fmt(lo)}, {fmt(hi)}]"
+
+
+COLUMNS = ["arm", "seeds", "unique prompts", "base pass@1", "final pass@1 [95% CI]", "final greedy [95% CI]",
+           "pass@1 gain over base [95% CI]", "pass@1 vs ref [95% CI]", "greedy vs ref [95% CI]",
+           "steps to 90% of ref gain", "rollouts to 90%", "effective groups", "training s / cell", "cell wall-clock s"]
+
+
+def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The per-arm table as markdown."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        cells = [r["arm"], str(r["seeds"]), f"{r['unique_prompts']:.1f}", _fmt(r["base_pass1"]),
+                 _ci(r, "final_pass1"), _ci(r, "final_greedy"), _ci(r, "gain_pass1", True),
+                 _ci(r, "vs_ref_pass1", True), _ci(r, "vs_ref_greedy", True), _fmt(r["steps_to_90"], 0),
+                 _fmt(r["rollouts_to_90"], 0), _fmt(r["effective_group_frac"]), _fmt(r["train_seconds"], 1),
+                 _fmt(r["seconds"], 1)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report_markdown(name: str, rows: Sequence[dict[str, Any]], reference: str, budget: Sequence[str] = (),
+                    figures: Sequence[str] = (), descriptions: dict[str, str] | None = None) -> str:
+    """The whole report: settings, the per-arm table, one sentence per arm against the reference, figures."""
+    from space.analysis.stats import describe_difference
+
+    lines = [f"# Bench `{name}`", "", f"Reference arm: `{reference}`. Budget overrides: "
+             + (", ".join(f"`{b}`" for b in budget) or "none") + ".", "",
+             "Intervals are 95% Student-t intervals over seeds (n/a with one seed); differences against the "
+             "reference are paired by seed. Steps (and rollouts) to 90%: the first evaluated point at which the "
+             "arm's seed-mean pass@1 reaches its base + 0.9 x the reference's final gain (n/a: never, or the "
+             "reference did not gain). Effective groups: share of GRPO groups whose rewards are not all equal, "
+             "mean over epochs and seeds. Training s: the epochs' own compute time as recorded when they ran "
+             "(kept when later replayed from cache); cell wall-clock: this execution of the cell, cache hits "
+             "included.", "", table_markdown(rows), ""]
+    for r in rows:
+        note = (descriptions or {}).get(r["arm"], "")
+        if r["arm"] == reference:
+            continue
+        if math.isnan(r["vs_ref_pass1"]):
+            lines.append(f"- `{r['arm']}`: no seed shared with the reference.")
+            continue
+        sentence = describe_difference(r["vs_ref_pass1"], r["vs_ref_pass1_lo"], r["vs_ref_pass1_hi"],
+                                       f"pass@1 minus {reference}'s")
+        lines.append(f"- `{r['arm']}`" + (f" ({note})" if note else "") + f": {sentence} "
+                     f"({r['paired_seeds']} paired seeds).")
+    lines += [""] + [f"![{PurePath(f).stem}]({f})" for f in figures]
+    return "\n".join(lines) + "\n"
+
+
+def json_safe(value: Any) -> Any:
+    """NaN -> None and numpy scalars -> Python, recursively (for JSON, Prefect tables and MLflow)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

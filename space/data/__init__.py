@@ -1,0 +1,1 @@
+"""The data phase: sources and files, the builtin reasoning-gym tasks, prompt rendering, verifiers, lengths."""

@@ -1,0 +1,1 @@
+"""Phase 2 of SPaCe, online training: bandit policies, picker, GRPO epochs, checkpoints, evaluation."""

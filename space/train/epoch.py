@@ -1,0 +1,128 @@
+"""One SPaCe training epoch as a plain function: plan with the bandit, train GRPO, feed the rollouts back.
+
+This is the method's inner loop (method.md 3), kept out of Prefect so it can be called and tested directly:
+
+    outcome = run_epoch(table, arms, cfg, verifier, model_dir, seed=0, epoch=t,
+                        checkpoint_in=previous_checkpoint, state_in=previous_state, checkpoint_out=out)
+
+`state_in` / `outcome.state` hold the bandit's and the prompt picker's state (JSON-ready dicts), so the
+caller persists them between epochs; the checkpoint holds the policy, optimiser and scheduler. Metrics come
+back named for logging, and the allocation comes back as data (`arms`, `probabilities`), for reports that
+must not parse metric names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from space.config import TrainConfig, VerifierConfig
+
+
+@dataclass
+class EpochOutcome:
+    """What `run_epoch` produced: the plan, the GRPO result, the updated bandit/picker state and metrics."""
+
+    order: list[int]  # row index per slot
+    arms: list[int]  # arm (cluster) per slot
+    probabilities: list[float]  # the bandit's allocation probabilities this epoch
+    rollouts: pl.DataFrame
+    log_history: list[dict[str, Any]]
+    metrics: dict[str, float]
+    state: dict[str, Any]  # {"bandit": ..., "picker": ...}
+    arm_table: list[dict[str, Any]]
+    checkpoint_out: Path
+
+
+def arm_members(table: pl.DataFrame) -> list[list[int]]:
+    """Row indices of each arm (cluster id = arm index)."""
+    clusters = table["cluster"].to_list()
+    members: list[list[int]] = [[] for _ in range(max(clusters) + 1)]
+    for row, cluster in enumerate(clusters):
+        members[cluster].append(row)
+    return members
+
+
+def group_results(rollouts: pl.DataFrame) -> tuple[list[Any], int]:
+    """Bandit feedback per slot; judged rollouts only (a group left with < 2 judged rollouts is skipped)."""
+    from space.train.bandit import GroupResult
+
+    groups, skipped = [], 0
+    for (_, cluster), part in rollouts.group_by("group", "cluster", maintain_order=True):
+        judged = part.filter(pl.col("reward").is_not_null())
+        if judged.height < 2:
+            skipped += 1
+            continue
+        groups.append(GroupResult(int(cluster), tuple(judged["reward"].to_list()), tuple(judged["solved"].to_list())))
+    return groups, skipped
+
+
+def arm_priors(arms: list[dict[str, Any]]) -> list[float | None]:
+    """Each arm's mean reference solve rate; None (no prior) where curation measured none."""
+    return [arm["ref_solve_rate"] for arm in arms]
+
+
+def allocation_metrics(arms: np.ndarray, probabilities: np.ndarray, num_arms: int) -> dict[str, float]:
+    """Each arm's share of the epoch's slots and its allocation probability, named for logging."""
+    shares = {f"bandit/arm_{k:02d}/share": float((arms == k).mean()) for k in range(num_arms)}
+    return shares | {f"bandit/arm_{k:02d}/p": float(p) for k, p in enumerate(probabilities)}
+
+
+def run_epoch(
+    table: pl.DataFrame,
+    arms: list[dict[str, Any]],
+    cfg: TrainConfig,
+    verifier: VerifierConfig,
+    model_dir: Path,
+    *,
+    seed: int,
+    epoch: int,
+    checkpoint_in: Path | None,
+    state_in: dict[str, Any] | None,
+    checkpoint_out: Path,
+    rollouts_out: Path | None = None,
+    progress: Any = None,
+) -> EpochOutcome:
+    """Plan epoch `epoch`'s M slots, train one GRPO epoch on them and update the bandit from its rollouts.
+
+    `table` holds the training rows (prompt, prompt_id, cluster, answer, metadata) in arm order; `arms` one
+    dict per arm with its `ref_solve_rate` prior. The rollouts are written to `rollouts_out` (when given) as
+    soon as training ends, before the bandit update, so a failing update loses none of them. Raises
+    RuntimeError when the verifier judged no group (the bandit would otherwise learn from nothing)."""
+    from space.train import grpo
+    from space.train.bandit import make_policy
+    from space.train.sampler import ClusterPromptPicker
+    from space.data.verifiers import get_verifier
+
+    members = arm_members(table)
+    policy = make_policy(cfg.bandit, [len(m) for m in members], seed, arm_priors(arms))
+    picker = ClusterPromptPicker(members, seed)
+    if state_in is not None:
+        policy.load_state_dict(state_in["bandit"])
+        picker.load_state_dict(state_in["picker"])
+    probabilities, planned = policy.allocate(epoch, cfg.slots_per_epoch)
+    order = picker.fill(planned)
+    result = grpo.train_epoch(
+        Path(model_dir), checkpoint_in, checkpoint_out, table.to_dicts(), order,
+        get_verifier(verifier.name, extract=verifier.extract), cfg.grpo, epoch, cfg.epochs, seed,
+        progress=progress, theta_solve=verifier.theta_solve,
+    )
+    if rollouts_out is not None:
+        result.rollouts.write_parquet(rollouts_out)
+    groups, skipped = group_results(result.rollouts)
+    if not groups:
+        raise RuntimeError(f"epoch {epoch}: the verifier judged no group (see {rollouts_out or 'the rollouts'})")
+    bandit_metrics = policy.update(groups)
+    metrics = {**result.metrics, **bandit_metrics, **allocation_metrics(planned, probabilities, len(members)),
+               "bandit/skipped_groups": skipped}
+    return EpochOutcome(
+        order=[int(i) for i in order], arms=[int(a) for a in planned],
+        probabilities=[float(p) for p in probabilities], rollouts=result.rollouts,
+        log_history=result.log_history, metrics=metrics,
+        state={"bandit": policy.state_dict(), "picker": picker.state_dict()},
+        arm_table=policy.arm_table(), checkpoint_out=Path(result.checkpoint_out),
+    )

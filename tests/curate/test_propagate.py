@@ -1,0 +1,91 @@
+"""Cheap difficulty: stratified choice of the measured prompts and kNN propagation to the rest."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy.stats import spearmanr
+
+from space.curate.propagate import choose_measured, propagate, propagated_table
+
+
+def _blobs(sizes: list[int], dim: int = 8, seed: int = 0) -> np.ndarray:
+    """Well separated Gaussian blobs, unit-normalised rows."""
+    rng = np.random.default_rng(seed)
+    centres = np.eye(dim)[: len(sizes)] * 10  # orthogonal: far apart after normalising
+    x = np.concatenate([c + rng.normal(scale=0.1, size=(n, dim)) for c, n in zip(centres, sizes)])
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_every_stratum_gets_its_ceil_share():
+    sizes = [50, 30, 7]
+    x = _blobs(sizes)
+    mask = choose_measured(x, fraction=0.2, strata=3, seed=0)
+    starts = np.cumsum([0, *sizes])
+    per_blob = [int(mask[a:b].sum()) for a, b in zip(starts[:-1], starts[1:])]
+    assert per_blob == [math.ceil(0.2 * n) for n in sizes] == [10, 6, 2]
+
+
+def test_choice_is_seeded():
+    x = _blobs([40, 40, 40])
+    a, b = choose_measured(x, 0.25, 3, seed=0), choose_measured(x, 0.25, 3, seed=0)
+    c = choose_measured(x, 0.25, 3, seed=1)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.sum() == c.sum() == 30
+
+
+def test_fraction_one_measures_everything_and_bad_fractions_raise():
+    x = _blobs([5, 5])
+    assert choose_measured(x, 1.0, 2, seed=0).all()
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="measure_fraction"):
+            choose_measured(x, bad, 2, seed=0)
+
+
+def test_measured_rows_keep_their_value_and_midpoint_gets_the_mean():
+    x = np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 0.0], [0.0, 0.0]], dtype=np.float32)
+    measured = np.array([True, True, False, False])
+    d = np.array([0.0, 1.0, np.nan, np.nan])
+    out = propagate(x, measured, d, neighbours=2)
+    assert out[0] == 0.0 and out[1] == 1.0
+    assert out[2] == pytest.approx(0.5)  # equidistant from both: plain mean
+    assert out[3] == pytest.approx(0.0, abs=1e-5)  # on top of a measured point: its value
+
+
+def test_unjudged_measured_rows_are_not_neighbours():
+    x = np.array([[0.0], [0.1], [5.0], [0.05]], dtype=np.float32)
+    measured = np.array([True, True, True, False])
+    d = np.array([np.nan, np.nan, 0.8, np.nan])  # the two close measured rows could not be judged
+    out = propagate(x, measured, d, neighbours=3)
+    assert np.isnan(out[0]) and np.isnan(out[1])
+    assert out[3] == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="nothing to propagate"):
+        propagate(x, measured, np.full(4, np.nan), neighbours=3)
+
+
+def test_smooth_difficulty_is_recovered_from_a_fifth():
+    rng = np.random.default_rng(3)
+    t = rng.uniform(0, 1, size=500)
+    x = np.stack([np.cos(t * np.pi), np.sin(t * np.pi)], axis=1).astype(np.float32)  # a half circle
+    truth = t**2
+    mask = choose_measured(x, 0.2, 8, seed=0)
+    out = propagate(x, mask, np.where(mask, truth, np.nan), neighbours=4)
+    rho = spearmanr(out[~mask], truth[~mask]).statistic
+    assert rho > 0.98
+
+
+def test_propagated_table_marks_measured_rows():
+    x = np.array([[0.0], [1.0], [0.4]], dtype=np.float32)
+    measured_rows = pl.DataFrame({"prompt_id": ["a", "b"], "successes": [4, 0], "k": [4, 4], "unjudged": [0, 0],
+                                  "solve_rate": [1.0, 0.0], "difficulty": [0.0, 1.0]})
+    table = propagated_table(["a", "b", "c"], x, np.array([True, True, False]), measured_rows, neighbours=2)
+    assert table.columns == ["prompt_id", "successes", "k", "unjudged", "solve_rate", "difficulty", "measured"]
+    assert table["measured"].to_list() == [True, True, False]
+    assert table["successes"].to_list() == [4, 0, None]
+    # weights 1/0.4 and 1/0.6 -> (0 * 2.5 + 1 * 1.6667) / 4.1667 = 0.4
+    assert table["difficulty"].to_list()[:2] == [0.0, 1.0]
+    assert table["difficulty"][2] == pytest.approx(0.4, abs=1e-5)

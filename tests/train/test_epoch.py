@@ -1,0 +1,98 @@
+"""Tests for space/train/epoch.py: the SPaCe epoch loop called directly (no Prefect), on a tiny random Llama."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from conftest_models import make_tiny_model_dir
+from space.train.bandit import BanditConfig
+from space.config import TrainConfig, VerifierConfig
+from space.train.checkpoint import load_checkpoint
+from space.train.epoch import allocation_metrics, arm_members, group_results, run_epoch
+from space.train.grpo import GRPOSettings
+
+torch.set_num_threads(1)
+
+ROWS = [("1+1=", "2", 0), ("2+2=", "4", 0), ("3+4=", "7", 1), ("5-1=", "4", 1), ("9-3=", "6", 1)]
+CFG = TrainConfig(epochs=2, slots_per_epoch=4, bandit=BanditConfig(policy="ts_lp"),
+                  grpo=GRPOSettings(prompts_per_step=2, num_generations=4, max_completion_length=8))
+EXACT = VerifierConfig(name="exact", extract="none")
+
+
+def table() -> pl.DataFrame:
+    return pl.DataFrame({"prompt": [f"Q: {q}\nA: " for q, _, _ in ROWS], "prompt_id": [f"p{i}" for i in range(5)],
+                         "cluster": [c for _, _, c in ROWS], "answer": [a for _, a, _ in ROWS],
+                         "metadata": ["{}"] * 5})
+
+
+ARMS = [{"cluster": 0, "ref_solve_rate": 0.5}, {"cluster": 1, "ref_solve_rate": None}]
+
+
+@pytest.fixture(scope="module")
+def two_epochs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("epochs")
+    base = make_tiny_model_dir(root / "tiny")
+    first = run_epoch(table(), ARMS, CFG, EXACT, base, seed=3, epoch=0, checkpoint_in=None, state_in=None,
+                      checkpoint_out=root / "e0", rollouts_out=root / "e0.parquet")
+    state = json.loads(json.dumps(first.state))  # what a caller persists between epochs
+    second = run_epoch(table(), ARMS, CFG, EXACT, base, seed=3, epoch=1, checkpoint_in=first.checkpoint_out,
+                       state_in=state, checkpoint_out=root / "e1")
+    return root, first, second
+
+
+def test_each_slot_takes_a_prompt_of_its_planned_arm(two_epochs):
+    _, first, second = two_epochs
+    clusters = table()["cluster"].to_list()
+    for outcome in (first, second):
+        assert len(outcome.order) == len(outcome.arms) == CFG.slots_per_epoch
+        assert [clusters[row] for row in outcome.order] == outcome.arms
+
+
+def test_allocation_comes_back_as_data_and_as_matching_metrics(two_epochs):
+    _, first, _ = two_epochs
+    assert len(first.probabilities) == 2 and sum(first.probabilities) == pytest.approx(1.0)
+    for arm in (0, 1):
+        assert first.metrics[f"bandit/arm_{arm:02d}/share"] == first.arms.count(arm) / CFG.slots_per_epoch
+        assert first.metrics[f"bandit/arm_{arm:02d}/p"] == first.probabilities[arm]
+
+
+def test_rollouts_are_written_before_the_bandit_update(two_epochs):
+    root, first, _ = two_epochs
+    written = pl.read_parquet(root / "e0.parquet")
+    assert written.height == CFG.slots_per_epoch * CFG.grpo.num_generations
+    assert written["prompt_id"].to_list() == first.rollouts["prompt_id"].to_list()
+
+
+def test_the_bandit_state_carries_over_between_epochs(two_epochs):
+    _, first, second = two_epochs
+    pulls_after_first = first.state["bandit"]
+    pulls_after_second = second.state["bandit"]
+    assert pulls_after_first != pulls_after_second  # the second epoch's feedback moved the bandit
+    assert load_checkpoint(second.checkpoint_out).global_step == 2 * (CFG.slots_per_epoch // 2)
+
+
+def test_an_epoch_the_verifier_cannot_judge_fails_and_keeps_its_rollouts(tmp_path):
+    base = make_tiny_model_dir(tmp_path / "tiny")
+    unjudgeable = VerifierConfig(name="math", extract="none")
+    rows = table().with_columns(pl.lit("").alias("answer"))  # math-verify cannot parse an empty gold: None
+    with pytest.raises(RuntimeError, match="judged no group"):
+        run_epoch(rows, ARMS, CFG, unjudgeable, base, seed=0, epoch=0, checkpoint_in=None, state_in=None,
+                  checkpoint_out=tmp_path / "e0", rollouts_out=tmp_path / "e0.parquet")
+    assert pl.read_parquet(tmp_path / "e0.parquet")["reward"].null_count() == CFG.slots_per_epoch * 4
+
+
+def test_helpers_on_known_values():
+    assert arm_members(table()) == [[0, 1], [2, 3, 4]]
+    rollouts = pl.DataFrame({"group": [0, 0, 1, 1, 2, 2], "cluster": [0, 0, 1, 1, 1, 1],
+                             "reward": [1.0, 0.0, None, 1.0, 0.5, 0.5], "solved": [True, False, None, True, False, False]})
+    groups, skipped = group_results(rollouts)
+    assert skipped == 1 and [(g.arm, g.rewards) for g in groups] == [(0, (1.0, 0.0)), (1, (0.5, 0.5))]
+    metrics = allocation_metrics(np.array([0, 1, 1, 1]), np.array([0.2, 0.8]), 2)
+    assert metrics == {"bandit/arm_00/share": 0.25, "bandit/arm_01/share": 0.75,
+                       "bandit/arm_00/p": 0.2, "bandit/arm_01/p": 0.8}
