@@ -30,6 +30,7 @@ from space.grpo import GRPOSettings
 from space.models.tiny import TinyModelConfig
 from space.provenance import code_version
 from space.reduction import SelectionConfig, selection_seed
+from space.scaleout import RayConfig
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
@@ -131,6 +132,11 @@ class Recipe(BaseModel):
     curate: CurateConfig = Field(default_factory=CurateConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    runner: Literal["local", "ray"] = Field(
+        "local", description="where curation's embedding and difficulty rollouts run: in the flow's process, or "
+        "sharded on a Ray cluster (the `ray` section; README 'Scale-out on Ray')"
+    )
+    ray: RayConfig = Field(default_factory=RayConfig, description="the Ray cluster and shards (runner: ray)")
 
     @property
     def completion_length(self) -> int:
