@@ -54,11 +54,14 @@ def _plan(pool: dict[str, Any], shard_size: int) -> list[dict[str, Any]]:
     return [vars(s) for s in plan_shards(table["prompt_id"].to_list(), table["question"].to_list(), shard_size)]
 
 
-def _submit_shards(task: Any, shards: list[dict[str, Any]], intact: list[bool], resources: Any,
-                   **common: Any) -> list[Any]:
-    """Map `task` over the shards (damaged or missing ones with refresh_cache): one future per shard, in order."""
+def _submit_shards(task: Any, shards: list[dict[str, Any]], resources: Any, **common: Any) -> list[Any]:
+    """Map `task` over the shards, those whose folder (shard["out"]) is missing or damaged with refresh_cache:
+    one future per shard, in order."""
+    from pathlib import Path
+
     from prefect_ray.context import remote_options
 
+    intact = [sharded.shard_intact(Path(shard["out"])) for shard in shards]
     fixed = {key: unmapped(value) for key, value in common.items()}
     futures: dict[int, Any] = {}
     with remote_options(num_cpus=resources.num_cpus, num_gpus=resources.num_gpus):
@@ -82,8 +85,8 @@ def curate_on_ray(pool: dict[str, Any], model: dict[str, Any], recipe: Recipe) -
     recipe = recipe.resolved()
     cfg, ray_cfg = recipe.curate, recipe.ray
     shards = _plan(pool, ray_cfg.shard_size)
-    embed_intact = [sharded.shard_intact(sharded.embed_shard_dir(s, cfg.embedding)) for s in shards]
-    embed_futures = _submit_shards(sharded.embed_shard, shards, embed_intact, ray_cfg.shard_task, pool=pool,
+    embed_shards = [{**s, "out": str(sharded.embed_shard_dir(s, cfg.embedding))} for s in shards]
+    embed_futures = _submit_shards(sharded.embed_shard, embed_shards, ray_cfg.shard_task, pool=pool,
                                    cfg=cfg.embedding, ray_cfg=ray_cfg)
     if cfg.difficulty.source != "rollouts":
         embedded = sharded.combine_embeddings(pool, *_gather(embed_futures), cfg.embedding)
@@ -93,8 +96,8 @@ def curate_on_ray(pool: dict[str, Any], model: dict[str, Any], recipe: Recipe) -
         return {"embed": embedded, "difficulty": difficulty, "shards": len(shards)}
     prompting = {"system_prompt": recipe.model.system_prompt, "enable_thinking": recipe.model.enable_thinking}
     keys = (model, prompting, recipe.verifier, cfg.difficulty, recipe.engine, cfg.difficulty.seed)
-    intact = [sharded.shard_intact(sharded.difficulty_shard_dir(s, *keys)) for s in shards]
-    rollout_futures = _submit_shards(sharded.difficulty_shard, shards, intact, ray_cfg.shard_task, pool=pool,
+    rollout_shards = [{**s, "out": str(sharded.difficulty_shard_dir(s, *keys))} for s in shards]
+    rollout_futures = _submit_shards(sharded.difficulty_shard, rollout_shards, ray_cfg.shard_task, pool=pool,
                                      model=model, prompting=prompting, verifier=recipe.verifier, cfg=cfg.difficulty,
                                      engine=recipe.engine, seed=cfg.difficulty.seed, ray_cfg=ray_cfg)
     embedded = sharded.combine_embeddings(pool, *_gather(embed_futures), cfg.embedding)

@@ -126,8 +126,8 @@ class RolloutBatches:
         self.sampling = sampling  # n, temperature, max_tokens, seed
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        groups = self.engine.generate([str(p) for p in batch["prompt"]], prompt_ids=[str(i) for i in batch["prompt_id"]],
-                                      **self.sampling)
+        prompts, ids = [str(p) for p in batch["prompt"]], [str(i) for i in batch["prompt_id"]]
+        groups = self.engine.generate(prompts, prompt_ids=ids, **self.sampling)
         return {"row": batch["row"],
                 "texts": [[c.text for c in group] for group in groups],
                 "num_tokens": [[c.num_tokens for c in group] for group in groups],

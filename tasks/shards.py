@@ -53,6 +53,13 @@ def shard_intact(directory: Path) -> bool:
     return "files" in manifest and not file_problems({**manifest, "dir": str(directory)})
 
 
+def _shard_folder(shard: dict[str, Any]) -> Path:
+    """The folder the flow chose for this shard (`*_shard_dir`, computed once, in the flow's process)."""
+    out = Path(shard["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def _shard_rows(pool: dict[str, Any], shard: dict[str, Any]) -> pl.DataFrame:
     """The shard's rows of the pool; refuses a pool whose rows no longer match the shard's digest."""
     rows = pl.read_parquet(pool["path"]).slice(shard["start"], shard["stop"] - shard["start"])
@@ -67,10 +74,10 @@ def _shard_rows(pool: dict[str, Any], shard: dict[str, Any]) -> pl.DataFrame:
       persist_result=True)
 def embed_shard(pool: dict[str, Any], shard: dict[str, Any], cfg: EmbeddingConfig, ray_cfg: RayConfig
                 ) -> dict[str, Any]:
-    """Embeddings of one shard's questions, computed on Ray Data actors, as shard.parquet."""
+    """Embeddings of one shard's questions, computed on Ray Data actors, as shard.parquet in shard["out"]."""
     from space.scaleout import embed_on_actors
 
-    out = embed_shard_dir(shard, cfg)
+    out = _shard_folder(shard)
     if (done := read_manifest(out)) is not None:
         return done
     start, rows = time.perf_counter(), _shard_rows(pool, shard)
@@ -96,7 +103,7 @@ def difficulty_shard(pool: dict[str, Any], shard: dict[str, Any], model: dict[st
     from space.scaleout import generate_on_actors, replay
     from space.verifiers import get_verifier
 
-    out = difficulty_shard_dir(shard, model, prompting, verifier, cfg, engine, seed)
+    out = _shard_folder(shard)
     if (done := read_manifest(out)) is not None:
         return done
     start, rows = time.perf_counter(), _shard_rows(pool, shard)

@@ -48,6 +48,7 @@ def ray_settings():
     for pid in leftovers:  # only the processes of the cluster this module started
         os.kill(pid, signal.SIGTERM)
     shutil.rmtree(home, ignore_errors=True)
+    shutil.rmtree(temp_dir, ignore_errors=True)
     assert leftovers == [], f"Ray processes still running after the flows: {leftovers}"
 
 
