@@ -148,7 +148,8 @@ def _run_on_actors(columns: dict[str, list[Any]], actor: type, constructor: dict
     items = [{"row": i, **{name: values[i] for name, values in columns.items()}} for i in range(n)]
     dataset = ray.data.from_items(items, override_num_blocks=max(1, -(-n // cfg.batch_size)))
     mapped = dataset.map_batches(actor, fn_constructor_kwargs=constructor, batch_size=cfg.batch_size,
-                                 concurrency=cfg.actors_per_shard, num_cpus=resources.num_cpus,
+                                 compute=ray.data.ActorPoolStrategy(size=cfg.actors_per_shard),
+                                 num_cpus=resources.num_cpus,
                                  num_gpus=resources.num_gpus or None, batch_format="numpy")
     rows = sorted(mapped.take_all(), key=lambda row: int(row["row"]))
     if [int(r["row"]) for r in rows] != list(range(n)):

@@ -28,7 +28,6 @@ from tasks.common import CACHED, MANIFEST, file_problems, file_sha256, read_mani
 from tasks.stages import STAGE_HOOKS
 
 
-
 def embed_shard_dir(shard: dict[str, Any], cfg: EmbeddingConfig) -> Path:
     """The folder of one embedding shard."""
     return stage_dir("embed-shard", shard["digest"], cfg)

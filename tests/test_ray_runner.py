@@ -140,3 +140,29 @@ def test_a_deleted_shard_is_recomputed_alone(model, ray_run, ray_settings):
     assert pl.read_parquet(target).equals(before)  # the same rollouts again (seeds follow prompt ids)
     assert again["difficulty"]["sha"] == ray_run["difficulty"]["sha"]
     assert again["select"]["sha"] == ray_run["select"]["sha"]
+
+
+@pytest.mark.vllm
+def test_vllm_inside_a_ray_data_actor_draws_the_local_engines_samples(model, ray_settings):
+    pytest.importorskip("vllm")
+    import ray
+
+    from space.config import load_recipe
+    from space.engines import EngineConfig, make_engine
+    from space.scaleout import generate_on_actors, init_kwargs
+
+    engine = EngineConfig(kind="vllm", max_model_len=256)
+    ray_cfg = load_recipe("builtin", ["runner=ray", *ray_settings, "ray.batch_size=4"]).ray
+    ids = [f"q{i}" for i in range(10)]
+    prompts = [f"<|user|>what is {i} + {i}?<|assistant|>" for i in range(10)]
+    sampling = {"n": 2, "temperature": 1.0, "max_tokens": 12, "seed": 5}
+    ray.init(**init_kwargs(ray_cfg, {}))
+    try:
+        on_ray = generate_on_actors(ids, prompts, engine.model_dump_json(), model["path"], sampling, ray_cfg)
+    finally:
+        ray.shutdown()
+    with make_engine(engine, model["path"]) as local_engine:
+        local = local_engine.generate(prompts, prompt_ids=ids, **sampling)
+    assert [[c.text for c in group] for group in on_ray] == [[c.text for c in group] for group in local]
+    assert on_ray == local  # token counts and finish reasons too
+    assert len({c.text for group in local for c in group}) > 10  # sampled, not one constant completion
