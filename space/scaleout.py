@@ -55,7 +55,8 @@ class RayConfig(BaseModel):
     embed_actor: RayResources = Field(default_factory=RayResources, description="per embedding actor")
     rollout_actor: RayResources = Field(default_factory=RayResources, description="per rollout-engine actor")
     env_vars: dict[str, str] = Field(
-        default_factory=dict, description="extra environment variables for every Ray worker (runtime_env)")
+        default_factory=dict, description="extra environment variables for every Ray worker (runtime_env); logged "
+        "with the recipe, so no secrets here")
 
 
 @dataclass(frozen=True)
