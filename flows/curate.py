@@ -26,10 +26,16 @@ def curate_flow(recipe: Recipe, model: dict[str, Any], parent_run_id: str | None
                              _max_new_tokens(recipe), recipe.data.bad_rows, recipe.model.enable_thinking)
     stage.check_lengths(data, model, recipe)  # before any engine starts
     print(stage.load_summary(data))
-    embedded = stage.embed(data["pool"], cfg.embedding)
-    difficulty = stage.estimate_difficulty(data["pool"], model, recipe.model.system_prompt,
-                                           recipe.verifier, cfg.difficulty, recipe.engine, cfg.difficulty.seed,
-                                           recipe.model.enable_thinking, embedded)
+    if recipe.runner == "ray":  # the same two stages, sharded on Ray (flows/ray_curate.py)
+        from flows.ray_curate import heavy_stages_on_ray
+
+        heavy = heavy_stages_on_ray(data["pool"], model, recipe)
+        embedded, difficulty = heavy["embed"], heavy["difficulty"]
+    else:
+        embedded = stage.embed(data["pool"], cfg.embedding)
+        difficulty = stage.estimate_difficulty(data["pool"], model, recipe.model.system_prompt,
+                                               recipe.verifier, cfg.difficulty, recipe.engine, cfg.difficulty.seed,
+                                               recipe.model.enable_thinking, embedded)
     features = stage.build_features(embedded, difficulty, cfg.features)
     clusters = stage.cluster(features, cfg.clusters)
     selected = stage.select(data["pool"], difficulty, features, clusters, cfg.selection)

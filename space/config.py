@@ -17,17 +17,18 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from space.train.bandit import BanditConfig
 from space.curate.clustering import ClusterConfig, kmeans_seed
-from space.data.sources import DataConfig
 from space.curate.difficulty import DifficultyConfig
 from space.curate.embedding import EmbeddingConfig
-from space.engines import EngineConfig
 from space.curate.features import FeatureConfig
-from space.train.grpo import GRPOSettings
-from space.models.tiny import TinyModelConfig
-from space.hashing import fingerprint  # noqa: F401  (re-exported: callers import it from here)
 from space.curate.reduction import SelectionConfig, selection_seed
+from space.data.sources import DataConfig
+from space.engines import EngineConfig
+from space.hashing import fingerprint  # noqa: F401  (re-exported: callers import it from here)
+from space.models.tiny import TinyModelConfig
+from space.scaleout import RayConfig
+from space.train.bandit import BanditConfig
+from space.train.grpo import GRPOSettings
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
@@ -129,6 +130,11 @@ class Recipe(BaseModel):
     curate: CurateConfig = Field(default_factory=CurateConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    runner: Literal["local", "ray"] = Field(
+        "local", description="where curation's embedding and difficulty rollouts run: in the flow's process, or "
+        "sharded on a Ray cluster (the `ray` section; README 'Scale-out on Ray')"
+    )
+    ray: RayConfig = Field(default_factory=RayConfig, description="the Ray cluster and shards (runner: ray)")
 
     @property
     def completion_length(self) -> int:

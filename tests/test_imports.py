@@ -1,7 +1,8 @@
 """The core library stays free of the orchestrator and the tracker, and cheap to import.
 
 Every module of `space` (found by walking the package, not listed by hand) is imported alone in a fresh
-interpreter, which must not load prefect or mlflow (nor vllm or faiss, imported lazily where used).
+interpreter, which must not load prefect or mlflow (nor vllm, faiss or ray, imported lazily where used).
+`space`, its config and the Ray scale-out module must not load torch either (a recipe loads without it).
 """
 
 import os
@@ -15,14 +16,15 @@ import pytest
 
 import space
 
-FORBIDDEN = ("prefect", "mlflow", "vllm", "faiss")
+FORBIDDEN = ("prefect", "mlflow", "vllm", "faiss", "ray")
+HEAVY = ("torch", "ray", "vllm")
 MODULES = sorted(m.name for m in pkgutil.walk_packages(space.__path__, "space."))
 CHECK = ("import importlib, sys; importlib.import_module(sys.argv[1]); "
          "print(','.join(sorted({m.split('.')[0] for m in sys.modules} & set(sys.argv[2].split(',')))))")
 
 
-def _forbidden_after_import(module: str, root: Path) -> list[str]:
-    out = subprocess.run([sys.executable, "-c", CHECK, module, ",".join(FORBIDDEN)], capture_output=True,
+def _forbidden_after_import(module: str, root: Path, forbidden: tuple[str, ...] = FORBIDDEN) -> list[str]:
+    out = subprocess.run([sys.executable, "-c", CHECK, module, ",".join(forbidden)], capture_output=True,
                          text=True, check=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
     return [name for name in out.stdout.strip().split(",") if name]
 
@@ -45,3 +47,16 @@ def test_the_check_catches_an_mlflow_import(tmp_path):
     evaluation = tmp_path / "space" / "train" / "evaluation.py"
     evaluation.write_text(evaluation.read_text() + "\nimport mlflow  # the regression the issue describes\n")
     assert _forbidden_after_import("space.train.evaluation", tmp_path) == ["mlflow"]
+
+
+@pytest.mark.parametrize("module", ["space", "space.config", "space.scaleout"])
+def test_recipes_and_the_ray_scaleout_module_load_without_torch_or_ray(module):
+    root = Path(space.__file__).resolve().parent.parent
+    assert _forbidden_after_import(module, root, HEAVY) == []
+
+
+def test_the_check_catches_a_ray_import(tmp_path):
+    shutil.copytree(Path(space.__file__).parent, tmp_path / "space", ignore=shutil.ignore_patterns("__pycache__"))
+    scaleout = tmp_path / "space" / "scaleout.py"
+    scaleout.write_text(scaleout.read_text() + "\nimport ray.data  # eager: what the lazy imports avoid\n")
+    assert _forbidden_after_import("space.scaleout", tmp_path, HEAVY) == ["ray"]
