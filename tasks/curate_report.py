@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,8 @@ def report_curation(run_id: str, recipe_name: str, stages: dict[str, dict[str, A
     metrics = curation_metrics(stages)
     tracking.log_metrics(run_id, metrics)
     out = Path(stages["select"]["path"]).parent
-    tracking.log_files(run_id, [out / "curation.parquet", out / "reduced.parquet", *curation_plots(stages, out)],
-                       "curation")
+    with tempfile.TemporaryDirectory() as figures:  # never written into the finished stage folder
+        tracking.log_files(run_id, [out / "curation.parquet", out / "reduced.parquet",
+                                    *curation_plots(stages, Path(figures))], "curation")
     tracking.log_table(run_id, clusters, "curation/clusters.json")
     return metrics

@@ -2,8 +2,7 @@
 
 The session's `space run` on the small e2e recipe (conftest.py, final model registered), then: its MLflow
 record is one parent run with curate, train and eval children; a re-run is all cache hits; changing only K
-re-runs only clustering and selection; a training process killed mid-run resumes at the first unfinished
-epoch and ends exactly where an uninterrupted run ends.
+re-runs only clustering and selection. (Killed runs and their resumption: tests/test_resume.py.)
 """
 
 from __future__ import annotations
@@ -12,14 +11,11 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 from conftest_states import task_states_since
@@ -189,45 +185,12 @@ def test_changing_k_reruns_only_clustering_and_selection(first_run, recipe):
     assert result["stages"]["cluster"]["num_clusters"] == 2
 
 
-def _train_dir(home: Path) -> Path:
-    [run_dir] = (home / "artifacts" / "train").iterdir()
-    return run_dir
-
-
 def _space(home: Path, *args: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items()
            if k not in ("PREFECT_HOME", "PREFECT_RESULTS_LOCAL_STORAGE_PATH", "MLFLOW_TRACKING_URI")}
     env["SPACE_HOME"] = str(home)
     return subprocess.Popen([sys.executable, "-m", "flows.cli", *args], env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def test_killed_training_resumes_and_matches_uninterrupted_run(first_run, tmp_path):
-    reference = Path(first_run["model_dir"]).parents[1]  # this run's own folder: others share SPACE_HOME
-    home = _copy_stage_folders(tmp_path / "home", ("data", "fit-context", "embed", "difficulty", "features",
-                                                   "cluster", "select", "train-data"))
-
-    proc = _space(home, "train", "--recipe", RECIPE)
-    deadline = time.monotonic() + 600
-    while not list((home / "artifacts" / "train").glob("*/epoch_000/manifest.json")):
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, "epoch 0 did not finish in time"
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # killed during epoch 1 (or its evaluation)
-    proc.wait()
-    assert not (_train_dir(home) / "epoch_002" / "manifest.json").exists()
-
-    resumed = _space(home, "train", "--recipe", RECIPE)
-    output, _ = resumed.communicate(timeout=900)
-    assert resumed.returncode == 0, output
-    run_dir = _train_dir(home)
-    assert run_dir.name == reference.name
-    for epoch in range(3):
-        ours = json.loads((run_dir / f"epoch_{epoch:03d}" / "manifest.json").read_text())
-        theirs = json.loads((reference / f"epoch_{epoch:03d}" / "manifest.json").read_text())
-        assert ours["order"] == theirs["order"] and ours["arms"] == theirs["arms"]
-        assert json.loads(Path(ours["state"]).read_text()) == json.loads(Path(theirs["state"]).read_text())
-    _assert_same_weights(run_dir / "epoch_002" / "checkpoint", reference / "epoch_002" / "checkpoint")
 
 
 def _copy_stage_folders(home: Path, stages: tuple[str, ...]) -> Path:
@@ -270,15 +233,6 @@ def test_space_run_console_shows_progress_and_a_summary_table_without_library_lo
     assert "evaluate-after epoch 3 of 3 (2 samples): done, 16/16 prompts in " in output
     assert not [line for line in output.splitlines() if VLLM_LOG_LINE.match(line)], output
     assert "| INFO    |" not in output  # Prefect's console format
-
-
-def _assert_same_weights(a: Path, b: Path) -> None:
-    from safetensors.numpy import load_file
-
-    left, right = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
-    assert left.keys() == right.keys()
-    for key in left:
-        np.testing.assert_allclose(left[key], right[key], atol=1e-5, err_msg=key)
 
 
 @pytest.mark.vllm
