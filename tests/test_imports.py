@@ -1,7 +1,8 @@
 """The core library stays free of the orchestrator and the tracker, and cheap to import.
 
-Every module of `space` (found by walking the package, not listed by hand) is imported alone in a fresh
-interpreter, which must not load prefect or mlflow (nor vllm or faiss, imported lazily where used).
+`space` and every module and subpackage of it (found by walking the package, not listed by hand) is imported
+alone in a fresh interpreter, which must not load prefect or mlflow, nor the heavy libraries torch, vllm and
+faiss (imported lazily inside the functions that use them).
 """
 
 import os
@@ -15,7 +16,7 @@ import pytest
 
 import space
 
-FORBIDDEN = ("prefect", "mlflow", "vllm", "faiss")
+FORBIDDEN = ("prefect", "mlflow", "torch", "vllm", "faiss")
 MODULES = sorted(m.name for m in pkgutil.walk_packages(space.__path__, "space."))
 CHECK = ("import importlib, sys; importlib.import_module(sys.argv[1]); "
          "print(','.join(sorted({m.split('.')[0] for m in sys.modules} & set(sys.argv[2].split(',')))))")
@@ -31,11 +32,15 @@ def test_the_walk_finds_every_module():
     files = {p.relative_to(Path(space.__file__).parent.parent).with_suffix("").as_posix().replace("/", ".")
              for p in Path(space.__file__).parent.rglob("*.py") if p.name != "__init__.py"}
     assert files <= set(MODULES)
-    assert {"space.evaluation", "space.checkpoint", "space.plots", "space.models.smollm2"} <= set(MODULES)
+    packages = {p.parent.relative_to(Path(space.__file__).parent.parent).as_posix().replace("/", ".")
+                for p in Path(space.__file__).parent.rglob("__init__.py")}
+    assert packages - {"space"} <= set(MODULES)
+    assert {"space.evaluation", "space.checkpoint", "space.plots", "space.models.smollm2", "space.sampler",
+            "space.bandit", "space.engines"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("module", ["space", *MODULES])
-def test_module_imports_neither_prefect_nor_mlflow(module):
+def test_module_imports_no_orchestrator_tracker_or_heavy_library(module):
     root = Path(space.__file__).resolve().parent.parent
     assert _forbidden_after_import(module, root) == []
 
@@ -45,3 +50,10 @@ def test_the_check_catches_an_mlflow_import(tmp_path):
     evaluation = tmp_path / "space" / "evaluation.py"
     evaluation.write_text(evaluation.read_text() + "\nimport mlflow  # the regression the issue describes\n")
     assert _forbidden_after_import("space.evaluation", tmp_path) == ["mlflow"]
+
+
+def test_the_check_catches_a_module_level_torch_import(tmp_path):
+    shutil.copytree(Path(space.__file__).parent, tmp_path / "space", ignore=shutil.ignore_patterns("__pycache__"))
+    sampler = tmp_path / "space" / "sampler.py"
+    sampler.write_text(sampler.read_text() + "\nimport torch.utils.data  # what sampler.py used to do\n")
+    assert _forbidden_after_import("space.sampler", tmp_path) == ["torch"]
