@@ -195,12 +195,10 @@ def build_optimizer(model: Any, settings: GRPOSettings, total_steps: int) -> tup
     """AdamW (no decay on 1-d params) and a LambdaLR over the run's global step."""
     import torch
 
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(
-        groups, lr=settings.learning_rate, betas=settings.adam_betas, eps=settings.adam_epsilon
-    )
+    from space.optimizer import adamw
+
+    optimizer = adamw(model, lr=settings.learning_rate, weight_decay=settings.weight_decay,
+                      betas=settings.adam_betas, eps=settings.adam_epsilon)
     warmup = math.ceil(settings.warmup_ratio * total_steps)
     kind = settings.lr_scheduler
 

@@ -27,6 +27,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from space.optimizer import adamw
+from space.prompting import render_prompts
+
 MANIFEST_NAME = "space_manifest.json"
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")  # ids 0, 1, 2, 3
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
@@ -69,9 +72,6 @@ class TinyModelConfig(BaseModel):
     grad_clip: float = Field(1.0, gt=0, description="gradient-norm clip")
     log_every: int = Field(50, gt=0, description="report the running loss every this many steps")
     seed: int = Field(0, description="seeds initialisation, batch order and the SFT split")
-    answer_max_tokens: int = Field(
-        24, gt=0, description="max new tokens when sampling an answer; the longest builtin answer + EOS is 18"
-    )
 
     @property
     def num_heads(self) -> int:
@@ -114,12 +114,6 @@ def build_tokenizer() -> Any:
         chat_template=CHAT_TEMPLATE,
         model_max_length=512,
     )
-
-
-def render_prompt(tokenizer: Any, question: str) -> str:
-    """The prompt string for one question, exactly as the rest of space renders it."""
-    messages = [{"role": "user", "content": question}]
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,7 +163,7 @@ def encode_sft_items(tokenizer: Any, items: Sequence[Mapping[str, Any]], max_len
         for key in ("question", "answer"):
             if key not in item:
                 raise KeyError(f"SFT item {row}: missing key {key!r}")
-        prompt = tokenizer.encode(render_prompt(tokenizer, str(item["question"])), add_special_tokens=False)
+        prompt = tokenizer.encode(render_prompts(tokenizer, [str(item["question"])])[0], add_special_tokens=False)
         answer = tokenizer.encode(str(item["answer"]), add_special_tokens=False)
         ids = prompt + answer + [EOS_ID]
         if len(ids) > max_length:
@@ -218,16 +212,6 @@ def lr_at(step: int, cfg: TinyModelConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def make_optimizer(model: Any, cfg: TinyModelConfig) -> Any:
-    """AdamW with weight decay on matrices only (not on norms)."""
-    import torch
-
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
-
-
 def sft_train(
     model: Any,
     tokenizer: Any,
@@ -248,7 +232,7 @@ def sft_train(
         raise ValueError("sft_train needs at least one item")
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    optim = make_optimizer(model, cfg)
+    optim = adamw(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     model.train()
     batches = iter_batches(data, cfg.batch_size, gen)
     first_loss, last_loss, window = float("nan"), float("nan"), []  # window: losses since the last report
