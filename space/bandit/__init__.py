@@ -5,10 +5,10 @@ is told the epoch's GRPO groups once (`update`), and round-trips through a JSON-
 
     cfg = BanditConfig(policy="learnability")
     policy = make_policy(cfg, arm_sizes=[4, 4, 4, 4], seed=0)
-    arms = policy.plan(epoch=0, slots=16)          # int arm id per slot
+    p, arms = policy.allocate(epoch=0, slots=16)   # allocation probabilities, int arm id per slot
     metrics = policy.update([GroupResult(arm=2, rewards=(1.0, 0.0), solved=(True, False)), ...])
 
-Randomness: every draw of epoch t comes from `derive_rng(seed, "bandit", t)` (space/seeding.py), so `plan` is a pure
+Randomness: every draw of epoch t comes from `derive_rng(seed, "bandit", t)` (space/seeding.py), so `allocate` is a pure
 function of (state, seed, epoch, slots) and a policy restored from `state_dict()` plans identically.
 """
 
@@ -129,7 +129,7 @@ def make_policy(
 
 
 class Policy:
-    """Common arm state (N, Y, O, history h_k) and the plan/update/state API of every policy."""
+    """Common arm state (N, Y, O, history h_k) and the allocate/update/state API of every policy."""
 
     name: ClassVar[str] = ""
     uses_floor: ClassVar[bool] = True
@@ -154,6 +154,8 @@ class Policy:
         self.O = np.zeros(self.k)
         self.history: list[list[float]] = [[] for _ in range(self.k)]
         self.updates = 0
+        for key in self.state_arrays:  # Q (ucb, sec), log_w (exp3): zero per arm at the start
+            setattr(self, key, np.zeros(self.k))
 
     # --- quantities of method.md section 3
 
@@ -177,14 +179,6 @@ class Policy:
         return lp / top if top > 0 else np.zeros(self.k)
 
     # --- planning
-
-    def plan(self, epoch: int, slots: int) -> np.ndarray:
-        """Arm id per slot for this epoch (length `slots`)."""
-        return self.allocate(epoch, slots)[1]
-
-    def probabilities(self, epoch: int, slots: int) -> np.ndarray:
-        """The p^(t) that `plan(epoch, slots)` draws from (floor applied)."""
-        return self.allocate(epoch, slots)[0]
 
     def allocate(self, epoch: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
         """(p, arm per slot), both from the rng seeded by (seed, epoch)."""
