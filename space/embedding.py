@@ -5,7 +5,7 @@ so it runs offline on CPU (stack.md 7); any sentence-transformers name or local 
 
     cfg = EmbeddingConfig()
     embedder = load_embedder(cfg)
-    emb = embed_texts(embedder, questions, batch_size=cfg.batch_size)   # float32 (N, 384), unit rows
+    emb = embed_prompts(embedder, questions, cfg)     # float32 (N, 384), unit rows (cfg.normalize)
     save_embeddings(path, prompt_ids, emb)                               # one .npz, written atomically
 """
 
@@ -110,6 +110,12 @@ def embed_texts(
         normalize_embeddings=normalize,
     )
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def embed_prompts(embedder: SentenceTransformer, texts: Sequence[str], cfg: EmbeddingConfig,
+                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """`embed_texts` with the batch size and normalisation that `cfg` asks for (what the embed stage calls)."""
+    return embed_texts(embedder, texts, batch_size=cfg.batch_size, normalize=cfg.normalize, progress=progress)
 
 
 def save_embeddings(path: str | Path, ids: Sequence[str], array: np.ndarray) -> Path:
