@@ -17,19 +17,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from space.bandit import BanditConfig
 from space.clustering import ClusterConfig, kmeans_seed
 from space.data import DataConfig
 from space.difficulty import DifficultyConfig
 from space.embedding import EmbeddingConfig
-from space.engines import EngineConfig
+from space.engines import EngineConfig, EngineKind
 from space.features import FeatureConfig
 from space.grpo import GRPOSettings
 from space.models.tiny import TinyModelConfig
 from space.provenance import code_version
 from space.reduction import SelectionConfig, selection_seed
+from space.verifiers import ExtractMode, VerifierName
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
@@ -52,20 +53,9 @@ class VerifierConfig(BaseModel):
 
     model_config = _FROZEN
 
-    name: str = Field("reasoning_gym", description="registered verifier: reasoning_gym, math, exact, numeric")
-    extract: Literal["auto", "none", "answer_tag", "boxed", "last_line"] = Field(
-        "auto", description="how the answer is cut out of a completion (none: the whole text)"
-    )
+    name: VerifierName = Field("reasoning_gym", description="a registered verifier name (space/verifiers.py)")
+    extract: ExtractMode = Field("auto", description="how the answer is cut out of a completion (none: the whole text)")
     theta_solve: float = Field(1.0, ge=0.0, le=1.0, description="a completion is solved when its score >= this")
-
-    @field_validator("name")
-    @classmethod
-    def _registered(cls, name: str) -> str:
-        from space.verifiers import known_verifiers  # cheap: scorers import their libraries lazily
-
-        if name not in known_verifiers():
-            raise ValueError(f"unknown verifier {name!r}; known: {known_verifiers()}")
-        return name
 
 
 class CurateConfig(BaseModel):
@@ -108,7 +98,7 @@ class EvalConfig(BaseModel):
         "(train.grpo.max_completion_length)"
     )
     limit: int | None = Field(None, gt=0, description="evaluate on at most this many prompts")
-    engine_kind: Literal["auto", "transformers", "vllm", "openai"] | None = Field(
+    engine_kind: EngineKind | None = Field(
         None, description="rollout engine for evaluation (None: the recipe's engine)"
     )
 

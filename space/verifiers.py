@@ -52,6 +52,7 @@ class Verifier(Protocol):
 
 
 _REGISTRY: Registry[Callable[..., Verifier]] = Registry("verifier", known_label="known verifiers")
+VerifierName = _REGISTRY.name_type()  # a registered verifier name, for configs
 
 
 def register_verifier(name: str) -> Callable[[Callable[..., Verifier]], Callable[..., Verifier]]:

@@ -25,7 +25,8 @@ from space.registry import Registry
 from space.bandit.feedback import ADV_EPS, EpochStats, GroupResult, group_advantages, summarise_epoch  # noqa: F401
 from space.seeding import derive_rng
 
-PolicyName = Literal["ts_hard", "ts_lp", "learnability", "ucb", "exp3", "sec", "uniform"]
+_POLICIES: Registry[type[Policy]] = Registry("bandit policy")
+PolicyName = _POLICIES.name_type()  # a registered policy name (the policies register below)
 
 
 class BanditConfig(BaseModel):
@@ -95,9 +96,6 @@ def softmax(x: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------------------------
 # registry
-
-_POLICIES: Registry[type[Policy]] = Registry("bandit policy")
-
 
 def register_policy(name: str) -> Callable[[type[Policy]], type[Policy]]:
     """Class decorator adding a policy under `name`; a second class under the same name is refused."""

@@ -82,12 +82,16 @@ class RolloutEngine(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
+_ENGINES: Registry[EngineFactory] = Registry("engine kind", missing=ValueError)
+EngineKind = _ENGINES.name_type("auto")  # a registered engine kind, or auto (the engines register at the end)
+
+
 class EngineConfig(BaseModel):
     """Which engine generates rollouts and how. Fields prefixed vllm_/openai_ only affect that kind."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["auto", "transformers", "vllm", "openai"] = Field(
+    kind: EngineKind = Field(
         "auto", description="auto: vllm when the `vllm` module is installed, else transformers"
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
@@ -268,7 +272,6 @@ def check_groups(groups: list[list[Completion]], keys: list[str], n: int) -> Non
 # ---------------------------------------------------------------------------------------------- registry
 
 EngineFactory = Callable[[EngineConfig, "str | Path"], RolloutEngine]
-_ENGINES: Registry[EngineFactory] = Registry("engine kind", missing=ValueError)
 
 
 def register_engine(name: str) -> Callable[[EngineFactory], EngineFactory]:
