@@ -86,7 +86,7 @@ def train_epoch(
                                 "checkpoint_sha": file_sha256(weights), "state": str(out / "state.json"),
                                 "rollouts": str(out / "rollouts.parquet"), "order": outcome.order,
                                 "arms": outcome.arms, "metrics": metrics,
-                                "log_history": outcome.log_history, "arm_table": outcome.arm_table})
+                                "log_history": outcome.log_history, "arm_rows": outcome.arm_rows})
 
 
 @task(**STAGE_HOOKS, name="evaluate", cache_policy=CACHED, persist_result=True)

@@ -14,7 +14,7 @@ from conftest_models import make_tiny_model_dir
 from space.bandit import BanditConfig
 from space.config import TrainConfig, VerifierConfig
 from space.checkpoint import load_checkpoint
-from space.epoch import allocation_metrics, arm_members, group_results, run_epoch
+from space.epoch import allocation_metrics, arm_members, epoch_arm_rows, group_results, run_epoch
 from space.grpo import GRPOSettings
 
 torch.set_num_threads(1)
@@ -60,6 +60,28 @@ def test_allocation_comes_back_as_data_and_as_matching_metrics(two_epochs):
     for arm in (0, 1):
         assert first.metrics[f"bandit/arm_{arm:02d}/share"] == first.arms.count(arm) / CFG.slots_per_epoch
         assert first.metrics[f"bandit/arm_{arm:02d}/p"] == first.probabilities[arm]
+
+
+def test_arm_rows_carry_each_arms_id_slots_probability_and_bandit_state(two_epochs):
+    _, first, _ = two_epochs
+    assert [row["arm"] for row in first.arm_rows] == [0, 1]
+    for row in first.arm_rows:
+        assert row["epoch"] == 0 and row["slots"] == first.arms.count(row["arm"])
+        assert row["share"] == first.metrics[f"bandit/arm_{row['arm']:02d}/share"]
+        assert row["p"] == first.probabilities[row["arm"]]
+        assert row["size"] == [2, 3][row["arm"]]  # a bandit state column (Policy.arm_table)
+    assert sum(row["slots"] for row in first.arm_rows) == CFG.slots_per_epoch
+
+
+def test_epoch_arm_rows_on_known_values():
+    rollouts = pl.DataFrame({"cluster": [0, 0, 0, 2, 2], "reward": [1.0, 0.0, None, 0.5, 0.5],
+                             "solved": [True, False, None, False, False]})
+    table = [{"arm": k, "size": 4} for k in range(3)]
+    rows = epoch_arm_rows(5, np.array([0, 2, 2, 0]), np.array([0.5, 0.1, 0.4]), rollouts, table)
+    assert [(r["arm"], r["slots"], r["share"], r["p"]) for r in rows] == [(0, 2, 0.5, 0.5), (1, 0, 0.0, 0.1),
+                                                                          (2, 2, 0.5, 0.4)]
+    assert [(r["solve_rate"], r["reward_mean"]) for r in rows] == [(0.5, 0.5), (None, None), (0.0, 0.5)]
+    assert all(r["epoch"] == 5 and r["size"] == 4 for r in rows)
 
 
 def test_rollouts_are_written_before_the_bandit_update(two_epochs):
