@@ -11,14 +11,14 @@ so it runs offline on CPU (stack.md 7); any sentence-transformers name or local 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+from space.manifest import write_atomic
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -128,16 +128,7 @@ def save_embeddings(path: str | Path, ids: Sequence[str], array: np.ndarray) -> 
     if len(ids_arr) != array.shape[0]:
         raise ValueError(f"{len(ids_arr)} ids but {array.shape[0]} embedding rows")
     check_unique_ids(ids_arr)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, ids=ids_arr, embeddings=array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda handle: np.savez(handle, ids=ids_arr, embeddings=array))
 
 
 def load_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:

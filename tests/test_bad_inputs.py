@@ -263,7 +263,7 @@ def test_artifact_truncated_parquet_is_named_downstream(tmp_path):
 def test_artifact_corrupt_manifest_makes_the_stage_recompute(tmp_path):
     from tasks.common import read_manifest
 
-    (tmp_path / "manifest.json").write_text("{not json")
+    (tmp_path / "space_manifest.json").write_text("{not json")
     assert read_manifest(tmp_path) is None
 
 

@@ -209,13 +209,13 @@ def test_killed_training_resumes_and_matches_uninterrupted_run(first_run, tmp_pa
 
     proc = _space(home, "train", "--recipe", RECIPE)
     deadline = time.monotonic() + 600
-    while not list((home / "artifacts" / "train").glob("*/epoch_000/manifest.json")):
+    while not list((home / "artifacts" / "train").glob("*/epoch_000/space_manifest.json")):
         assert proc.poll() is None, proc.stdout.read()
         assert time.monotonic() < deadline, "epoch 0 did not finish in time"
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)  # killed during epoch 1 (or its evaluation)
     proc.wait()
-    assert not (_train_dir(home) / "epoch_002" / "manifest.json").exists()
+    assert not (_train_dir(home) / "epoch_002" / "space_manifest.json").exists()
 
     resumed = _space(home, "train", "--recipe", RECIPE)
     output, _ = resumed.communicate(timeout=900)
@@ -223,8 +223,8 @@ def test_killed_training_resumes_and_matches_uninterrupted_run(first_run, tmp_pa
     run_dir = _train_dir(home)
     assert run_dir.name == reference.name
     for epoch in range(3):
-        ours = json.loads((run_dir / f"epoch_{epoch:03d}" / "manifest.json").read_text())
-        theirs = json.loads((reference / f"epoch_{epoch:03d}" / "manifest.json").read_text())
+        ours = json.loads((run_dir / f"epoch_{epoch:03d}" / "space_manifest.json").read_text())
+        theirs = json.loads((reference / f"epoch_{epoch:03d}" / "space_manifest.json").read_text())
         assert ours["order"] == theirs["order"] and ours["arms"] == theirs["arms"]
         assert json.loads(Path(ours["state"]).read_text()) == json.loads(Path(theirs["state"]).read_text())
     _assert_same_weights(run_dir / "epoch_002" / "checkpoint", reference / "epoch_002" / "checkpoint")

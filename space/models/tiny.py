@@ -15,9 +15,7 @@ vLLM's CPU attention needs). `space_manifest.json` is written last: its presence
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 import platform
 import string
 import time
@@ -27,10 +25,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from space.manifest import MANIFEST_NAME, read_manifest, write_manifest  # noqa: F401 (re-exported)
 from space.optimizer import adamw
 from space.prompting import render_prompts
 
-MANIFEST_NAME = "space_manifest.json"
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")  # ids 0, 1, 2, 3
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 HEAD_DIM = 64  # vLLM's CPU attention rejects small head dims (16 fails), 64 runs (stack.md 5)
@@ -276,13 +274,6 @@ def save_model(model: Any, tokenizer: Any, out_dir: str | Path) -> list[str]:
     return sorted(p.name for p in out.iterdir() if p.is_file())
 
 
-def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
-    """Write space_manifest.json atomically (temporary file, then rename)."""
-    tmp = out_dir / f".{MANIFEST_NAME}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    os.replace(tmp, out_dir / MANIFEST_NAME)
-
-
 def hash_items(items: Sequence[Mapping[str, Any]]) -> str:
     """A content hash of the SFT items (question and answer, in order), for provenance."""
     digest = hashlib.sha256()
@@ -328,9 +319,3 @@ def bootstrap_tiny(
     }
     write_manifest(out, manifest)
     return manifest
-
-
-def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:
-    """The manifest of a complete tiny-model directory, or None when the build is missing or unfinished."""
-    path = Path(out_dir) / MANIFEST_NAME
-    return json.loads(path.read_text()) if path.exists() else None
