@@ -77,12 +77,12 @@ class TrainConfig(BaseModel):
 
     epochs: int = Field(3, gt=0, description="T: number of epochs")
     slots_per_epoch: int = Field(8, gt=0, description="M: prompt slots per epoch (M/B optimiser steps)")
+    grpo: GRPOSettings = Field(default_factory=GRPOSettings, description="the GRPO update (TRL's GRPOTrainer)")
+    bandit: BanditConfig = Field(default_factory=BanditConfig, description="how each epoch's slots go to the arms")
     pool: Literal["reduced", "full"] = Field(
         "reduced", description="train on the curated reduced pool, or on the whole pool with every prompt in its "
         "cluster's arm (with `uniform`: plain GRPO; with a bandit policy: the no-reduction ablation)"
     )
-    grpo: GRPOSettings = Field(default_factory=GRPOSettings)
-    bandit: BanditConfig = Field(default_factory=BanditConfig)
 
 
 class EvalConfig(BaseModel):

@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -58,28 +58,6 @@ class Completion:
     def truncated(self) -> bool:
         """True when the completion hit max_tokens before EOS (finish_reason "length")."""
         return self.finish_reason == "length"
-
-
-@runtime_checkable
-class RolloutEngine(Protocol):
-    """What every engine offers; `generate` is what difficulty estimation and evaluation take as generate_fn."""
-
-    def generate(
-        self,
-        prompts: Sequence[str],
-        n: int,
-        temperature: float,
-        max_tokens: int,
-        seed: int,
-        prompt_ids: Sequence[str] | None = None,
-        progress: GenerateProgress | None = None,
-    ) -> list[list[Completion]]: ...
-
-    def close(self) -> None: ...
-
-    def __enter__(self) -> RolloutEngine: ...
-
-    def __exit__(self, *exc: object) -> None: ...
 
 
 _ENGINES: Registry[EngineFactory] = Registry("engine kind", missing=ValueError)
@@ -190,7 +168,9 @@ def on_gpu() -> bool:
 
 
 class BaseEngine:
-    """Argument checks, seed derivation, greedy expansion and the context-manager protocol.
+    """The engine interface, and what every engine shares: argument checks, seed derivation, greedy expansion
+    and the context-manager protocol. Its bound `generate` is what difficulty estimation and evaluation take
+    as generate_fn.
 
     Subclasses implement `_sample(prompts, keys, seeds, n, temperature, max_tokens)`, returning n completions per
     prompt, and `close()`.
@@ -258,6 +238,9 @@ class BaseEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+RolloutEngine = BaseEngine  # every engine subclasses BaseEngine, so the base class is the engine type
 
 
 def check_groups(groups: list[list[Completion]], keys: list[str], n: int) -> None:
