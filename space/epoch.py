@@ -38,6 +38,24 @@ class EpochOutcome:
     checkpoint_out: Path
 
 
+def training_table(curation: pl.DataFrame, tokenizer: Any, system_prompt: str | None, pool: str,
+                   enable_thinking: bool | None = None) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+    """The rows `run_epoch` trains on, and one dict per arm (`cluster`, `size`, `ref_solve_rate`).
+
+    `pool` "reduced" keeps the curation's selected prompts, "full" every prompt (each in its cluster's arm).
+    Questions are rendered through the model's chat template; rows come sorted by (cluster, prompt_id)."""
+    from space.prompting import render_prompts
+
+    table = curation.filter(pl.col("selected")) if pool == "reduced" else curation
+    prompts = render_prompts(tokenizer, table["question"].to_list(), system_prompt, enable_thinking)
+    table = table.with_columns(pl.Series("prompt", prompts)).select(
+        "prompt_id", "question", "prompt", "answer", "metadata", "source", "level", "cluster", "solve_rate",
+    ).sort("cluster", "prompt_id")
+    arms = table.group_by("cluster", maintain_order=True).agg(pl.len().alias("size"),
+                                                              pl.col("solve_rate").mean().alias("ref_solve_rate"))
+    return table, arms.to_dicts()
+
+
 def arm_members(table: pl.DataFrame) -> list[list[int]]:
     """Row indices of each arm (cluster id = arm index)."""
     clusters = table["cluster"].to_list()

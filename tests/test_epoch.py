@@ -14,7 +14,8 @@ from conftest_models import make_tiny_model_dir
 from space.bandit import BanditConfig
 from space.config import TrainConfig, VerifierConfig
 from space.checkpoint import load_checkpoint
-from space.epoch import allocation_metrics, arm_members, epoch_arm_rows, group_results, run_epoch
+from space.epoch import (allocation_metrics, arm_members, epoch_arm_rows, group_results, run_epoch,
+                         training_table)
 from space.grpo import GRPOSettings
 
 torch.set_num_threads(1)
@@ -118,3 +119,19 @@ def test_helpers_on_known_values():
     metrics = allocation_metrics(np.array([0, 1, 1, 1]), np.array([0.2, 0.8]), 2)
     assert metrics == {"bandit/arm_00/share": 0.25, "bandit/arm_01/share": 0.75,
                        "bandit/arm_00/p": 0.2, "bandit/arm_01/p": 0.8}
+
+
+def test_training_table_keeps_the_selected_pool_renders_prompts_and_counts_arms():
+    from space.models.tiny import build_tokenizer
+
+    curation = pl.DataFrame({"prompt_id": ["b", "a", "c", "d"], "question": ["2+2", "1+1", "3+3", "4+4"],
+                             "answer": ["4", "2", "6", "8"], "metadata": ["{}"] * 4, "source": ["s"] * 4,
+                             "level": [1, 1, 2, 2], "cluster": [1, 1, 0, 1], "solve_rate": [0.5, 1.0, 0.0, None],
+                             "selected": [True, True, True, False], "extra": [0] * 4})
+    table, arms = training_table(curation, build_tokenizer(), None, "reduced")
+    assert table["prompt_id"].to_list() == ["c", "a", "b"]  # by cluster, then prompt id; d was not selected
+    assert table["prompt"].to_list() == ["Q: 3+3\nA: ", "Q: 1+1\nA: ", "Q: 2+2\nA: "]
+    assert "extra" not in table.columns and "selected" not in table.columns
+    assert arms == [{"cluster": 0, "size": 1, "ref_solve_rate": 0.0}, {"cluster": 1, "size": 2, "ref_solve_rate": 0.75}]
+    full, full_arms = training_table(curation, build_tokenizer(), None, "full")
+    assert full.height == 4 and full_arms[1] == {"cluster": 1, "size": 3, "ref_solve_rate": 0.75}  # None not counted
