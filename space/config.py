@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from space.curate.clustering import ClusterConfig, kmeans_seed
 from space.curate.difficulty import DifficultyConfig
@@ -23,7 +23,8 @@ from space.curate.embedding import EmbeddingConfig
 from space.curate.features import FeatureConfig
 from space.curate.reduction import SelectionConfig, selection_seed
 from space.data.sources import DataConfig
-from space.engines import EngineConfig
+from space.data.verifiers import ExtractMode, VerifierName
+from space.engines import EngineConfig, EngineKind
 from space.hashing import fingerprint  # noqa: F401  (re-exported: callers import it from here)
 from space.models.tiny import TinyModelConfig
 from space.scaleout import RayConfig
@@ -51,20 +52,9 @@ class VerifierConfig(BaseModel):
 
     model_config = _FROZEN
 
-    name: str = Field("reasoning_gym", description="registered verifier: reasoning_gym, math, exact, numeric")
-    extract: Literal["auto", "none", "answer_tag", "boxed", "last_line"] = Field(
-        "auto", description="how the answer is cut out of a completion (none: the whole text)"
-    )
+    name: VerifierName = Field("reasoning_gym", description="a registered verifier name (space/data/verifiers.py)")
+    extract: ExtractMode = Field("auto", description="how the answer is cut out of a completion (none: the whole text)")
     theta_solve: float = Field(1.0, ge=0.0, le=1.0, description="a completion is solved when its score >= this")
-
-    @field_validator("name")
-    @classmethod
-    def _registered(cls, name: str) -> str:
-        from space.data.verifiers import known_verifiers  # cheap: scorers import their libraries lazily
-
-        if name not in known_verifiers():
-            raise ValueError(f"unknown verifier {name!r}; known: {known_verifiers()}")
-        return name
 
 
 class CurateConfig(BaseModel):
@@ -86,12 +76,12 @@ class TrainConfig(BaseModel):
 
     epochs: int = Field(3, gt=0, description="T: number of epochs")
     slots_per_epoch: int = Field(8, gt=0, description="M: prompt slots per epoch (M/B optimiser steps)")
+    grpo: GRPOSettings = Field(default_factory=GRPOSettings, description="the GRPO update (TRL's GRPOTrainer)")
+    bandit: BanditConfig = Field(default_factory=BanditConfig, description="how each epoch's slots go to the arms")
     pool: Literal["reduced", "full"] = Field(
         "reduced", description="train on the curated reduced pool, or on the whole pool with every prompt in its "
         "cluster's arm (with `uniform`: plain GRPO; with a bandit policy: the no-reduction ablation)"
     )
-    grpo: GRPOSettings = Field(default_factory=GRPOSettings)
-    bandit: BanditConfig = Field(default_factory=BanditConfig)
 
 
 class EvalConfig(BaseModel):
@@ -107,7 +97,7 @@ class EvalConfig(BaseModel):
         "(train.grpo.max_completion_length)"
     )
     limit: int | None = Field(None, gt=0, description="evaluate on at most this many prompts")
-    engine_kind: Literal["auto", "transformers", "vllm", "openai"] | None = Field(
+    engine_kind: EngineKind | None = Field(
         None, description="rollout engine for evaluation (None: the recipe's engine)"
     )
 

@@ -17,6 +17,7 @@ from prefect import task
 from space.hashing import fingerprint
 from space.data.sources import DataConfig
 from space.models.tiny import TinyModelConfig
+from space.manifest import read_manifest
 from space.paths import models_dir
 from tasks.common import CACHED, file_sha256, task_code_key
 from tasks.progress import progress_bar, sft_progress
@@ -26,11 +27,9 @@ BUILTIN_MODELS = ("tiny", "smollm2-135m")
 
 
 def _finished(directory: Path) -> dict[str, Any] | None:
-    path = directory / "space_manifest.json"
-    if not path.is_file():
-        return None
-    note_reused()
-    return json.loads(path.read_text())
+    if (manifest := read_manifest(directory)) is not None:
+        note_reused()
+    return manifest
 
 
 def _model_manifest(directory: Path, name: str, build: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,13 @@ from typing import Any
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 
 from space.hashing import fingerprint, sha256_file
+from space.manifest import MANIFEST_NAME
+from space.manifest import write_manifest as write_manifest_file
 from space.paths import space_home
 from space.provenance import code_version, function_code_key, source_hash
 from tasks.stages import note_reused
 
-MANIFEST = "manifest.json"
+MANIFEST = MANIFEST_NAME  # the one manifest name (space/manifest.py)
 FILES_KEY = "files"
 log = logging.getLogger(__name__)
 
@@ -70,19 +71,16 @@ def file_sha256(path: Path) -> str:
 
 
 def _hash_files(directory: Path) -> dict[str, str]:
-    """sha256 of every file under the stage folder (relative path -> hash), the manifest excepted."""
+    """sha256 of every file under the stage folder (relative path -> hash), its own manifest excepted (a
+    checkpoint's manifest in a subfolder is one of the stage's files)."""
     return {p.relative_to(directory).as_posix(): file_sha256(p) for p in sorted(directory.rglob("*"))
-            if p.is_file() and p.name not in (MANIFEST, f".{MANIFEST}.tmp")}
+            if p.is_file() and p != directory / MANIFEST}
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Written last and atomically, with the sha256 of every file in the folder, so a present manifest
     means the stage's files are complete, and a changed file can be told apart."""
-    manifest = {**manifest, "dir": str(directory), FILES_KEY: _hash_files(directory)}
-    tmp = directory / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, directory / MANIFEST)
-    return manifest
+    return write_manifest_file(directory, {**manifest, "dir": str(directory), FILES_KEY: _hash_files(directory)})
 
 
 def file_problems(manifest: dict[str, Any]) -> list[str]:

@@ -124,7 +124,7 @@ def fit_context(data: dict[str, Any], model: dict[str, Any], system_prompt: str 
 @task(**STAGE_HOOKS, name="embed", cache_policy=CACHED, persist_result=True)
 def embed(pool: dict[str, Any], cfg: EmbeddingConfig) -> dict[str, Any]:
     """Sentence embeddings of the question texts (not the chat-rendered prompts; method.md 2.1)."""
-    from space.curate.embedding import embed_texts, load_embedder, save_embeddings
+    from space.curate.embedding import embed_prompts, load_embedder, save_embeddings
 
     out = stage_dir("embed", pool["sha"], cfg)
     if (done := read_manifest(out)) is not None:
@@ -133,7 +133,7 @@ def embed(pool: dict[str, Any], cfg: EmbeddingConfig) -> dict[str, Any]:
     start = time.perf_counter()
     table = pl.read_parquet(pool["path"])
     with progress_bar("embed", table.height, "prompts") as update:
-        vectors = embed_texts(load_embedder(cfg), table["question"].to_list(), cfg.batch_size, progress=update)
+        vectors = embed_prompts(load_embedder(cfg), table["question"].to_list(), cfg, progress=update)
     path = save_embeddings(out / "embeddings.npz", table["prompt_id"].to_list(), vectors)
     seconds = time.perf_counter() - start
     return write_manifest(out, {"path": str(path), "sha": file_sha256(path), "dim": int(vectors.shape[1]),

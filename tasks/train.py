@@ -31,25 +31,17 @@ def prepare_training(curation: dict[str, Any], model: dict[str, Any], system_pro
     """Training rows (rendered prompt, answer, metadata, cluster) for the reduced or the full pool."""
     from transformers import AutoTokenizer
 
-    from space.data.prompting import render_prompts
+    from space.train.epoch import training_table
 
     out = stage_dir("train-data", curation["sha"], model["sha"], system_prompt, pool, enable_thinking)
     if (done := read_manifest(out)) is not None:
         return done
     verify_files(curation)
-    table = pl.read_parquet(curation["path"])
-    if pool == "reduced":
-        table = table.filter(pl.col("selected"))
-    tokenizer = AutoTokenizer.from_pretrained(model["path"])
-    table = table.with_columns(pl.Series("prompt", render_prompts(tokenizer, table["question"].to_list(),
-                                                                  system_prompt, enable_thinking)))
-    table = table.select("prompt_id", "question", "prompt", "answer", "metadata", "source", "level", "cluster",
-                         "solve_rate").sort("cluster", "prompt_id")
+    table, arms = training_table(pl.read_parquet(curation["path"]), AutoTokenizer.from_pretrained(model["path"]),
+                                 system_prompt, pool, enable_thinking)
     table.write_parquet(out / "train.parquet")
-    arms = table.group_by("cluster", maintain_order=True).agg(pl.len().alias("size"),
-                                                              pl.col("solve_rate").mean().alias("ref_solve_rate"))
     return write_manifest(out, {"path": str(out / "train.parquet"), "sha": file_sha256(out / "train.parquet"),
-                                "rows": table.height, "arms": arms.to_dicts()})
+                                "rows": table.height, "arms": arms})
 
 
 def _epoch_run_name(parameters: dict[str, Any]) -> str:
@@ -86,7 +78,7 @@ def train_epoch(
                                 "checkpoint_sha": file_sha256(weights), "state": str(out / "state.json"),
                                 "rollouts": str(out / "rollouts.parquet"), "order": outcome.order,
                                 "arms": outcome.arms, "metrics": metrics,
-                                "log_history": outcome.log_history, "arm_table": outcome.arm_table})
+                                "log_history": outcome.log_history, "arm_rows": outcome.arm_rows})
 
 
 @task(**STAGE_HOOKS, name="evaluate", cache_policy=CACHED, persist_result=True)

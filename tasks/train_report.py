@@ -19,33 +19,16 @@ ROLLOUT_SAMPLE = 32  # rollouts per epoch shown in MLflow's table view
 
 @task(**STAGE_HOOKS, name="log-epoch")
 def log_epoch(run_id: str, epoch: dict[str, Any], evaluation: dict[str, Any] | None, data: dict[str, Any]) -> None:
-    """Epoch metrics at step = epoch index; per epoch one arm table (allocation, solve rates, bandit state)
-    and one table of sampled rollouts (prompt, completion, reward, cluster)."""
+    """Epoch metrics at step = epoch index; per epoch one arm table (the epoch's `arm_rows`: allocation, solve
+    rates, bandit state) and one table of sampled rollouts (prompt, completion, reward, cluster)."""
     metrics = dict(epoch["metrics"])
     if evaluation is not None:
         metrics.update(evaluation["metrics"])
     index = epoch["epoch"]
     tracking.log_metrics(run_id, metrics, step=index)
+    tracking.log_table(run_id, epoch["arm_rows"], f"tables/arms_epoch_{index:03d}.json")
     rollouts = pl.read_parquet(epoch["rollouts"])
-    tracking.log_table(run_id, arm_rows(epoch, rollouts), f"tables/arms_epoch_{index:03d}.json")
     tracking.log_table(run_id, rollout_sample(rollouts, data["path"], index), f"tables/rollouts_epoch_{index:03d}.json")
-
-
-def arm_rows(epoch: dict[str, Any], rollouts: pl.DataFrame) -> list[dict[str, Any]]:
-    """Per arm: slots it got this epoch, its share and sampling probability, the solve rate and mean reward of
-    its rollouts this epoch (judged ones), then the bandit's own state columns."""
-    slots = [epoch["arms"].count(row["arm"]) for row in epoch["arm_table"]]
-    judged = rollouts.filter(pl.col("reward").is_not_null())
-    per_arm = {row["cluster"]: row for row in judged.group_by("cluster").agg(
-        pl.col("solved").mean().alias("solve_rate"), pl.col("reward").mean().alias("reward_mean")).to_dicts()}
-    rows = []
-    for row, count in zip(epoch["arm_table"], slots):
-        arm = row["arm"]
-        seen = per_arm.get(arm, {})
-        rows.append({"epoch": epoch["epoch"], "arm": arm, "slots": count, "share": count / max(1, len(epoch["arms"])),
-                     "p": epoch["metrics"].get(f"bandit/arm_{arm:02d}/p"), "solve_rate": seen.get("solve_rate"),
-                     "reward_mean": seen.get("reward_mean"), **{k: v for k, v in row.items() if k != "arm"}})
-    return rows
 
 
 def rollout_sample(rollouts: pl.DataFrame, train_path: str, epoch: int, size: int = ROLLOUT_SAMPLE) -> list[dict]:
@@ -68,10 +51,19 @@ def update_progress(artifact_id: Any, epoch: int, total_epochs: int, done: dict[
     update_progress_artifact(artifact_id, 100.0 * (epoch + 1) / total_epochs, description=note)
 
 
-def _matrix(epochs: list[dict[str, Any]], key: str) -> list[list[float]]:
-    arms = sorted({int(k.split("/")[1][4:]) for e in epochs for k in e["metrics"]
-                   if k.startswith("bandit/arm_") and k.endswith(f"/{key}")})
-    return [[e["metrics"].get(f"bandit/arm_{a:02d}/{key}", float("nan")) for e in epochs] for a in arms]
+def arm_matrix(epochs: list[dict[str, Any]], key: str) -> list[list[float]]:
+    """Arms x epochs matrix of one column of the epochs' `arm_rows` (NaN where an arm has no value)."""
+    arms = sorted({row["arm"] for e in epochs for row in e["arm_rows"]})
+    by_epoch = [{row["arm"]: row[key] for row in e["arm_rows"]} for e in epochs]
+    return [[float("nan") if values.get(arm) is None else values[arm] for values in by_epoch] for arm in arms]
+
+
+def epoch_summary(epoch: dict[str, Any]) -> dict[str, Any]:
+    """The epoch's reward means and truncated share, then each arm's share of the slots."""
+    metrics = {k: round(float(v), 4) for k, v in epoch["metrics"].items()
+               if k.startswith("reward") and k.endswith("mean") or k == "truncated/all"}
+    shares = {f"bandit/arm_{row['arm']:02d}/share": round(float(row["share"]), 4) for row in epoch["arm_rows"]}
+    return {"epoch": epoch["epoch"], **metrics, **shares}
 
 
 @task(**STAGE_HOOKS, name="report-training")
@@ -80,17 +72,13 @@ def report_training(run_id: str, epochs: list[dict[str, Any]], final_eval: dict[
     from space.analysis.plots import plot_allocation_heatmap, plot_curves
 
     out = Path(epochs[-1]["checkpoint"]).parent
-    shares = _matrix(epochs, "share")
-    solve = _matrix(epochs, "solve_rate")
-    plots = [plot_allocation_heatmap(shares, out / "allocation_heatmap.png"),
+    solve = arm_matrix(epochs, "solve_rate")
+    plots = [plot_allocation_heatmap(arm_matrix(epochs, "share"), out / "allocation_heatmap.png"),
              plot_curves({f"arm {a}": row for a, row in enumerate(solve)}, out / "solve_rate_curves.png",
                          "per-cluster solve rate (training rollouts)")]
     tracking.log_files(run_id, plots, "plots")
-    rows = [{"epoch": e["epoch"], **{k: round(float(v), 4) for k, v in e["metrics"].items()
-                                      if k.startswith(("reward", "bandit/arm")) and k.endswith(("mean", "share"))
-                                      or k == "truncated/all"}}
-            for e in epochs]
-    create_table_artifact(rows, key="training-epochs", description="per-epoch reward and allocation shares")
+    create_table_artifact([epoch_summary(e) for e in epochs], key="training-epochs",
+                          description="per-epoch reward and allocation shares")
     lines = [f"# Training run `{run_id}`", "", f"epochs: {len(epochs)}; final model: `{epochs[-1]['checkpoint']}`"]
     if final_eval is not None:
         lines += ["", "| metric | value |", "|---|---|"]

@@ -263,7 +263,7 @@ def test_artifact_truncated_parquet_is_named_downstream(tmp_path):
 def test_artifact_corrupt_manifest_makes_the_stage_recompute(tmp_path):
     from tasks.common import read_manifest
 
-    (tmp_path / "manifest.json").write_text("{not json")
+    (tmp_path / "space_manifest.json").write_text("{not json")
     assert read_manifest(tmp_path) is None
 
 
@@ -308,20 +308,20 @@ def test_disk_full_during_checkpoint_write_keeps_the_previous_checkpoint(tmp_pat
 def test_disk_full_while_a_stage_writes_its_manifest_leaves_the_stage_to_recompute(tmp_path, monkeypatch):
     import errno
 
+    from space import manifest as manifests
     from tasks.common import read_manifest, write_manifest
 
     (tmp_path / "table.parquet").write_bytes(b"rows")
-    real_write = Path.write_text
 
-    def full_disk(path, text, *args, **kwargs):
-        real_write(path, text[: len(text) // 2])  # what reached the disk before it filled up
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    def full_disk(fd):  # the bytes sit in the page cache; flushing them to a full disk fails
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(Path, "write_text", full_disk)
-    with pytest.raises(OSError, match=r"No space left on device: '.*\.manifest\.json\.tmp'"):
+    monkeypatch.setattr(manifests.os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left on device"):
         write_manifest(tmp_path, {"path": str(tmp_path / "table.parquet")})
     monkeypatch.undo()
-    assert not (tmp_path / "manifest.json").exists() and read_manifest(tmp_path) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.parquet"]  # no manifest, no temporary file
+    assert read_manifest(tmp_path) is None
 
 
 # ------------------------------------------------------------------------------------------------ tracking

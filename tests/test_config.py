@@ -46,6 +46,39 @@ def test_bad_value_names_key_and_value():
         load_recipe("builtin", ["train.epochs=-1"])
 
 
+def _registered_names():
+    from space.train.bandit import registered_policies
+    from space.engines import engine_names
+    from space.curate.reduction import known_selections
+    from space.data.verifiers import known_verifiers
+
+    return {"train.bandit.policy": registered_policies(), "engine.kind": ["auto", *engine_names()],
+            "eval.engine_kind": ["auto", *engine_names()], "curate.selection.selection": known_selections(),
+            "verifier.name": known_verifiers()}
+
+
+@pytest.mark.parametrize("key", ["train.bandit.policy", "engine.kind", "eval.engine_kind",
+                                 "curate.selection.selection", "verifier.name"])
+def test_unregistered_name_fails_at_load_naming_key_and_the_registered_names(key):
+    with pytest.raises(RecipeError) as err:
+        load_recipe("builtin", [f"{key}=no_such_name"])
+    message = str(err.value)
+    assert f"{key}: " in message and "'no_such_name'" in message
+    names = _registered_names()[key]
+    assert len(names) >= 3 and all(repr(name) in message for name in names)
+
+
+def test_recipe_schema_lists_the_registered_names_for_forms():
+    from space.config import Recipe
+
+    defs = Recipe.model_json_schema()["$defs"]
+    names = _registered_names()
+    assert defs["BanditConfig"]["properties"]["policy"]["enum"] == names["train.bandit.policy"]
+    assert defs["EngineConfig"]["properties"]["kind"]["enum"] == names["engine.kind"]
+    assert defs["SelectionConfig"]["properties"]["selection"]["enum"] == names["curate.selection.selection"]
+    assert defs["VerifierConfig"]["properties"]["name"]["enum"] == names["verifier.name"]
+
+
 def test_malformed_override_and_missing_recipe():
     with pytest.raises(RecipeError, match="section.key=value"):
         load_recipe("builtin", ["train.epochs"])

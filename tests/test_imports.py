@@ -1,8 +1,8 @@
 """The core library stays free of the orchestrator and the tracker, and cheap to import.
 
-Every module of `space` (found by walking the package, not listed by hand) is imported alone in a fresh
-interpreter, which must not load prefect or mlflow (nor vllm, faiss or ray, imported lazily where used).
-`space`, its config and the Ray scale-out module must not load torch either (a recipe loads without it).
+`space` and every module and subpackage of it (found by walking the package, not listed by hand) is imported
+alone in a fresh interpreter, which must not load prefect or mlflow, nor the heavy libraries torch, vllm,
+faiss and ray (imported lazily inside the functions that use them).
 """
 
 import os
@@ -16,7 +16,7 @@ import pytest
 
 import space
 
-FORBIDDEN = ("prefect", "mlflow", "vllm", "faiss", "ray")
+FORBIDDEN = ("prefect", "mlflow", "torch", "vllm", "faiss", "ray")
 HEAVY = ("torch", "ray", "vllm")
 MODULES = sorted(m.name for m in pkgutil.walk_packages(space.__path__, "space."))
 CHECK = ("import importlib, sys; importlib.import_module(sys.argv[1]); "
@@ -33,11 +33,15 @@ def test_the_walk_finds_every_module():
     files = {p.relative_to(Path(space.__file__).parent.parent).with_suffix("").as_posix().replace("/", ".")
              for p in Path(space.__file__).parent.rglob("*.py") if p.name != "__init__.py"}
     assert files <= set(MODULES)
-    assert {"space.train.evaluation", "space.train.checkpoint", "space.analysis.plots", "space.models.smollm2"} <= set(MODULES)
+    packages = {p.parent.relative_to(Path(space.__file__).parent.parent).as_posix().replace("/", ".")
+                for p in Path(space.__file__).parent.rglob("__init__.py")}
+    assert packages - {"space"} <= set(MODULES)
+    assert {"space.train.evaluation", "space.train.checkpoint", "space.analysis.plots", "space.models.smollm2",
+            "space.train.sampler", "space.train.bandit", "space.engines"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("module", ["space", *MODULES])
-def test_module_imports_neither_prefect_nor_mlflow(module):
+def test_module_imports_no_orchestrator_tracker_or_heavy_library(module):
     root = Path(space.__file__).resolve().parent.parent
     assert _forbidden_after_import(module, root) == []
 
@@ -47,6 +51,13 @@ def test_the_check_catches_an_mlflow_import(tmp_path):
     evaluation = tmp_path / "space" / "train" / "evaluation.py"
     evaluation.write_text(evaluation.read_text() + "\nimport mlflow  # the regression the issue describes\n")
     assert _forbidden_after_import("space.train.evaluation", tmp_path) == ["mlflow"]
+
+
+def test_the_check_catches_a_module_level_torch_import(tmp_path):
+    shutil.copytree(Path(space.__file__).parent, tmp_path / "space", ignore=shutil.ignore_patterns("__pycache__"))
+    sampler = tmp_path / "space" / "train" / "sampler.py"
+    sampler.write_text(sampler.read_text() + "\nimport torch.utils.data  # what sampler.py used to do\n")
+    assert _forbidden_after_import("space.train.sampler", tmp_path) == ["torch"]
 
 
 @pytest.mark.parametrize("module", ["space", "space.config", "space.scaleout"])

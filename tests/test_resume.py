@@ -35,7 +35,7 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 RECIPE = str(Path(__file__).parent / "recipes" / "e2e.yaml")
-MANIFESTS = ("manifest.json", "space_manifest.json")
+MANIFESTS = ("space_manifest.json",)
 KILL_POINTS = [  # (name, console line that triggers the kill, seconds to wait after it)
     ("bootstrap", re.compile(r"^bootstrap: SFT of the tiny model: started"), 0.5),
     ("between curation stages", re.compile(r"^difficulty rollouts .*: started"), 0.0),
@@ -104,7 +104,7 @@ def killed_chain(e2e_run, tmp_path_factory):
             touched[KILL_POINTS[index - 1][0]] = sorted(p for p, t in before.items() if after.get(p) != t)
         seen.append(output)
         if marker is not None:
-            epochs_at_kill[name] = sorted(p.parent.name for p in home.glob("artifacts/train/*/epoch_*/manifest.json"))
+            epochs_at_kill[name] = sorted(p.parent.name for p in home.glob("artifacts/train/*/epoch_*/space_manifest.json"))
             models_at_kill[name] = sorted(p.parent.name for p in home.glob("models/*/space_manifest.json"))
             finished_at_kill[name] = len(after)
         before = after
@@ -152,8 +152,8 @@ def test_final_state_equals_the_uninterrupted_run(killed_chain):
     ref_selected = Path(os.environ["SPACE_HOME"]) / "artifacts" / "select" / selected.parent.name / selected.name
     assert pl.read_parquet(selected).equals(pl.read_parquet(ref_selected))
     for epoch in range(3):
-        ours = json.loads((run_dir / f"epoch_{epoch:03d}" / "manifest.json").read_text())
-        theirs = json.loads((ref_run_dir / f"epoch_{epoch:03d}" / "manifest.json").read_text())
+        ours = json.loads((run_dir / f"epoch_{epoch:03d}" / "space_manifest.json").read_text())
+        theirs = json.loads((ref_run_dir / f"epoch_{epoch:03d}" / "space_manifest.json").read_text())
         assert ours["order"] == theirs["order"] and ours["arms"] == theirs["arms"]
         assert json.loads(Path(ours["state"]).read_text()) == json.loads(Path(theirs["state"]).read_text())
     final = run_dir / "epoch_002" / "checkpoint" / "model.safetensors"

@@ -86,7 +86,7 @@ def test_corrupt_manifest_means_recompute(tmp_path):
     from tasks.common import read_manifest
 
     _stage(tmp_path)
-    (tmp_path / "manifest.json").write_text('{"files": ')
+    (tmp_path / "space_manifest.json").write_text('{"files": ')
     assert read_manifest(tmp_path) is None
 
 

@@ -27,6 +27,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from space.data.lengths import completion_truncated
+from space.data.verifiers import completion_text
 
 logger = logging.getLogger(__name__)
 
@@ -99,16 +100,6 @@ class VerifierError(RuntimeError):
     def __init__(self, prompt_id: str, cause: BaseException):
         super().__init__(f"verifier failed on prompt_id={prompt_id!r}: {type(cause).__name__}: {cause}")
         self.prompt_id = prompt_id
-
-
-def completion_text(item: Any) -> str:
-    """A completion as text: plain strings pass, engine outputs give their `.text`."""
-    if isinstance(item, str):
-        return item
-    text = getattr(item, "text", None)
-    if not isinstance(text, str):
-        raise TypeError(f"completion of type {type(item).__name__} is neither str nor has a str .text")
-    return text
 
 
 def generate_completions(

@@ -5,20 +5,20 @@ so it runs offline on CPU (stack.md 7); any sentence-transformers name or local 
 
     cfg = EmbeddingConfig()
     embedder = load_embedder(cfg)
-    emb = embed_texts(embedder, questions, batch_size=cfg.batch_size)   # float32 (N, 384), unit rows
+    emb = embed_prompts(embedder, questions, cfg)     # float32 (N, 384), unit rows (cfg.normalize)
     save_embeddings(path, prompt_ids, emb)                               # one .npz, written atomically
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+from space.manifest import write_atomic
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -112,6 +112,12 @@ def embed_texts(
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
+def embed_prompts(embedder: SentenceTransformer, texts: Sequence[str], cfg: EmbeddingConfig,
+                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """`embed_texts` with the batch size and normalisation that `cfg` asks for (what the embed stage calls)."""
+    return embed_texts(embedder, texts, batch_size=cfg.batch_size, normalize=cfg.normalize, progress=progress)
+
+
 def save_embeddings(path: str | Path, ids: Sequence[str], array: np.ndarray) -> Path:
     """Write ids and embeddings to one .npz file at `path`, atomically (temp file in the same folder, then rename)."""
     path = Path(path)
@@ -122,16 +128,7 @@ def save_embeddings(path: str | Path, ids: Sequence[str], array: np.ndarray) -> 
     if len(ids_arr) != array.shape[0]:
         raise ValueError(f"{len(ids_arr)} ids but {array.shape[0]} embedding rows")
     check_unique_ids(ids_arr)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, ids=ids_arr, embeddings=array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda handle: np.savez(handle, ids=ids_arr, embeddings=array))
 
 
 def load_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:

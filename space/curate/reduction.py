@@ -14,7 +14,6 @@ centroid; ties are broken by prompt id (ascending). Rules, by registry name:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +26,7 @@ from space.seeding import derive_rng, derive_seed
 SelectionRule = Callable[[np.ndarray, np.ndarray, int, np.random.Generator], np.ndarray]
 
 _RULES: Registry[SelectionRule] = Registry("selection rule")
+RuleName = _RULES.name_type()  # a registered selection rule name
 
 
 def register_selection(name: str) -> Callable[[SelectionRule], SelectionRule]:
@@ -52,7 +52,7 @@ class SelectionConfig(BaseModel):
     per_cluster: int = Field(
         4, ge=1, description="l, representatives kept per cluster (fewer if the cluster is smaller)."
     )
-    selection: Literal["farthest", "maxmin", "nearest", "random"] = Field(
+    selection: RuleName = Field(
         "farthest", description="Selection rule name (see space.curate.reduction)."
     )
     seed: int | None = Field(

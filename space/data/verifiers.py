@@ -52,6 +52,7 @@ class Verifier(Protocol):
 
 
 _REGISTRY: Registry[Callable[..., Verifier]] = Registry("verifier", known_label="known verifiers")
+VerifierName = _REGISTRY.name_type()  # a registered verifier name, for configs
 
 
 def register_verifier(name: str) -> Callable[[Callable[..., Verifier]], Callable[..., Verifier]]:
@@ -75,14 +76,23 @@ def known_verifiers() -> list[str]:
 
 
 def completion_text(completion: Any) -> str:
-    """The text of a completion given as a string, a chat message list, or an object with `.text`."""
+    """The text of a completion: a string, an engine output whose `.text` is a string, or a chat message list
+    (TRL's conversational format) whose last message has a string `content`.
+
+    Anything else is a TypeError naming what came: a missing text is a bug upstream, not an empty answer
+    (which the verifier would score as wrong)."""
     if isinstance(completion, str):
         return completion
-    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
-        return str(completion[-1].get("content", ""))
-    if hasattr(completion, "text"):
-        return str(completion.text)
-    raise TypeError(f"cannot read a completion of type {type(completion).__name__}")
+    if isinstance(completion, list):
+        last = completion[-1] if completion else None
+        if isinstance(last, dict) and isinstance(last.get("content"), str):
+            return last["content"]
+        raise TypeError(f"a message-list completion needs a last message with a str 'content', got {last!r}")
+    text = getattr(completion, "text", None)
+    if not isinstance(text, str):
+        raise TypeError(f"completion of type {type(completion).__name__} is neither str, a message list, "
+                        "nor has a str .text")
+    return text
 
 
 def _last_boxed(text: str) -> str | None:

@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -60,26 +60,8 @@ class Completion:
         return self.finish_reason == "length"
 
 
-@runtime_checkable
-class RolloutEngine(Protocol):
-    """What every engine offers; `generate` is what difficulty estimation and evaluation take as generate_fn."""
-
-    def generate(
-        self,
-        prompts: Sequence[str],
-        n: int,
-        temperature: float,
-        max_tokens: int,
-        seed: int,
-        prompt_ids: Sequence[str] | None = None,
-        progress: GenerateProgress | None = None,
-    ) -> list[list[Completion]]: ...
-
-    def close(self) -> None: ...
-
-    def __enter__(self) -> RolloutEngine: ...
-
-    def __exit__(self, *exc: object) -> None: ...
+_ENGINES: Registry[EngineFactory] = Registry("engine kind", missing=ValueError)
+EngineKind = _ENGINES.name_type("auto")  # a registered engine kind, or auto (the engines register at the end)
 
 
 class EngineConfig(BaseModel):
@@ -87,7 +69,7 @@ class EngineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["auto", "transformers", "vllm", "openai"] = Field(
+    kind: EngineKind = Field(
         "auto", description="auto: vllm when the `vllm` module is installed, else transformers"
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
@@ -201,7 +183,9 @@ def on_gpu() -> bool:
 
 
 class BaseEngine:
-    """Argument checks, seed derivation, greedy expansion and the context-manager protocol.
+    """The engine interface, and what every engine shares: argument checks, seed derivation, greedy expansion
+    and the context-manager protocol. Its bound `generate` is what difficulty estimation and evaluation take
+    as generate_fn.
 
     Subclasses implement `_sample(prompts, keys, seeds, n, temperature, max_tokens)`, returning n completions per
     prompt, and `close()`.
@@ -271,6 +255,9 @@ class BaseEngine:
         self.close()
 
 
+RolloutEngine = BaseEngine  # every engine subclasses BaseEngine, so the base class is the engine type
+
+
 def check_groups(groups: list[list[Completion]], keys: list[str], n: int) -> None:
     """One group of exactly n completions per prompt (a broken backend must not pass silently)."""
     if len(groups) != len(keys):
@@ -283,7 +270,6 @@ def check_groups(groups: list[list[Completion]], keys: list[str], n: int) -> Non
 # ---------------------------------------------------------------------------------------------- registry
 
 EngineFactory = Callable[[EngineConfig, "str | Path"], RolloutEngine]
-_ENGINES: Registry[EngineFactory] = Registry("engine kind", missing=ValueError)
 
 
 def register_engine(name: str) -> Callable[[EngineFactory], EngineFactory]:

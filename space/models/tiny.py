@@ -15,9 +15,7 @@ vLLM's CPU attention needs). `space_manifest.json` is written last: its presence
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 import platform
 import string
 import time
@@ -27,7 +25,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-MANIFEST_NAME = "space_manifest.json"
+from space.manifest import MANIFEST_NAME, read_manifest, write_manifest  # noqa: F401 (re-exported)
+from space.optimizer import adamw
+from space.data.prompting import render_prompts
+
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")  # ids 0, 1, 2, 3
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 HEAD_DIM = 64  # vLLM's CPU attention rejects small head dims (16 fails), 64 runs (stack.md 5)
@@ -69,9 +70,6 @@ class TinyModelConfig(BaseModel):
     grad_clip: float = Field(1.0, gt=0, description="gradient-norm clip")
     log_every: int = Field(10, gt=0, description="report the running loss every this many steps")
     seed: int = Field(0, description="seeds initialisation, batch order and the SFT split")
-    answer_max_tokens: int = Field(
-        24, gt=0, description="max new tokens when sampling an answer; the longest builtin answer + EOS is 18"
-    )
 
     @property
     def num_heads(self) -> int:
@@ -114,12 +112,6 @@ def build_tokenizer() -> Any:
         chat_template=CHAT_TEMPLATE,
         model_max_length=512,
     )
-
-
-def render_prompt(tokenizer: Any, question: str) -> str:
-    """The prompt string for one question, exactly as the rest of space renders it."""
-    messages = [{"role": "user", "content": question}]
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,7 +161,7 @@ def encode_sft_items(tokenizer: Any, items: Sequence[Mapping[str, Any]], max_len
         for key in ("question", "answer"):
             if key not in item:
                 raise KeyError(f"SFT item {row}: missing key {key!r}")
-        prompt = tokenizer.encode(render_prompt(tokenizer, str(item["question"])), add_special_tokens=False)
+        prompt = tokenizer.encode(render_prompts(tokenizer, [str(item["question"])])[0], add_special_tokens=False)
         answer = tokenizer.encode(str(item["answer"]), add_special_tokens=False)
         ids = prompt + answer + [EOS_ID]
         if len(ids) > max_length:
@@ -218,16 +210,6 @@ def lr_at(step: int, cfg: TinyModelConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def make_optimizer(model: Any, cfg: TinyModelConfig) -> Any:
-    """AdamW with weight decay on matrices only (not on norms)."""
-    import torch
-
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
-
-
 def sft_train(
     model: Any,
     tokenizer: Any,
@@ -248,7 +230,7 @@ def sft_train(
         raise ValueError("sft_train needs at least one item")
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    optim = make_optimizer(model, cfg)
+    optim = adamw(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     model.train()
     batches = iter_batches(data, cfg.batch_size, gen)
     first_loss, last_loss, window = float("nan"), float("nan"), []  # window: losses since the last report
@@ -290,13 +272,6 @@ def save_model(model: Any, tokenizer: Any, out_dir: str | Path) -> list[str]:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return sorted(p.name for p in out.iterdir() if p.is_file())
-
-
-def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
-    """Write space_manifest.json atomically (temporary file, then rename)."""
-    tmp = out_dir / f".{MANIFEST_NAME}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    os.replace(tmp, out_dir / MANIFEST_NAME)
 
 
 def hash_items(items: Sequence[Mapping[str, Any]]) -> str:
@@ -344,9 +319,3 @@ def bootstrap_tiny(
     }
     write_manifest(out, manifest)
     return manifest
-
-
-def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:
-    """The manifest of a complete tiny-model directory, or None when the build is missing or unfinished."""
-    path = Path(out_dir) / MANIFEST_NAME
-    return json.loads(path.read_text()) if path.exists() else None

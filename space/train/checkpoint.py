@@ -19,7 +19,6 @@ or written by an incompatible version fails with its path and the file named ins
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 from dataclasses import dataclass, field
@@ -27,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from space.hashing import sha256_file
+from space.manifest import MANIFEST_NAME, write_manifest
 
-MANIFEST = "space_manifest.json"
+MANIFEST = MANIFEST_NAME
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER = "optimizer.pt"
 SCHEDULER = "scheduler.pt"
@@ -146,11 +146,8 @@ def _to_json(state: dict[str, Any]) -> str:
 def _write_manifest(directory: Path, *, global_step: int, epoch: int) -> None:
     files = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
              for p in sorted(directory.iterdir()) if p.is_file()}
-    manifest = {"format_version": FORMAT_VERSION, "global_step": int(global_step), "epoch": int(epoch), "files": files}
-    with open(directory / MANIFEST, "w") as handle:
-        json.dump(manifest, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
+    write_manifest(directory, {"format_version": FORMAT_VERSION, "global_step": int(global_step), "epoch": int(epoch),
+                               "files": files})
 
 
 def _swap_in(tmp: Path, directory: Path) -> None:

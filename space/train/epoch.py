@@ -7,8 +7,8 @@ This is the method's inner loop (method.md 3), kept out of Prefect so it can be 
 
 `state_in` / `outcome.state` hold the bandit's and the prompt picker's state (JSON-ready dicts), so the
 caller persists them between epochs; the checkpoint holds the policy, optimiser and scheduler. Metrics come
-back named for logging, and the allocation comes back as data (`arms`, `probabilities`), for reports that
-must not parse metric names.
+back named for logging; the allocation and the per-arm results come back as data (`arms`, `probabilities`,
+`arm_rows`: one dict per arm with its id), for reports that must not parse metric names.
 """
 
 from __future__ import annotations
@@ -34,8 +34,26 @@ class EpochOutcome:
     log_history: list[dict[str, Any]]
     metrics: dict[str, float]
     state: dict[str, Any]  # {"bandit": ..., "picker": ...}
-    arm_table: list[dict[str, Any]]
+    arm_rows: list[dict[str, Any]]  # per arm, with its id: see `epoch_arm_rows`
     checkpoint_out: Path
+
+
+def training_table(curation: pl.DataFrame, tokenizer: Any, system_prompt: str | None, pool: str,
+                   enable_thinking: bool | None = None) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+    """The rows `run_epoch` trains on, and one dict per arm (`cluster`, `size`, `ref_solve_rate`).
+
+    `pool` "reduced" keeps the curation's selected prompts, "full" every prompt (each in its cluster's arm).
+    Questions are rendered through the model's chat template; rows come sorted by (cluster, prompt_id)."""
+    from space.data.prompting import render_prompts
+
+    table = curation.filter(pl.col("selected")) if pool == "reduced" else curation
+    prompts = render_prompts(tokenizer, table["question"].to_list(), system_prompt, enable_thinking)
+    table = table.with_columns(pl.Series("prompt", prompts)).select(
+        "prompt_id", "question", "prompt", "answer", "metadata", "source", "level", "cluster", "solve_rate",
+    ).sort("cluster", "prompt_id")
+    arms = table.group_by("cluster", maintain_order=True).agg(pl.len().alias("size"),
+                                                              pl.col("solve_rate").mean().alias("ref_solve_rate"))
+    return table, arms.to_dicts()
 
 
 def arm_members(table: pl.DataFrame) -> list[list[int]]:
@@ -70,6 +88,25 @@ def allocation_metrics(arms: np.ndarray, probabilities: np.ndarray, num_arms: in
     """Each arm's share of the epoch's slots and its allocation probability, named for logging."""
     shares = {f"bandit/arm_{k:02d}/share": float((arms == k).mean()) for k in range(num_arms)}
     return shares | {f"bandit/arm_{k:02d}/p": float(p) for k, p in enumerate(probabilities)}
+
+
+def epoch_arm_rows(epoch: int, planned: np.ndarray, probabilities: np.ndarray, rollouts: pl.DataFrame,
+                   arm_table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per arm: the slots it got this epoch, its share and allocation probability, the solve rate and
+    mean reward of its judged rollouts this epoch (None when it has none), then the bandit's state columns
+    (`Policy.arm_table`, after this epoch's update)."""
+    judged = rollouts.filter(pl.col("reward").is_not_null())
+    seen = {row["cluster"]: row for row in judged.group_by("cluster").agg(
+        pl.col("solved").mean().alias("solve_rate"), pl.col("reward").mean().alias("reward_mean")).to_dicts()}
+    rows = []
+    for state in arm_table:
+        arm = state["arm"]
+        slots = int((planned == arm).sum())
+        rows.append({"epoch": epoch, "arm": arm, "slots": slots, "share": slots / max(1, len(planned)),
+                     "p": float(probabilities[arm]), "solve_rate": seen.get(arm, {}).get("solve_rate"),
+                     "reward_mean": seen.get(arm, {}).get("reward_mean"),
+                     **{k: v for k, v in state.items() if k != "arm"}})
+    return rows
 
 
 def run_epoch(
@@ -124,5 +161,6 @@ def run_epoch(
         probabilities=[float(p) for p in probabilities], rollouts=result.rollouts,
         log_history=result.log_history, metrics=metrics,
         state={"bandit": policy.state_dict(), "picker": picker.state_dict()},
-        arm_table=policy.arm_table(), checkpoint_out=Path(result.checkpoint_out),
+        arm_rows=epoch_arm_rows(epoch, planned, probabilities, result.rollouts, policy.arm_table()),
+        checkpoint_out=Path(result.checkpoint_out),
     )

@@ -195,12 +195,10 @@ def build_optimizer(model: Any, settings: GRPOSettings, total_steps: int) -> tup
     """AdamW (no decay on 1-d params) and a LambdaLR over the run's global step."""
     import torch
 
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(
-        groups, lr=settings.learning_rate, betas=settings.adam_betas, eps=settings.adam_epsilon
-    )
+    from space.optimizer import adamw
+
+    optimizer = adamw(model, lr=settings.learning_rate, weight_decay=settings.weight_decay,
+                      betas=settings.adam_betas, eps=settings.adam_epsilon)
     warmup = math.ceil(settings.warmup_ratio * total_steps)
     kind = settings.lr_scheduler
 
@@ -299,20 +297,41 @@ def restore_seed_after_colocated_vllm(settings: GRPOSettings, epoch_seed: int) -
         set_seed(epoch_seed)
 
 
-def train_epoch(
-    base_model_dir: Path,
-    checkpoint_in: Path | None,
-    checkpoint_out: Path,
-    rows: list[dict],
-    order: Sequence[int],
-    reward_fn: RewardFn,
-    settings: GRPOSettings,
-    epoch: int,
-    total_epochs: int,
-    seed: int,
-    progress: Progress | None = None,
-    theta_solve: float = 1.0,
-) -> EpochResult:
+def check_epoch(rows: list[dict], order: Sequence[int], settings: GRPOSettings, epoch: int, total_epochs: int,
+                checkpoint_in: Path | None) -> int:
+    """The epoch's optimiser steps, after checking the rows, the epoch index and that a checkpoint comes in
+    exactly when the epoch is not the first."""
+    validate_rows(rows, order)
+    num_steps = steps_per_epoch(len(order), settings)
+    if not 0 <= epoch < total_epochs:
+        raise ValueError(f"epoch {epoch} is outside 0..{total_epochs - 1}")
+    if (checkpoint_in is None) != (epoch == 0):
+        raise ValueError(f"epoch {epoch}: checkpoint_in must be given exactly when epoch > 0 (got {checkpoint_in})")
+    return num_steps
+
+
+def restore_policy(base_model_dir: Path, checkpoint_in: Path | None, settings: GRPOSettings, epoch: int,
+                   total_epochs: int, num_steps: int, device: str) -> tuple[Any, Any, Any, Any, int]:
+    """(model, tokenizer, optimizer, scheduler, global steps so far) from the base model at epoch 0, else from
+    the previous epoch's checkpoint (checked against this run's schedule)."""
+    from space.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(checkpoint_in) if checkpoint_in is not None else None
+    if state is not None:
+        check_resume(state, epoch, total_epochs, num_steps)
+    model, tokenizer = load_policy(Path(checkpoint_in or base_model_dir))
+    model.to(device)  # before the optimiser, so loaded AdamW state lands on the right device
+    optimizer, scheduler = build_optimizer(model, settings, total_epochs * num_steps)
+    if state is None:
+        return model, tokenizer, optimizer, scheduler, 0
+    optimizer.load_state_dict(state.optimizer_state)
+    scheduler.load_state_dict(state.scheduler_state)
+    return model, tokenizer, optimizer, scheduler, state.global_step
+
+
+def train_epoch(base_model_dir: Path, checkpoint_in: Path | None, checkpoint_out: Path, rows: list[dict],
+                order: Sequence[int], reward_fn: RewardFn, settings: GRPOSettings, epoch: int, total_epochs: int,
+                seed: int, progress: Progress | None = None, theta_solve: float = 1.0) -> EpochResult:
     """Train one epoch of GRPO on `order` (slot -> row index) and write `checkpoint_out`.
 
     `reward_fn(completions, *, answer, metadata) -> list[float | None]`; None means "cannot judge" and is
@@ -322,31 +341,17 @@ def train_epoch(
     import torch
     from transformers import PrinterCallback, set_seed
 
-    from space.train.checkpoint import load_checkpoint, save_checkpoint
+    from space.train.checkpoint import save_checkpoint
 
     # 1. Validate inputs and size the epoch.
-    validate_rows(rows, order)
-    num_steps = steps_per_epoch(len(order), settings)
-    if not 0 <= epoch < total_epochs:
-        raise ValueError(f"epoch {epoch} is outside 0..{total_epochs - 1}")
-    if (checkpoint_in is None) != (epoch == 0):
-        raise ValueError(f"epoch {epoch}: checkpoint_in must be given exactly when epoch > 0 (got {checkpoint_in})")
+    num_steps = check_epoch(rows, order, settings, epoch, total_epochs, checkpoint_in)
     epoch_seed = derive_seed(seed, "grpo-epoch", epoch)
     set_seed(epoch_seed)
 
     # 2. Policy, optimiser and scheduler, from the base model or the previous checkpoint.
-    state = load_checkpoint(checkpoint_in) if checkpoint_in is not None else None
-    if state is not None:
-        check_resume(state, epoch, total_epochs, num_steps)
-    model, tokenizer = load_policy(Path(checkpoint_in or base_model_dir))
     use_cpu = not torch.cuda.is_available()
-    model.to("cpu" if use_cpu else "cuda")  # before the optimiser, so loaded AdamW state lands on the right device
-    optimizer, scheduler = build_optimizer(model, settings, total_epochs * num_steps)
-    step_offset = 0
-    if state is not None:
-        optimizer.load_state_dict(state.optimizer_state)
-        scheduler.load_state_dict(state.scheduler_state)
-        step_offset = state.global_step
+    model, tokenizer, optimizer, scheduler, step_offset = restore_policy(
+        base_model_dir, checkpoint_in, settings, epoch, total_epochs, num_steps, "cpu" if use_cpu else "cuda")
 
     # 3. A fresh trainer over the epoch's slots.
     eos_ids = collect_eos_ids(tokenizer.eos_token_id, model.generation_config.eos_token_id)  # as TRL does

@@ -1,22 +1,22 @@
-"""Torch adapter between the bandit's plan and TRL's GRPOTrainer (method.md section 3, stack.md section 4).
+"""Adapter between the bandit's plan and TRL's GRPOTrainer (method.md section 3, stack.md section 4).
 
 `ClusterPromptPicker` turns an arm-per-slot plan into dataset row indices (uniform without replacement
 inside a cluster, reshuffled when used up); `EpochSampler` serves one epoch's fixed list of row indices in
 the layout of TRL's `RepeatSampler`, for a `GRPOTrainer` subclass whose `_get_train_sampler` returns it:
 
     picker = ClusterPromptPicker(members=[[0, 3], [1, 2, 4]], seed=0)
-    rows = picker.fill(policy.plan(epoch, slots))
+    probabilities, arms = policy.allocate(epoch, slots)
+    rows = picker.fill(arms)
     sampler = EpochSampler.from_args(rows, grpo_config)     # num_generations, generation_batch_size, ...
 
-Importing this module imports torch (the sampler subclasses torch's Sampler) but never trl.
+`EpochSampler` is a plain iterable with a length, which torch's DataLoader accepts as `sampler` (it asks for
+"Sampler or Iterable"), so importing this module imports neither torch nor trl.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from typing import Any
-
-import torch.utils.data
 
 from space.seeding import derive_rng
 
@@ -65,14 +65,14 @@ class ClusterPromptPicker:
         self.refills = [int(n) for n in d["refills"]]
 
 
-class EpochSampler(torch.utils.data.Sampler):
+class EpochSampler:
     """One epoch's fixed prompt indices in TRL `RepeatSampler` order (trl 1.16, `trl/trainer/utils.py`).
 
     Prompts are cut into chunks of `generation_batch_size // num_generations`; each chunk is yielded
     `num_iterations * steps_per_generation` times, each index `num_generations` times in a row. Unlike
     RepeatSampler, which silently drops an incomplete last chunk, a slot count that is not a multiple of
     the chunk size is an error (those slots would be planned but never trained). The length is fixed, as
-    the trainer sizes its schedule from it; `set_indices` swaps in another epoch's list of the same length.
+    the trainer sizes its schedule from it.
     """
 
     def __init__(
@@ -105,13 +105,6 @@ class EpochSampler(torch.utils.data.Sampler):
         if not out or len(out) % self.per_chunk:
             raise ValueError(f"{len(out)} slots is not a positive multiple of the chunk size {self.per_chunk} prompts")
         return out
-
-    def set_indices(self, indices: Sequence[int]) -> None:
-        """Serve another epoch's indices; the length must stay the same (the trainer's schedule is fixed)."""
-        new = self.check_indices(indices)
-        if len(new) != len(self.indices):
-            raise ValueError(f"set_indices got {len(new)} slots, this sampler serves {len(self.indices)}")
-        self.indices = new
 
     def __iter__(self) -> Iterator[int]:
         for start in range(0, len(self.indices), self.per_chunk):

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from space.curate.embedding import (
     EmbeddingConfig,
+    embed_prompts,
     embed_texts,
     embedding_dim,
     load_embedder,
@@ -81,6 +82,20 @@ def test_embed_is_one_encode_call(embedder, monkeypatch):
     monkeypatch.setattr(embedder, "encode", spy)
     embed_texts(embedder, TEXTS, batch_size=2)
     assert calls == [TEXTS]
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_embed_prompts_passes_the_configs_batch_size_and_normalisation(embedder, monkeypatch, normalize):
+    seen = []
+    real = embedder.encode
+
+    def spy(inputs, **kwargs):
+        seen.append((kwargs["batch_size"], kwargs["normalize_embeddings"]))
+        return real(inputs, **kwargs)
+
+    monkeypatch.setattr(embedder, "encode", spy)
+    out = embed_prompts(embedder, TEXTS, EmbeddingConfig(batch_size=3, normalize=normalize))
+    assert seen == [(3, normalize)] and out.shape == (len(TEXTS), 384)
 
 
 def test_embeddings_carry_meaning(embedder):

@@ -8,7 +8,8 @@ import pytest
 import reasoning_gym
 
 from space.engines import Completion
-from space.data.verifiers import extract_answer, get_verifier, known_verifiers, parse_number, solved_flags
+from space.data.verifiers import (completion_text, extract_answer, get_verifier, known_verifiers, parse_number,
+                             solved_flags)
 
 
 def _rg_rows(task: str, n: int = 5, seed: int = 3):
@@ -116,6 +117,24 @@ def test_exact_verifier_folds_case_and_space():
 def test_chat_completions_are_read():
     completion = [{"role": "assistant", "content": "<answer>9</answer>"}]
     assert get_verifier("exact")([completion], answer=["9"]) == [1.0]
+
+
+def test_completion_text_reads_strings_engine_outputs_and_messages_and_rejects_the_rest():
+    from types import SimpleNamespace
+
+    assert completion_text("42") == "42"
+    assert completion_text(Completion("7", 2, "stop")) == "7"
+    assert completion_text([{"role": "assistant", "content": "x = 3"}]) == "x = 3"
+    for bad, named in ((SimpleNamespace(text=None), "SimpleNamespace"), ([{"role": "assistant"}], "content"),
+                       ([], "content"), (3, "int")):
+        with pytest.raises(TypeError, match=named):
+            completion_text(bad)
+
+
+def test_difficulty_and_verifiers_share_one_completion_text():
+    import space.curate.difficulty
+
+    assert space.curate.difficulty.completion_text is completion_text
 
 
 def test_registry_and_lengths():

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from space.data.builtin_tasks import generate_items
+from space.data.prompting import render_prompts
 from space.models.tiny import (
     EOS_ID,
     MANIFEST_NAME,
@@ -25,7 +26,6 @@ from space.models.tiny import (
     count_parameters,
     encode_sft_items,
     read_manifest,
-    render_prompt,
     sft_train,
 )
 
@@ -87,7 +87,7 @@ def test_tokenizer_is_char_level_and_round_trips():
 
 def test_chat_template_renders_the_qa_format_and_ignores_system_messages():
     tok = build_tokenizer()
-    assert render_prompt(tok, "rev abc") == "Q: rev abc\nA: "
+    assert render_prompts(tok, ["rev abc"]) == ["Q: rev abc\nA: "]
     messages = [{"role": "system", "content": "be nice"}, {"role": "user", "content": "rev abc"}]
     assert tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) == "Q: rev abc\nA: "
     full = tok.apply_chat_template([*messages, {"role": "assistant", "content": "cba"}], tokenize=False)
@@ -102,7 +102,7 @@ def test_tokenizer_pads_left_after_save_and_reload(tmp_path):
     assert tok.padding_side == "left" and tok.pad_token_id == 0 and tok.eos_token_id == EOS_ID
     batch = tok(["ab", "abcd"], padding=True, add_special_tokens=False)
     assert batch["input_ids"][0][:2] == [0, 0] and batch["attention_mask"][0] == [0, 0, 1, 1]
-    assert render_prompt(tok, "x") == "Q: x\nA: "
+    assert render_prompts(tok, ["x"]) == ["Q: x\nA: "]
     assert tok.decode(tok.encode("Hello, World!\n 42", add_special_tokens=False)) == "Hello, World!\n 42"
 
 
@@ -116,7 +116,6 @@ def test_config_is_frozen_strict_and_needs_head_dim_64():
         TinyModelConfig(hidden=128)
     with pytest.raises(ValueError, match="frozen"):
         TinyModelConfig().sft_steps = 3  # type: ignore[misc]
-    assert TinyModelConfig().answer_max_tokens >= 18  # the longest builtin answer plus EOS
 
 
 def test_default_model_is_small_llama_with_head_dim_64_and_tied_embeddings():
@@ -181,9 +180,9 @@ def test_bootstrap_writes_a_directory_that_transformers_reloads_and_generates_fr
     tok = AutoTokenizer.from_pretrained(tiny_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
     assert tok.padding_side == "left"
-    prompts = [render_prompt(tok, q) for q in ("rev abc", "count a in banana")]
+    prompts = render_prompts(tok, ["rev abc", "count a in banana"])
     batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    out = model.generate(**batch, max_new_tokens=SMALL.answer_max_tokens, do_sample=False)
+    out = model.generate(**batch, max_new_tokens=24, do_sample=False)
     texts = tok.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
     assert model.generation_config.eos_token_id == EOS_ID and model.generation_config.pad_token_id == 0
@@ -202,7 +201,7 @@ def test_vllm_loads_the_bootstrapped_directory_and_agrees_with_transformers(tiny
     from vllm import LLM, SamplingParams
 
     tok = AutoTokenizer.from_pretrained(tiny_dir)
-    prompts = [render_prompt(tok, q) for q in ("rev abc", "pal aab", "rot90\n1 2\n3 4")]
+    prompts = render_prompts(tok, ["rev abc", "pal aab", "rot90\n1 2\n3 4"])
     llm = LLM(model=str(tiny_dir), dtype="float32", max_model_len=256, enforce_eager=True, seed=0,
               gpu_memory_utilization=0.2)
     try:

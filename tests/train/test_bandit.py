@@ -37,8 +37,8 @@ def simulate(policy: Policy, true_rates: list[float], epochs: int, slots: int = 
     """Run the policy in a seeded Bernoulli world; return the p it would use next."""
     rng = np.random.default_rng(123)
     for t in range(epochs):
-        policy.update(bernoulli_groups(policy.plan(t, slots), true_rates, g, rng))
-    return policy.probabilities(epochs, slots)
+        policy.update(bernoulli_groups(policy.allocate(t, slots)[1], true_rates, g, rng))
+    return policy.allocate(epochs, slots)[0]
 
 
 # --- config and registry
@@ -103,28 +103,28 @@ def test_plan_is_valid_deterministic_and_restores_exactly(name: str) -> None:
     cfg, sizes, slots = BanditConfig(policy=name), [3, 1, 4, 2], 24
     policy = make_policy(cfg, sizes, seed=7)
     simulate(policy, [0.1, 0.5, 0.7, 0.0], epochs=5, slots=slots)
-    arms = policy.plan(5, slots)
+    arms = policy.allocate(5, slots)[1]
     assert arms.shape == (slots,) and arms.dtype.kind == "i"
     assert set(arms.tolist()) <= set(range(len(sizes)))
     assert np.bincount(arms, minlength=4).sum() == slots
-    p = policy.probabilities(5, slots)
+    p = policy.allocate(5, slots)[0]
     assert p.shape == (4,) and np.isclose(p.sum(), 1.0) and np.all(p >= 0)
-    np.testing.assert_array_equal(arms, policy.plan(5, slots))  # same epoch, same plan
+    np.testing.assert_array_equal(arms, policy.allocate(5, slots)[1])  # same epoch, same plan
 
     restored = make_policy(cfg, sizes, seed=7)
     restored.load_state_dict(json.loads(json.dumps(policy.state_dict())))
     assert restored.state_dict() == policy.state_dict()
     for t in (5, 6):
-        np.testing.assert_array_equal(restored.plan(t, slots), policy.plan(t, slots))
-        np.testing.assert_allclose(restored.probabilities(t, slots), policy.probabilities(t, slots))
-    feedback = bernoulli_groups(policy.plan(6, slots), [0.1, 0.5, 0.7, 0.0], 4, np.random.default_rng(9))
+        np.testing.assert_array_equal(restored.allocate(t, slots)[1], policy.allocate(t, slots)[1])
+        np.testing.assert_allclose(restored.allocate(t, slots)[0], policy.allocate(t, slots)[0])
+    feedback = bernoulli_groups(policy.allocate(6, slots)[1], [0.1, 0.5, 0.7, 0.0], 4, np.random.default_rng(9))
     assert restored.update(feedback) == policy.update(feedback)
-    np.testing.assert_array_equal(restored.plan(7, slots), policy.plan(7, slots))
+    np.testing.assert_array_equal(restored.allocate(7, slots)[1], policy.allocate(7, slots)[1])
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_same_seed_same_plans_other_seed_other_plans(name: str) -> None:
-    plans = [make_policy(BanditConfig(policy=name), [3, 3, 3], seed=s).plan(0, 64) for s in (1, 1, 2)]
+    plans = [make_policy(BanditConfig(policy=name), [3, 3, 3], seed=s).allocate(0, 64)[1] for s in (1, 1, 2)]
     np.testing.assert_array_equal(plans[0], plans[1])
     assert not np.array_equal(plans[0], plans[2])
 
@@ -147,8 +147,8 @@ def test_floor_keeps_every_arm_at_least_eps_over_k(name: str) -> None:
 
 def test_uniform_is_proportional_to_cluster_sizes() -> None:
     policy = make_policy(BanditConfig(policy="uniform"), [1, 3, 6], seed=0)
-    np.testing.assert_allclose(policy.probabilities(0, 10), [0.1, 0.3, 0.6])
-    shares = np.bincount(policy.plan(0, 20_000), minlength=3) / 20_000
+    np.testing.assert_allclose(policy.allocate(0, 10)[0], [0.1, 0.3, 0.6])
+    shares = np.bincount(policy.allocate(0, 20_000)[1], minlength=3) / 20_000
     np.testing.assert_allclose(shares, [0.1, 0.3, 0.6], atol=0.015)
 
 
@@ -249,7 +249,7 @@ def test_ts_lp_target_term_alone_acts_like_learnability_and_lp_alone_follows_pro
     policy = make_policy(BanditConfig(policy="ts_lp", lp_weight=1.0, lp_window=1), [2, 2], seed=0)
     policy.update([group(0, [0, 0, 0, 0]), group(1, [1, 1, 0, 0])])
     policy.update([group(0, [1, 1, 1, 0]), group(1, [1, 1, 0, 0])])  # arm 0 improves, arm 1 flat
-    np.testing.assert_allclose(policy.probabilities(2, 16), [0.975, 0.025])  # all wins, then the floor
+    np.testing.assert_allclose(policy.allocate(2, 16)[0], [0.975, 0.025])  # all wins, then the floor
 
 
 def test_ts_hard_failure_mode_versus_learnability() -> None:
@@ -258,7 +258,7 @@ def test_ts_hard_failure_mode_versus_learnability() -> None:
     p_hard = simulate(hard, world, epochs=8)
     assert p_hard[0] > 0.9  # the all-zero arm keeps winning
     rng = np.random.default_rng(5)
-    metrics = hard.update(bernoulli_groups(hard.plan(8, 32), world, 4, rng))
+    metrics = hard.update(bernoulli_groups(hard.allocate(8, 32)[1], world, 4, rng))
     assert metrics["bandit/arm_00/zero_std"] == 1.0 and metrics["bandit/arm_00/abs_adv"] == 0.0
     p_learn = simulate(make_policy(BanditConfig(policy="learnability"), [4] * 3, seed=0), world, epochs=8)
     assert p_learn[0] < 0.05 / 3 + 0.02  # scored near zero: only the floor keeps it measured
@@ -268,14 +268,14 @@ def test_ts_hard_failure_mode_versus_learnability() -> None:
 def test_ucb_serves_unpulled_arms_first_and_learns_the_reward() -> None:
     cfg = BanditConfig(policy="ucb", floor=0.0)
     policy = make_policy(cfg, [2] * 4, seed=0)
-    np.testing.assert_array_equal(np.sort(policy.plan(0, 4)), [0, 1, 2, 3])
-    np.testing.assert_allclose(policy.probabilities(0, 8), [0.25] * 4)  # virtual pulls spread the batch
+    np.testing.assert_array_equal(np.sort(policy.allocate(0, 4)[1]), [0, 1, 2, 3])
+    np.testing.assert_allclose(policy.allocate(0, 8)[0], [0.25] * 4)  # virtual pulls spread the batch
     for _ in range(3):
         policy.update([group(0, [0, 0, 0, 0]), group(1, [1, 1, 0, 0]), group(2, [1, 1, 1, 1]), group(3, [1, 0, 0, 0])])
     np.testing.assert_allclose(policy.arm_values(), [0.0, 1.0, 0.0, 0.75])  # 4s(1-s)
-    counts = np.bincount(policy.plan(3, 40), minlength=4)
+    counts = np.bincount(policy.allocate(3, 40)[1], minlength=4)
     assert counts.argmax() == 1 and counts[1] > counts[3] > max(counts[0], counts[2])
-    np.testing.assert_allclose(policy.probabilities(3, 40), counts / 40)  # realised shares
+    np.testing.assert_allclose(policy.allocate(3, 40)[0], counts / 40)  # realised shares
 
 
 def test_ucb_floor_reserves_rotating_slots() -> None:
@@ -284,7 +284,7 @@ def test_ucb_floor_reserves_rotating_slots() -> None:
         policy = make_policy(BanditConfig(policy="ucb", floor=floor), [2] * 2, seed=0)
         for _ in range(3):  # arm 0 at solve rate 0.5 (reward 1), arm 1 never solved (reward 0), equal pulls
             policy.update([group(0, [1, 1, 0, 0])] * 8 + [group(1, [0, 0, 0, 0])] * 8)
-        served[floor] = sum(np.bincount(policy.plan(t, 8), minlength=2)[1] for t in range(4))
+        served[floor] = sum(np.bincount(policy.allocate(t, 8)[1], minlength=2)[1] for t in range(4))
     assert served[0.0] == 0  # the bonus alone does not reach arm 1 yet
     assert served[0.25] == 0.25 * 8 * 4 / 2  # round(eps * slots) reserved slots, rotating over the arms
 
@@ -295,7 +295,7 @@ def test_ucb_floor_explores_at_eight_slots_over_epochs() -> None:
     unsolved = [group(k, [0, 0, 0, 0]) for k in (1, 2, 3) for _ in range(8)]
     for _ in range(3):  # arm 0 at solve rate 0.5 (reward 1), arms 1-3 never solved (reward 0)
         policy.update([group(0, [1, 1, 0, 0])] * 8 + unsolved)
-    served = [int((policy.plan(t, 8) != 0).sum()) for t in range(10)]
+    served = [int((policy.allocate(t, 8)[1] != 0).sum()) for t in range(10)]
     # floor(0.05 * 8 * t) slots reserved in total after t epochs: epochs 2, 4, 7, 9 reserve one slot each,
     # for arms 0, 1, 2, 3 in turn; every other slot goes to arm 0
     assert served == [0, 0, 0, 0, 1, 0, 0, 1, 0, 1]
@@ -303,18 +303,18 @@ def test_ucb_floor_explores_at_eight_slots_over_epochs() -> None:
 
 def test_exp3_update_follows_importance_weighted_reward() -> None:
     policy = make_policy(BanditConfig(policy="exp3"), [2, 2], seed=0)
-    np.testing.assert_allclose(policy.probabilities(0, 2), [0.5, 0.5])
+    np.testing.assert_allclose(policy.allocate(0, 2)[0], [0.5, 0.5])
     policy.update([group(0, [1, 1, 0, 0]), group(0, [1, 0, 1, 0])])  # two slots, both arm 0, learnability 1
     # rho_hat_0 = (1 + 1) / (2 * 0.5) = 2; log w_0 += 0.1 * 2 / 2 = 0.1
     np.testing.assert_allclose(policy.log_w, [0.0, -0.1])
     w = np.exp([0.1, 0.0]) / np.exp([0.1, 0.0]).sum()
-    np.testing.assert_allclose(policy.probabilities(1, 2), 0.9 * w + 0.05)
+    np.testing.assert_allclose(policy.allocate(1, 2)[0], 0.9 * w + 0.05)
     shares = []
     for t in range(60):
         policy.update([group(0, [1, 1, 0, 0]), group(1, [1, 1, 1, 1])])
-        shares.append(policy.probabilities(t + 2, 2)[0])
+        shares.append(policy.allocate(t + 2, 2)[0][0])
     assert np.all(np.diff(shares) > 0) and shares[-1] > 0.8
-    assert policy.probabilities(62, 2)[1] >= 0.05 - 1e-12  # eta/K mixing replaces the floor
+    assert policy.allocate(62, 2)[0][1] >= 0.05 - 1e-12  # eta/K mixing replaces the floor
 
 
 def test_sec_td_update_and_softmax() -> None:
@@ -326,7 +326,7 @@ def test_sec_td_update_and_softmax() -> None:
     np.testing.assert_allclose(policy.Q, [0.75 * a0, 0.0, 0.0])
     q = np.array([0.75 * a0, 0.0, 0.0]) / 0.4
     expected = 0.95 * np.exp(q) / np.exp(q).sum() + 0.05 / 3
-    np.testing.assert_allclose(policy.probabilities(2, 8), expected)
+    np.testing.assert_allclose(policy.allocate(2, 8)[0], expected)
 
 
 def test_arm_table_rows_are_json_ready() -> None:
@@ -343,5 +343,5 @@ def test_clipped_posterior_ties_are_broken_at_random() -> None:
     policy = make_policy(BanditConfig(policy="ts_hard", floor=0.0), [2, 2], seed=0)
     for _ in range(4):
         policy.update([group(0, [0, 0, 0, 0])] * 8 + [group(1, [0, 0, 0, 0])] * 8)
-    p = policy.probabilities(4, 2000)
+    p = policy.allocate(4, 2000)[0]
     assert abs(p[0] - 0.5) < 0.05

@@ -14,7 +14,8 @@ from conftest_models import make_tiny_model_dir
 from space.train.bandit import BanditConfig
 from space.config import TrainConfig, VerifierConfig
 from space.train.checkpoint import load_checkpoint
-from space.train.epoch import allocation_metrics, arm_members, group_results, run_epoch
+from space.train.epoch import (allocation_metrics, arm_members, epoch_arm_rows, group_results, run_epoch,
+                         training_table)
 from space.train.grpo import GRPOSettings
 
 torch.set_num_threads(1)
@@ -62,6 +63,28 @@ def test_allocation_comes_back_as_data_and_as_matching_metrics(two_epochs):
         assert first.metrics[f"bandit/arm_{arm:02d}/p"] == first.probabilities[arm]
 
 
+def test_arm_rows_carry_each_arms_id_slots_probability_and_bandit_state(two_epochs):
+    _, first, _ = two_epochs
+    assert [row["arm"] for row in first.arm_rows] == [0, 1]
+    for row in first.arm_rows:
+        assert row["epoch"] == 0 and row["slots"] == first.arms.count(row["arm"])
+        assert row["share"] == first.metrics[f"bandit/arm_{row['arm']:02d}/share"]
+        assert row["p"] == first.probabilities[row["arm"]]
+        assert row["size"] == [2, 3][row["arm"]]  # a bandit state column (Policy.arm_table)
+    assert sum(row["slots"] for row in first.arm_rows) == CFG.slots_per_epoch
+
+
+def test_epoch_arm_rows_on_known_values():
+    rollouts = pl.DataFrame({"cluster": [0, 0, 0, 2, 2], "reward": [1.0, 0.0, None, 0.5, 0.5],
+                             "solved": [True, False, None, False, False]})
+    table = [{"arm": k, "size": 4} for k in range(3)]
+    rows = epoch_arm_rows(5, np.array([0, 2, 2, 0]), np.array([0.5, 0.1, 0.4]), rollouts, table)
+    assert [(r["arm"], r["slots"], r["share"], r["p"]) for r in rows] == [(0, 2, 0.5, 0.5), (1, 0, 0.0, 0.1),
+                                                                          (2, 2, 0.5, 0.4)]
+    assert [(r["solve_rate"], r["reward_mean"]) for r in rows] == [(0.5, 0.5), (None, None), (0.0, 0.5)]
+    assert all(r["epoch"] == 5 and r["size"] == 4 for r in rows)
+
+
 def test_rollouts_are_written_before_the_bandit_update(two_epochs):
     root, first, _ = two_epochs
     written = pl.read_parquet(root / "e0.parquet")
@@ -96,3 +119,19 @@ def test_helpers_on_known_values():
     metrics = allocation_metrics(np.array([0, 1, 1, 1]), np.array([0.2, 0.8]), 2)
     assert metrics == {"bandit/arm_00/share": 0.25, "bandit/arm_01/share": 0.75,
                        "bandit/arm_00/p": 0.2, "bandit/arm_01/p": 0.8}
+
+
+def test_training_table_keeps_the_selected_pool_renders_prompts_and_counts_arms():
+    from space.models.tiny import build_tokenizer
+
+    curation = pl.DataFrame({"prompt_id": ["b", "a", "c", "d"], "question": ["2+2", "1+1", "3+3", "4+4"],
+                             "answer": ["4", "2", "6", "8"], "metadata": ["{}"] * 4, "source": ["s"] * 4,
+                             "level": [1, 1, 2, 2], "cluster": [1, 1, 0, 1], "solve_rate": [0.5, 1.0, 0.0, None],
+                             "selected": [True, True, True, False], "extra": [0] * 4})
+    table, arms = training_table(curation, build_tokenizer(), None, "reduced")
+    assert table["prompt_id"].to_list() == ["c", "a", "b"]  # by cluster, then prompt id; d was not selected
+    assert table["prompt"].to_list() == ["Q: 3+3\nA: ", "Q: 1+1\nA: ", "Q: 2+2\nA: "]
+    assert "extra" not in table.columns and "selected" not in table.columns
+    assert arms == [{"cluster": 0, "size": 1, "ref_solve_rate": 0.0}, {"cluster": 1, "size": 2, "ref_solve_rate": 0.75}]
+    full, full_arms = training_table(curation, build_tokenizer(), None, "full")
+    assert full.height == 4 and full_arms[1] == {"cluster": 1, "size": 3, "ref_solve_rate": 0.75}  # None not counted

@@ -5,10 +5,10 @@ is told the epoch's GRPO groups once (`update`), and round-trips through a JSON-
 
     cfg = BanditConfig(policy="learnability")
     policy = make_policy(cfg, arm_sizes=[4, 4, 4, 4], seed=0)
-    arms = policy.plan(epoch=0, slots=16)          # int arm id per slot
+    p, arms = policy.allocate(epoch=0, slots=16)   # allocation probabilities, int arm id per slot
     metrics = policy.update([GroupResult(arm=2, rewards=(1.0, 0.0), solved=(True, False)), ...])
 
-Randomness: every draw of epoch t comes from `derive_rng(seed, "bandit", t)` (space/seeding.py), so `plan` is a pure
+Randomness: every draw of epoch t comes from `derive_rng(seed, "bandit", t)` (space/seeding.py), so `allocate` is a pure
 function of (state, seed, epoch, slots) and a policy restored from `state_dict()` plans identically.
 """
 
@@ -25,7 +25,8 @@ from space.registry import Registry
 from space.train.bandit.feedback import ADV_EPS, EpochStats, GroupResult, group_advantages, summarise_epoch  # noqa: F401
 from space.seeding import derive_rng
 
-PolicyName = Literal["ts_hard", "ts_lp", "learnability", "ucb", "exp3", "sec", "uniform"]
+_POLICIES: Registry[type[Policy]] = Registry("bandit policy")
+PolicyName = _POLICIES.name_type()  # a registered policy name (the policies register below)
 
 
 class BanditConfig(BaseModel):
@@ -96,9 +97,6 @@ def softmax(x: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------------
 # registry
 
-_POLICIES: Registry[type[Policy]] = Registry("bandit policy")
-
-
 def register_policy(name: str) -> Callable[[type[Policy]], type[Policy]]:
     """Class decorator adding a policy under `name`; a second class under the same name is refused."""
 
@@ -129,7 +127,7 @@ def make_policy(
 
 
 class Policy:
-    """Common arm state (N, Y, O, history h_k) and the plan/update/state API of every policy."""
+    """Common arm state (N, Y, O, history h_k) and the allocate/update/state API of every policy."""
 
     name: ClassVar[str] = ""
     uses_floor: ClassVar[bool] = True
@@ -154,6 +152,8 @@ class Policy:
         self.O = np.zeros(self.k)
         self.history: list[list[float]] = [[] for _ in range(self.k)]
         self.updates = 0
+        for key in self.state_arrays:  # Q (ucb, sec), log_w (exp3): zero per arm at the start
+            setattr(self, key, np.zeros(self.k))
 
     # --- quantities of method.md section 3
 
@@ -177,14 +177,6 @@ class Policy:
         return lp / top if top > 0 else np.zeros(self.k)
 
     # --- planning
-
-    def plan(self, epoch: int, slots: int) -> np.ndarray:
-        """Arm id per slot for this epoch (length `slots`)."""
-        return self.allocate(epoch, slots)[1]
-
-    def probabilities(self, epoch: int, slots: int) -> np.ndarray:
-        """The p^(t) that `plan(epoch, slots)` draws from (floor applied)."""
-        return self.allocate(epoch, slots)[0]
 
     def allocate(self, epoch: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
         """(p, arm per slot), both from the rng seeded by (seed, epoch)."""

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
-
 import numpy as np
-
 
 from space.train.bandit import Policy, argmax_random_ties, epoch_rng, register_policy, softmax
 from space.train.bandit.feedback import EpochStats
@@ -109,11 +106,8 @@ class BatchedUCB(Policy):
     long-run share of eps/K. `probabilities` returns the realised shares.
     """
 
-    state_arrays = ("Q",)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.Q = np.zeros(self.k)
+    state_arrays = ("Q",)  # the base class starts it at zero per arm
+    Q: np.ndarray
 
     def allocate(self, epoch: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
         rng = epoch_rng(self.seed, epoch, slots)
@@ -148,13 +142,10 @@ class BatchedUCB(Policy):
 class Exp3(Policy):
     """p_k = (1 - eta) w_k / sum w + eta/K; importance-weighted slot rewards; log-space weights."""
 
-    state_arrays = ("log_w",)
+    state_arrays = ("log_w",)  # the base class starts it at zero per arm
+    log_w: np.ndarray
 
     uses_floor = False  # the eta/K mixing replaces the floor
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.log_w = np.zeros(self.k)
 
     def mixture(self) -> np.ndarray:
         eta = self.cfg.exp3_eta
@@ -164,7 +155,7 @@ class Exp3(Policy):
         return self.mixture()
 
     def update_policy(self, stats: EpochStats) -> None:
-        # The weights have not moved since plan(), so mixture() is the p the slots were drawn from.
+        # The weights have not moved since allocate(), so mixture() is the p the slots were drawn from.
         p = self.mixture()
         lp = self.learning_progress()[stats.group_arm]
         rho = bandit_reward(self.cfg.bandit_reward, stats.group_solve, stats.group_abs_adv, lp)
@@ -181,11 +172,8 @@ class Exp3(Policy):
 class SelfEvolvingCurriculum(Policy):
     """SEC (arXiv 2505.14970): TD(0) on the mean |advantage| of pulled arms, p = softmax(Q / tau)."""
 
-    state_arrays = ("Q",)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.Q = np.zeros(self.k)
+    state_arrays = ("Q",)  # the base class starts it at zero per arm
+    Q: np.ndarray
 
     def raw_probabilities(self, rng: np.random.Generator, slots: int) -> np.ndarray:
         return softmax(self.Q / self.cfg.sec_temperature)
