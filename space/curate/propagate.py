@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from space.seeding import derive_rng
+
 EPS = 1e-6
 
 
@@ -48,7 +50,7 @@ def choose_measured(embeddings: np.ndarray, fraction: float, strata: int, seed: 
     if fraction == 1.0:
         return np.ones(n, dtype=bool)
     labels = _stratum_labels(embeddings, strata, seed)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x50524F50]))  # "PROP": a stream of its own
+    rng = derive_rng(seed, "propagate-measured")
     mask = np.zeros(n, dtype=bool)
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)

@@ -29,6 +29,8 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from space.seeding import derive_rng
+
 SCHEMA = {
     "prompt_id": pl.String,
     "question": pl.String,
@@ -320,8 +322,7 @@ def hold_out(table: pl.DataFrame, fraction: float, seed: int) -> tuple[pl.DataFr
     if table.height < 2:
         raise DataError(f"data.eval_fraction needs at least 2 usable rows to hold some out, got {table.height}")
     n_eval = min(max(1, round(fraction * table.height)), table.height - 1)
-    stream = int(hashlib.sha256(f"space/eval-holdout/{seed}".encode()).hexdigest()[:16], 16)  # its own stream
-    order = np.random.default_rng(stream).permutation(table.height)
+    order = derive_rng(seed, "eval-holdout").permutation(table.height)
     mask = np.zeros(table.height, dtype=bool)
     mask[order[:n_eval]] = True
     return table.filter(~pl.Series(mask)), table.filter(pl.Series(mask))
