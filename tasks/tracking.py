@@ -131,10 +131,14 @@ def _announce(run_id: str, run_name: str, stage: str) -> None:
                              description=f"the {stage} run in MLflow")
 
 
-def _unfinished_run(exp_id: str, run_fingerprint: str) -> str | None:
-    runs = client().search_runs(
-        [exp_id], filter_string=f"tags.`space.fingerprint` = '{run_fingerprint}' and attributes.status != 'FINISHED'"
-    )
+def _resumable_run(exp_id: str, run_fingerprint: str, parent_run_id: str | None) -> str | None:
+    """The run to resume instead of opening a new one: under a parent, the child with this fingerprint in
+    any state (a re-run after a kill finds the finished curate run of the same parent); at the top level,
+    only an unfinished one (a fresh invocation after a finished run gets a run of its own)."""
+    where = f"tags.`space.fingerprint` = '{run_fingerprint}'"
+    where += (f" and tags.`mlflow.parentRunId` = '{parent_run_id}'" if parent_run_id
+              else " and attributes.status != 'FINISHED'")
+    runs = client().search_runs([exp_id], filter_string=where)
     return runs[0].info.run_id if runs else None
 
 
@@ -142,10 +146,12 @@ def _unfinished_run(exp_id: str, run_fingerprint: str) -> str | None:
 def open_run(
     run_name: str, tags: dict[str, str], params: dict[str, Any], recipe_yaml: str, parent_run_id: str | None = None
 ) -> str:
-    """Start (or resume, when a killed run with the same fingerprint exists) a run; log params and recipe once."""
+    """Start a run, or resume the one a killed invocation left (same fingerprint; see `_resumable_run`);
+    params and recipe are logged once."""
     mlflow_client = client()
     exp_id = reachable_experiment_id()
-    run_id = _unfinished_run(exp_id, tags.get("space.fingerprint", "")) if "space.fingerprint" in tags else None
+    run_id = (_resumable_run(exp_id, tags["space.fingerprint"], parent_run_id) if "space.fingerprint" in tags
+              else None)
     if run_id is None:
         all_tags = {**tags, **_flow_run_tags()}
         if parent_run_id:

@@ -104,7 +104,8 @@ def killed_chain(e2e_run, tmp_path_factory):
             touched[KILL_POINTS[index - 1][0]] = sorted(p for p, t in before.items() if after.get(p) != t)
         seen.append(output)
         if marker is not None:
-            epochs_at_kill[name] = sorted(p.parent.name for p in home.glob("artifacts/train/*/epoch_*/space_manifest.json"))
+            epochs = home.glob("artifacts/train/*/epoch_*/space_manifest.json")
+            epochs_at_kill[name] = sorted(p.parent.name for p in epochs)
             models_at_kill[name] = sorted(p.parent.name for p in home.glob("models/*/space_manifest.json"))
             finished_at_kill[name] = len(after)
         before = after
@@ -148,9 +149,10 @@ def test_final_state_equals_the_uninterrupted_run(killed_chain):
     [tiny] = (home / "models").glob("tiny-*/model.safetensors")
     ref_tiny = Path(os.environ["SPACE_HOME"]) / "models" / tiny.parent.name / "model.safetensors"
     assert tiny.read_bytes() == ref_tiny.read_bytes()
-    [selected] = (home / "artifacts" / "select").glob("*/*.parquet")
-    ref_selected = Path(os.environ["SPACE_HOME"]) / "artifacts" / "select" / selected.parent.name / selected.name
-    assert pl.read_parquet(selected).equals(pl.read_parquet(ref_selected))
+    [select_dir] = (home / "artifacts" / "select").iterdir()
+    for name in ("curation.parquet", "reduced.parquet"):
+        ref_table = Path(os.environ["SPACE_HOME"]) / "artifacts" / "select" / select_dir.name / name
+        assert pl.read_parquet(select_dir / name).equals(pl.read_parquet(ref_table)), name
     for epoch in range(3):
         ours = json.loads((run_dir / f"epoch_{epoch:03d}" / "space_manifest.json").read_text())
         theirs = json.loads((ref_run_dir / f"epoch_{epoch:03d}" / "space_manifest.json").read_text())
