@@ -122,13 +122,17 @@ def _curve(client, train) -> list[dict[str, float | None]]:
 
 
 def _allocation(client, train) -> list[list[float]] | None:
-    """Arms x epochs matrix of `bandit/arm_XX/share` (NaN where an epoch has no value); None without any."""
-    keys = sorted(k for k in train.data.metrics if k.startswith("bandit/arm_") and k.endswith("/share"))
-    if not keys:
+    """Arms x epochs matrix of the shares in the run's per-epoch arm tables (`tables/arms_epoch_NNN.json`, the
+    epochs' `arm_rows`: arm ids are data, not read out of metric names); NaN where an arm has no row; None
+    for a run without arm tables (plain training logs none)."""
+    names = sorted(a.path for a in client.list_artifacts(train.info.run_id, "tables")
+                   if a.path.rsplit("/", 1)[-1].startswith("arms_epoch_"))
+    if not names:
         return None
-    histories = [_history(client, train.info.run_id, key) for key in keys]
-    epochs = sorted({step for h in histories for step in h})
-    return [[h.get(epoch, float("nan")) for epoch in epochs] for h in histories]
+    tables = [client.load_table(train.info.experiment_id, name, run_ids=[train.info.run_id]) for name in names]
+    arms = sorted({int(arm) for table in tables for arm in table["arm"]})
+    by_epoch = [dict(zip(table["arm"].astype(int), table["share"].astype(float))) for table in tables]
+    return [[shares.get(arm, float("nan")) for shares in by_epoch] for arm in arms]
 
 
 def _curation_seconds(curate) -> float | None:

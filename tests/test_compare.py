@@ -196,3 +196,18 @@ def test_unknown_run_id_and_empty_filter_are_named(two_runs):
     empty = CliRunner().invoke(app, ["compare", "--tag", "space.policy=no-such-policy", "--no-log"])
     assert empty.exit_code == 2
     assert "no runs in experiment 'space' match" in empty.output and "no-such-policy" in empty.output
+
+
+def test_allocation_comes_from_the_arm_tables_and_agrees_with_the_share_metrics(two_runs):
+    from mlflow.tracking import MlflowClient
+
+    from tasks.compare import _allocation, _history
+
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    for run in two_runs:
+        train = client.get_run(run["train_run_id"])
+        matrix = _allocation(client, train)
+        assert matrix is not None and len(matrix[0]) == 3  # three epochs
+        for arm, row in enumerate(matrix):
+            logged = _history(client, train.info.run_id, f"bandit/arm_{arm:02d}/share")
+            assert row == pytest.approx([logged[epoch] for epoch in sorted(logged)], abs=1e-4)  # metrics: 4 digits
