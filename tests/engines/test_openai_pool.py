@@ -77,11 +77,12 @@ def test_pool_of_two_vllm_servers_spreads_requests_and_matches_one_server(two_se
 
 
 def kill_when_busy(engine, server, index: int, running) -> dict:
-    """SIGKILL `server` (its whole process group) once it has answered 2 requests and holds one in flight."""
+    """SIGKILL `server` (its whole process group) once it has answered a request and holds one in flight (on a
+    loaded machine a slow server may answer only two requests of the batch: waiting for two answers missed it)."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not running.done():
         stats = engine.server_stats()
-        if stats[index]["ok"] >= 2 and stats[index]["in_flight"] >= 1:
+        if stats[index]["ok"] >= 1 and stats[index]["in_flight"] >= 1:
             os.killpg(server.proc.pid, signal.SIGKILL)
             server.proc.wait(timeout=30)
             return {"stats": stats, "done": sum(st["ok"] for st in stats)}
@@ -103,7 +104,7 @@ def test_pool_survives_a_vllm_server_killed_mid_batch(two_servers, tiny_dir):
     assert at_kill["done"] < len(PROMPTS)  # the kill came mid-batch
     assert pooled == reference  # every prompt got its samples, in order; nothing lost or duplicated
     assert b_stats["down"] and b_stats["failed"] >= 4  # down after openai_retries + 1 = 4 failures in a row
-    assert b_stats["ok"] >= at_kill["stats"][1]["ok"] >= 2  # answers B gave before dying are kept
+    assert b_stats["ok"] >= at_kill["stats"][1]["ok"] >= 1  # answers B gave before dying are kept
     assert a_stats["ok"] + b_stats["ok"] == len(PROMPTS) and not a_stats["down"]
     assert a_stats["ok"] == posts_logged(a) - a_before  # the survivor's own log agrees
     assert b.proc.poll() is not None
