@@ -127,6 +127,7 @@ def _prefect_page(browser, servers, flow_run_id, tab: str):
     from playwright.sync_api import expect
 
     page = browser.new_page()
+    page.set_default_navigation_timeout(120_000)  # a loaded 2-core box: the MLflow UI took over 30 s once
     page.goto(f"{servers.prefect.removesuffix('/api')}/runs/flow-run/{flow_run_id}", wait_until="networkidle")
     tab_button = page.locator("li.p-tab", has_text=tab)
     expect(tab_button).to_be_visible(timeout=30_000)
@@ -204,6 +205,7 @@ def test_mlflow_compare_page_shows_both_run_names_and_a_metric_chart(servers, de
     shared_metrics = set.intersection(*(set(parent.data.metrics) for parent in deployment_runs.parents))
     assert "final/eval/all/pass_at_1" in shared_metrics
     page = browser.new_page()
+    page.set_default_navigation_timeout(120_000)  # a loaded 2-core box: the MLflow UI took over 30 s once
     page.goto(f"{servers.mlflow}/#/compare-runs?runs={json.dumps(run_ids)}"
               f"&experiments={json.dumps([deployment_runs.experiment_id])}", wait_until="networkidle")
     expect(page.get_by_text(f"Comparing {len(run_ids)} Runs from 1 Experiment")).to_be_visible(timeout=30_000)

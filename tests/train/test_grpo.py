@@ -212,7 +212,7 @@ def test_resume_refuses_a_mismatched_checkpoint(base_dir, straight_run, tmp_path
 RESUME_SCRIPT = """
 import sys, torch
 from pathlib import Path
-sys.path[:0] = [{tests!r}, {root!r}]
+sys.path[:0] = [{here!r}, {tests!r}, {root!r}]
 torch.set_num_threads(1)
 from test_grpo import run_resume_epoch
 result = run_resume_epoch(Path({base!r}), Path({ckpt!r}), Path({out!r}), 1, {order!r})
@@ -229,9 +229,9 @@ def test_resume_in_a_new_process_matches(base_dir, straight_run, tmp_path):
 
     root, _, straight = straight_run
     out = tmp_path / "c1"
-    tests = Path(__file__).resolve().parents[1]
-    script = RESUME_SCRIPT.format(tests=str(tests), root=str(tests.parent), base=str(base_dir), ckpt=str(root / "a0"),
-                                  out=str(out), order=ORDER_1)
+    here = Path(__file__).resolve().parent  # tests/train: this module; tests/: conftest_models; the repository
+    script = RESUME_SCRIPT.format(here=str(here), tests=str(here.parent), root=str(here.parents[1]),
+                                  base=str(base_dir), ckpt=str(root / "a0"), out=str(out), order=ORDER_1)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-c", script], check=True, env=env, capture_output=True, timeout=300)
     assert straight.rollouts.equals(pl.read_parquet(out.with_suffix(".parquet")))
