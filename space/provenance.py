@@ -1,9 +1,10 @@
-"""Which code produced a result: a content hash of a package's sources, part of every cache key.
+"""Which code produced a result: content hashes of sources, part of every cache key.
 
 A version string never changes between commits, so a cache keyed on it silently reuses results computed
 by old code. `code_version()` hashes the bytes of every `.py` source and shipped recipe of the `space`
-package (sorted relative path + content), once per process: any edit to the library changes every
-stage's fingerprint (see `space.config.fingerprint`), so stages recompute after a fix.
+package (sorted relative path + content), once per process: provenance tags and MLflow run keys use it.
+`function_code_key(fn)` hashes only the code a stage function reaches, so an edit recomputes the stages
+that run it and leaves the others cached (tasks/common.py folds it into stage keys).
 """
 
 from __future__ import annotations
@@ -22,15 +23,19 @@ PACKAGES = ("space", "tasks", "flows")  # whose code a stage key follows
 THIN = ("tasks", "flows")  # Prefect layers: their modules' top-level statements count, not every function
 
 
+def _add(digest: Any, name: str, data: bytes) -> None:
+    """Feed (name, data) to a hash with both lengths first, so no two sequences of pairs collide."""
+    key = name.encode()
+    digest.update(len(key).to_bytes(8, "little") + key + len(data).to_bytes(8, "little") + data)
+
+
 def source_hash(root: Path, suffixes: tuple[str, ...] = SOURCE_SUFFIXES) -> str:
     """sha256 over the sorted (relative path, bytes) of the files under `root` with these suffixes."""
     root = Path(root)
     digest = hashlib.sha256()
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in suffixes and "__pycache__" not in p.parts)
     for path in files:
-        rel = path.relative_to(root).as_posix().encode()
-        data = path.read_bytes()
-        digest.update(len(rel).to_bytes(8, "little") + rel + len(data).to_bytes(8, "little") + data)
+        _add(digest, path.relative_to(root).as_posix(), path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -47,7 +52,9 @@ def code_version() -> str:
 # import statements of a module count, including lazy ones inside functions: conservative by design).
 
 
+@lru_cache(maxsize=None)
 def _module_file(name: str) -> Path | None:
+    """The source file of a module, found without importing it (its parent packages are imported)."""
     import importlib.util
 
     try:
@@ -57,6 +64,21 @@ def _module_file(name: str) -> Path | None:
     return Path(spec.origin) if spec is not None and spec.origin and spec.origin.endswith(".py") else None
 
 
+def _package_of(name: str) -> str:
+    """The package relative imports in module `name` start from (itself for a package's __init__)."""
+    path = _module_file(name)
+    return name if path is not None and path.name == "__init__.py" else name.rpartition(".")[0]
+
+
+def _from_module(node: ast.ImportFrom, package: str | None) -> str:
+    """The absolute module of a `from ... import` statement (relative ones resolved against `package`)."""
+    base = node.module or ""
+    if node.level and package:
+        parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+        base = f"{parent}.{base}" if base else parent
+    return base
+
+
 def _imported_modules(tree: ast.AST, package: str | None, packages: tuple[str, ...]) -> set[str]:
     """Names of the modules of `packages` imported anywhere in `tree` (relative imports resolved)."""
     found: set[str] = set()
@@ -64,14 +86,19 @@ def _imported_modules(tree: ast.AST, package: str | None, packages: tuple[str, .
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level and package:
-                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                base = f"{parent}.{base}" if base else parent
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names
-                         if _module_file(f"{base}.{alias.name}") is not None)
+            base = _from_module(node, package)
+            if base.split(".")[0] in packages:  # never look up (and so import) other libraries' modules
+                found.add(base)
+                found.update(f"{base}.{alias.name}" for alias in node.names
+                             if _module_file(f"{base}.{alias.name}") is not None)
     return {name for name in found if name.split(".")[0] in packages and _module_file(name) is not None}
+
+
+@lru_cache(maxsize=None)
+def _module_imports(name: str, packages: tuple[str, ...]) -> frozenset[str]:
+    """The modules of `packages` that module `name` imports anywhere (parsed once per process)."""
+    tree = ast.parse(_module_file(name).read_bytes())
+    return frozenset(_imported_modules(tree, _package_of(name), packages))
 
 
 def module_closure(roots: set[str], packages: tuple[str, ...] = PACKAGES) -> set[str]:
@@ -80,12 +107,11 @@ def module_closure(roots: set[str], packages: tuple[str, ...] = PACKAGES) -> set
     todo = [r for r in roots if r.split(".")[0] in packages]
     while todo:
         name = todo.pop()
-        if name in seen or (path := _module_file(name)) is None:
+        if name in seen or _module_file(name) is None:
             continue
         seen.add(name)
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         parents = {name.rsplit(".", i)[0] for i in range(1, name.count(".") + 1)}
-        todo.extend(_imported_modules(ast.parse(path.read_bytes()), package, packages) | parents)
+        todo.extend(_module_imports(name, packages) | parents)
     return seen
 
 
@@ -137,18 +163,12 @@ def _classify(value: Any, home: str, packages: tuple[str, ...]) -> tuple[str, An
 def _imported_names(module: str) -> dict[str, str]:
     """name -> source module of the `from X import name [as alias]` statements at a module's top level."""
     path = _module_file(module)
-    names: dict[str, str] = {}
     if path is None:
-        return names
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.parse(path.read_bytes()).body:
-        if isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                base = f"{parent}.{base}" if base else parent
-            names.update({alias.asname or alias.name: base for alias in node.names})
-    return names
+        return {}
+    package = _package_of(module)
+    return {alias.asname or alias.name: _from_module(node, package)
+            for node in ast.parse(path.read_bytes()).body if isinstance(node, ast.ImportFrom)
+            for alias in node.names}
 
 
 def _origin(module: str, name: str) -> str:
@@ -156,6 +176,7 @@ def _origin(module: str, name: str) -> str:
     return _imported_names(module).get(name, module)
 
 
+@lru_cache(maxsize=None)
 def module_skeleton(name: str) -> str:
     """A module's top-level statements without its function and class bodies (imports, constants)."""
     tree = ast.parse(_module_file(name).read_bytes())
@@ -176,8 +197,7 @@ def modules_hash(modules: set[str]) -> str:
     """sha256 over the sorted (module name, source bytes) of these modules."""
     digest = hashlib.sha256()
     for name in sorted(modules):
-        data = _module_file(name).read_bytes()
-        digest.update(len(name).to_bytes(8, "little") + name.encode() + len(data).to_bytes(8, "little") + data)
+        _add(digest, name, _module_file(name).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -189,7 +209,7 @@ def function_code_key(fn: Callable[..., Any]) -> str:
     whole, skeletons, sources = function_modules(fn)
     digest = hashlib.sha256(modules_hash(module_closure(whole)).encode())
     for name in sorted(skeletons):
-        digest.update(name.encode() + module_skeleton(name).encode())
+        _add(digest, name, module_skeleton(name).encode())
     for name in sorted(sources):
-        digest.update(name.encode() + sources[name].encode())
+        _add(digest, name, sources[name].encode())
     return digest.hexdigest()[:16]

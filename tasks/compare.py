@@ -129,10 +129,10 @@ def _allocation(client, train) -> list[list[float]] | None:
                    if a.path.rsplit("/", 1)[-1].startswith("arms_epoch_"))
     if not names:
         return None
+    from tasks.train_report import arm_matrix
+
     tables = [client.load_table(train.info.experiment_id, name, run_ids=[train.info.run_id]) for name in names]
-    arms = sorted({int(arm) for table in tables for arm in table["arm"]})
-    by_epoch = [dict(zip(table["arm"].astype(int), table["share"].astype(float))) for table in tables]
-    return [[shares.get(arm, float("nan")) for shares in by_epoch] for arm in arms]
+    return arm_matrix([{"arm_rows": table.to_dict("records")} for table in tables], "share")
 
 
 def _curation_seconds(curate) -> float | None:

@@ -205,20 +205,34 @@ def _propagated(table, embedded, model, prompting, verifier, cfg, engine, seed):
 
 
 def _difficulty_from_rollouts(table, model, prompting, verifier, cfg, engine, seed):
+    prompts = render_pool_prompts(table, model, *prompting)
+    with start_engine(engine, model["path"]) as rollout_engine:
+        generate = generate_with_progress(rollout_engine.generate, "difficulty rollouts")
+        return difficulty_of(table, prompts, generate, verifier, cfg, seed)
+
+
+def render_pool_prompts(table: pl.DataFrame, model: dict[str, Any], system_prompt: str | None,
+                        enable_thinking: bool | None) -> list[str]:
+    """The pool's questions as the reference model's prompts (its own chat template)."""
     from transformers import AutoTokenizer
 
-    from space.curate.difficulty import estimate_difficulty as estimate
     from space.data.prompting import render_prompts
-    from space.data.verifiers import get_verifier
 
     tokenizer = AutoTokenizer.from_pretrained(model["path"])
-    prompts = render_prompts(tokenizer, table["question"].to_list(), *prompting)
-    score = get_verifier(verifier.name, extract=verifier.extract)
-    with start_engine(engine, model["path"]) as rollout_engine:
-        return estimate(table["prompt_id"].to_list(), prompts, table["answer"].to_list(),
-                        table["metadata"].to_list(),
-                        generate_with_progress(rollout_engine.generate, "difficulty rollouts"), score, cfg, seed,
-                        theta_solve=verifier.theta_solve)
+    return render_prompts(tokenizer, table["question"].to_list(), system_prompt, enable_thinking)
+
+
+def difficulty_of(table: pl.DataFrame, prompts: list[str], generate: Any, verifier: VerifierConfig,
+                  cfg: DifficultyConfig, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Per-prompt difficulty and the rollout table, from `generate` (an engine's, or a replay of rollouts
+    drawn elsewhere, e.g. on Ray actors) scored by the recipe's verifier."""
+    from space.curate.difficulty import estimate_difficulty
+    from space.data.verifiers import get_verifier
+
+    return estimate_difficulty(table["prompt_id"].to_list(), prompts, table["answer"].to_list(),
+                               table["metadata"].to_list(), generate,
+                               get_verifier(verifier.name, extract=verifier.extract), cfg, seed,
+                               theta_solve=verifier.theta_solve)
 
 
 @task(**STAGE_HOOKS, name="build-features", cache_policy=CACHED, persist_result=True)

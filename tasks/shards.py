@@ -95,25 +95,18 @@ def difficulty_shard(pool: dict[str, Any], shard: dict[str, Any], model: dict[st
                      verifier: VerifierConfig, cfg: DifficultyConfig, engine: EngineConfig, seed: int,
                      ray_cfg: RayConfig) -> dict[str, Any]:
     """k reference rollouts per prompt of one shard, drawn on Ray Data actors, scored here: two parquet files."""
-    from transformers import AutoTokenizer
-
-    from space.curate.difficulty import estimate_difficulty
-    from space.data.prompting import render_prompts
     from space.scaleout import generate_on_actors, replay
-    from space.data.verifiers import get_verifier
+    from tasks.curate import difficulty_of, render_pool_prompts
 
     out = _shard_folder(shard)
     if (done := read_manifest(out)) is not None:
         return done
     start, rows = time.perf_counter(), _shard_rows(pool, shard)
     ids = rows["prompt_id"].to_list()
-    prompts = render_prompts(AutoTokenizer.from_pretrained(model["path"]), rows["question"].to_list(),
-                             prompting["system_prompt"], prompting["enable_thinking"])
+    prompts = render_pool_prompts(rows, model, prompting["system_prompt"], prompting["enable_thinking"])
     sampling = {"n": cfg.k, "temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "seed": seed}
     groups = generate_on_actors(ids, prompts, engine.model_dump_json(), model["path"], sampling, ray_cfg)
-    per_prompt, rollouts = estimate_difficulty(
-        ids, prompts, rows["answer"].to_list(), rows["metadata"].to_list(), replay(dict(zip(ids, groups))),
-        get_verifier(verifier.name, extract=verifier.extract), cfg, seed, theta_solve=verifier.theta_solve)
+    per_prompt, rollouts = difficulty_of(rows, prompts, replay(dict(zip(ids, groups))), verifier, cfg, seed)
     per_prompt.write_parquet(out / "difficulty.parquet")
     rollouts.write_parquet(out / "rollouts.parquet")
     return write_manifest(out, {"path": str(out / "difficulty.parquet"), "rollouts": str(out / "rollouts.parquet"),
