@@ -36,3 +36,16 @@ def e2e_run(e2e_recipe):
     from flows.run import run_flow
 
     return run_flow(e2e_recipe, register_as="space-e2e")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module's tests, restored afterwards: results depend on the thread count
+    (float sums in another order), so a session-wide change would make in-process runs differ from the
+    `space run` subprocesses other tests compare them with."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

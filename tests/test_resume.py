@@ -144,11 +144,13 @@ def test_each_kill_landed_in_its_phase_and_the_next_run_redid_only_that_piece(ki
 def test_final_state_equals_the_uninterrupted_run(killed_chain):
     home, reference = killed_chain["home"], killed_chain["reference"]
     ref_run_dir = Path(reference["model_dir"]).parents[1]
-    run_dir = _train_run_dir(home)
-    assert run_dir.name == ref_run_dir.name
     [tiny] = (home / "models").glob("tiny-*/model.safetensors")
     ref_tiny = Path(os.environ["SPACE_HOME"]) / "models" / tiny.parent.name / "model.safetensors"
+    threads = [json.loads((t.parent / "space_manifest.json").read_text())["torch_threads"] for t in (tiny, ref_tiny)]
+    assert threads[0] == threads[1], f"torch thread counts differ (chain, reference): {threads}"
     assert tiny.read_bytes() == ref_tiny.read_bytes()
+    run_dir = _train_run_dir(home)
+    assert run_dir.name == ref_run_dir.name
     [select_dir] = (home / "artifacts" / "select").iterdir()
     for name in ("curation.parquet", "reduced.parquet"):
         ref_table = Path(os.environ["SPACE_HOME"]) / "artifacts" / "select" / select_dir.name / name

@@ -101,12 +101,9 @@ RG_TASKS = ["basic_arithmetic", "leg_counting", "spell_backward", "number_sortin
 
 
 @pytest.fixture(scope="module")
-def embedder():
-    import torch
-
+def embedder(one_torch_thread):
     from space.curate.embedding import EmbeddingConfig, load_embedder
 
-    torch.set_num_threads(1)
     return load_embedder(EmbeddingConfig(device="cpu"))
 
 

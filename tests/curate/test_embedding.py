@@ -34,10 +34,7 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def embedder():
-    import torch
-
-    torch.set_num_threads(1)
+def embedder(one_torch_thread):
     return load_embedder(EmbeddingConfig(device="cpu"))
 
 

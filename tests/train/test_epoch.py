@@ -18,7 +18,7 @@ from space.train.epoch import (allocation_metrics, arm_members, epoch_arm_rows, 
                          training_table)
 from space.train.grpo import GRPOSettings
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ROWS = [("1+1=", "2", 0), ("2+2=", "4", 0), ("3+4=", "7", 1), ("5-1=", "4", 1), ("9-3=", "6", 1)]
 CFG = TrainConfig(epochs=2, slots_per_epoch=4, bandit=BanditConfig(policy="ts_lp"),

@@ -21,7 +21,7 @@ from conftest_models import make_tiny_model_dir
 from space.train.checkpoint import is_complete, load_checkpoint
 from space.train.grpo import GRPOSettings, check_rewards, lr_factor, steps_per_epoch, train_epoch
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 QUESTIONS = [("1+1=", "2"), ("2+2=", "4"), ("3+4=", "7"), ("5-1=", "4"), ("9-3=", "6")]
 
