@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from space.paths import space_home
 
@@ -13,7 +14,6 @@ def configure_environment() -> None:
     defaults = {
         "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "prefect" / "storage"),
-        "PREFECT_MEMO_STORE_PATH": str(home / "prefect" / "memo_store.toml"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "PREFECT_LOGGING_LEVEL": "INFO",
@@ -26,3 +26,7 @@ def configure_environment() -> None:
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+    # the memo store lives in whichever PREFECT_HOME is in force; its folder must exist before the server writes
+    prefect_home = Path(os.environ["PREFECT_HOME"]).expanduser()
+    os.environ.setdefault("PREFECT_MEMO_STORE_PATH", str(prefect_home / "memo_store.toml"))
+    Path(os.environ["PREFECT_MEMO_STORE_PATH"]).parent.mkdir(parents=True, exist_ok=True)
