@@ -19,8 +19,9 @@ out = {}
 for stage, name in [("select", "curation.parquet"), ("select", "reduced.parquet"), ("difficulty", "difficulty.parquet"), ("difficulty", "rollouts.parquet")]:
     x, y = pl.read_parquet(one(b, f"artifacts/{stage}/*/{name}")), pl.read_parquet(one(a, f"artifacts/{stage}/*/{name}"))
     out[f"{stage}/{name}"] = x.equals(y)
-ex, ey = np.load(one(b, "artifacts/embed/*/embeddings.npz")), np.load(one(a, "artifacts/embed/*/embeddings.npz"))
-out["embeddings"] = bool(np.array_equal(ex["embeddings"], ey["embeddings"]))
+from space.curate.embedding import load_embeddings  # reads the .npz of older runs and today's .npy
+ex, ey = (load_embeddings(one(h, "artifacts/embed/*/embeddings.np[yz]"))[1] for h in (b, a))
+out["embeddings"] = bool(np.array_equal(ex, ey))
 out["tiny weights"] = one(b, "models/tiny-*/model.safetensors").read_bytes() == one(a, "models/tiny-*/model.safetensors").read_bytes()
 rb, ra = one(b, "artifacts/train/*/epoch_000").parent, one(a, "artifacts/train/*/epoch_000").parent
 for e in range(3):

@@ -134,7 +134,7 @@ def embed(pool: dict[str, Any], cfg: EmbeddingConfig) -> dict[str, Any]:
     table = pl.read_parquet(pool["path"])
     with progress_bar("embed", table.height, "prompts") as update:
         vectors = embed_prompts(load_embedder(cfg), table["question"].to_list(), cfg, progress=update)
-    path = save_embeddings(out / "embeddings.npz", table["prompt_id"].to_list(), vectors)
+    path = save_embeddings(out / "embeddings.npy", table["prompt_id"].to_list(), vectors)
     seconds = time.perf_counter() - start
     return write_manifest(out, {"path": str(path), "sha": file_sha256(path), "dim": int(vectors.shape[1]),
                                 "seconds": seconds})

@@ -5,7 +5,7 @@ through warm Ray Data actors (space/scaleout.py) and writes a parquet shard unde
 SPACE_HOME/artifacts/<stage>-shard/<fingerprint of the shard digest, the stage config and the code>/. The runner
 layout (shard size aside, which sets the digests) and Ray resources are not part of the folder's key. The
 `combine_*` tasks concatenate the shards in pool order into the same files the local stages write
-(embeddings.npz, difficulty.parquet, rollouts.parquet), so every later stage is unchanged.
+(embeddings.npy, difficulty.parquet, rollouts.parquet), so every later stage is unchanged.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def _shard_record(manifest: dict[str, Any], state: str) -> dict[str, Any]:
 @task(**STAGE_HOOKS, name="combine-embed-shards")
 def combine_embeddings(pool: dict[str, Any], shards: list[dict[str, Any]], states: list[str], cfg: EmbeddingConfig
                        ) -> dict[str, Any]:
-    """The shards' embeddings in pool order as one embeddings.npz (the local embed stage's format)."""
+    """The shards' embeddings in pool order as one embeddings.npy (the local embed stage's format)."""
     from space.curate.embedding import save_embeddings
 
     out = stage_dir("embed-sharded", pool["sha"], cfg, [s["digest"] for s in shards])
@@ -135,7 +135,7 @@ def combine_embeddings(pool: dict[str, Any], shards: list[dict[str, Any]], state
     table = pl.concat([pl.read_parquet(s["path"]) for s in shards])
     _check_order(pool, table["prompt_id"].to_list(), "embed")
     vectors = np.ascontiguousarray(table["embedding"].to_numpy(), dtype=np.float32)
-    path = save_embeddings(out / "embeddings.npz", table["prompt_id"].to_list(), vectors)
+    path = save_embeddings(out / "embeddings.npy", table["prompt_id"].to_list(), vectors)
     return write_manifest(out, {"path": str(path), "sha": file_sha256(path), "dim": int(vectors.shape[1]),
                                 "seconds": time.perf_counter() - start + sum(s["seconds"] for s in shards),
                                 "shards": [_shard_record(s, st) for s, st in zip(shards, states)]})

@@ -1,9 +1,11 @@
 """k-means over the curation features (method.md 2.4), with faiss.
 
 Euclidean k-means on f with K clusters and a fixed seed. Project rules: K <= N (ValueError otherwise); faiss
-must train on every point, so its per-centroid subsampling cap (256 by default, stack.md 6) is raised to at
-least ceil(N / K); clusters left empty are dropped and labels re-indexed 0..K'-1, so arms = non-empty clusters.
-faiss runs on GPU when its build sees one, else on CPU.
+trains on every point up to K x `train_points_per_cluster` points (4,096 per cluster by default: faiss's own
+per-centroid subsampling cap, 256 in faiss, stack.md 6, is raised to that), and on faiss's seeded sample of
+that many beyond, while every point is still assigned to its nearest centroid. Clusters left empty
+are dropped and labels re-indexed 0..K'-1, so arms = non-empty clusters. faiss runs on GPU when its build sees
+one, else on CPU.
 
     labels, centroids, info = cluster_features(features, ClusterConfig(num_clusters=4))
 """
@@ -44,6 +46,10 @@ class ClusterConfig(BaseModel):
     init: Literal["random", "kmeans++"] = Field(
         "kmeans++", description="Centroid initialisation: faiss's uniform random sample or k-means++ (D^2 sampling)."
     )
+    train_points_per_cluster: int | None = Field(
+        4096, ge=1, description="Train k-means on at most K x this many points (faiss's seeded sample beyond "
+        "that; every point is still assigned). None = train on all N points whatever N."
+    )
     use_gpu: Literal["auto", "yes", "no"] = Field(
         "auto", description="'auto': GPU when faiss has GPU support and sees a GPU; 'yes' requires one; 'no': CPU."
     )
@@ -83,7 +89,8 @@ def check_pool(n: int, num_clusters: int) -> None:
 
 
 def train_kmeans(x: np.ndarray, cfg: ClusterConfig, gpu: bool) -> Any:
-    """Train faiss.Kmeans on all of x (float32, C-contiguous)."""
+    """Train faiss.Kmeans on x (float32, C-contiguous): on every point, or on faiss's seeded sample of
+    K x cfg.train_points_per_cluster points when that is set and smaller than N."""
     import faiss
 
     n, d = x.shape
@@ -101,7 +108,7 @@ def train_kmeans(x: np.ndarray, cfg: ClusterConfig, gpu: bool) -> Any:
         spherical=False,
         gpu=gpu,
         verbose=False,
-        max_points_per_centroid=max(256, math.ceil(n / cfg.num_clusters)),
+        max_points_per_centroid=cfg.train_points_per_cluster or max(256, math.ceil(n / cfg.num_clusters)),
         min_points_per_centroid=1,  # small pools are expected; silence faiss's warning
     )
     km.train(x)
@@ -151,5 +158,6 @@ def cluster_features(features: np.ndarray, cfg: ClusterConfig) -> tuple[np.ndarr
         "sizes": np.bincount(labels).tolist(),
         "objective": float(sq_dist.astype(np.float64).sum()),
         "gpu": gpu,
+        "trained_on": min(x.shape[0], cfg.num_clusters * (cfg.train_points_per_cluster or x.shape[0])),
     }
     return labels, centroids.astype(np.float32), info

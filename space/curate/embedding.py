@@ -118,8 +118,17 @@ def embed_prompts(embedder: SentenceTransformer, texts: Sequence[str], cfg: Embe
     return embed_texts(embedder, texts, batch_size=cfg.batch_size, normalize=cfg.normalize, progress=progress)
 
 
+def ids_path(path: str | Path) -> Path:
+    """Where the ids of an `.npy` embeddings file live: `embeddings.npy` -> `embeddings.ids.npy`."""
+    return Path(path).with_suffix(".ids.npy")
+
+
 def save_embeddings(path: str | Path, ids: Sequence[str], array: np.ndarray) -> Path:
-    """Write ids and embeddings to one .npz file at `path`, atomically (temp file in the same folder, then rename)."""
+    """Write ids and embeddings atomically (temp file in the same folder, then rename).
+
+    `.npy` (what the stages write): the float array alone, memory-mappable, its ids beside it in
+    `<stem>.ids.npy` (written first; a stage's manifest, written last, vouches for both). `.npz`: one file.
+    """
     path = Path(path)
     ids_arr = np.asarray(list(ids), dtype=str)
     array = np.asarray(array)
@@ -128,12 +137,25 @@ def save_embeddings(path: str | Path, ids: Sequence[str], array: np.ndarray) -> 
     if len(ids_arr) != array.shape[0]:
         raise ValueError(f"{len(ids_arr)} ids but {array.shape[0]} embedding rows")
     check_unique_ids(ids_arr)
+    if path.suffix == ".npy":
+        write_atomic(ids_path(path), lambda handle: np.save(handle, ids_arr))
+        return write_atomic(path, lambda handle: np.save(handle, array))
     return write_atomic(path, lambda handle: np.savez(handle, ids=ids_arr, embeddings=array))
 
 
 def load_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:
-    """Read a file written by `save_embeddings`: (ids, embeddings)."""
-    with np.load(Path(path), allow_pickle=False) as data:
+    """Read what `save_embeddings` wrote: (ids, embeddings). An `.npy` file comes back memory-mapped
+    (read-only): its rows are read from disk as they are used, so memory does not grow with the pool."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        if not ids_path(path).is_file():
+            raise ValueError(f"{path} has no ids file beside it ({ids_path(path).name})")
+        ids = np.load(ids_path(path), allow_pickle=False).tolist()
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        if array.ndim != 2 or array.shape[0] != len(ids):
+            raise ValueError(f"{path}: embeddings of shape {array.shape} for {len(ids)} ids")
+        return ids, array
+    with np.load(path, allow_pickle=False) as data:
         missing = {"ids", "embeddings"} - set(data.files)
         if missing:
             raise ValueError(f"{path} lacks key(s) {sorted(missing)}; found {data.files}")
@@ -151,6 +173,7 @@ __all__ = [
     "EmbeddingConfig",
     "embed_texts",
     "embedding_dim",
+    "ids_path",
     "load_embedder",
     "load_embeddings",
     "resolve_device",

@@ -7,8 +7,10 @@
 
 Variances use the population convention (divide by N) for both the block and delta, so the difficulty
 coordinate's share of the total feature variance is w_d^2 / (1 + w_d^2) (up to the 1e-8). w_d = 0 gives
-semantic-only features; the last column is then all zeros. PCA is numpy SVD with a fixed sign convention
-(each component's largest-magnitude loading is positive), hence deterministic.
+semantic-only features; the last column is then all zeros. PCA is the eigendecomposition of the covariance
+matrix, accumulated in float64 over chunks of rows (memory independent of N beyond the inputs and the
+features), with a fixed sign convention (each component's largest-magnitude loading is positive), hence
+deterministic.
 """
 
 from __future__ import annotations
@@ -40,25 +42,42 @@ class FeatureConfig(BaseModel):
     )
 
 
+CHUNK_ROWS = 65_536  # rows converted to float64 at a time: memory stays O(chunk x dim + dim^2), not O(N x dim)
+
+
 def fit_pca(embeddings: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Project centred embeddings on their top-p principal axes: (scores (N, p), variances (p,), all variances).
 
     Variances divide by N. Signs are fixed so each axis's largest-magnitude loading is positive.
     """
-    scores, variances, all_variances, _ = _pca_axes(np.asarray(embeddings, dtype=np.float64), p)
-    return scores, variances, all_variances
+    mean, variances, all_variances, axes = _pca_axes(embeddings, p)
+    return project(embeddings, mean, axes), variances, all_variances
+
+
+def _chunks(x: np.ndarray):
+    for start in range(0, x.shape[0], CHUNK_ROWS):
+        yield np.asarray(x[start:start + CHUNK_ROWS], dtype=np.float64)
 
 
 def _pca_axes(x: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """fit_pca's (scores, variances, all variances) plus the top-p axes (p, dim)."""
-    centred = x - x.mean(axis=0)
-    _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    rows = np.arange(vt.shape[0])
-    signs = np.sign(vt[rows, np.argmax(np.abs(vt), axis=1)])
+    """(mean (dim,), top-p variances, all min(N, dim) variances, top-p axes (p, dim)) from the covariance
+    matrix, accumulated chunk by chunk (float64), so `x` may be a memory map of any length."""
+    n = x.shape[0]
+    mean = sum(chunk.sum(axis=0) for chunk in _chunks(x)) / n
+    cov = sum((c := chunk - mean).T @ c for chunk in _chunks(x)) / n
+    eigenvalues, eigenvectors = np.linalg.eigh(cov)  # ascending
+    order = np.argsort(eigenvalues)[::-1][: min(n, x.shape[1])]
+    variances = np.clip(eigenvalues[order], 0.0, None)
+    vt = eigenvectors[:, order].T
+    signs = np.sign(vt[np.arange(vt.shape[0]), np.argmax(np.abs(vt), axis=1)])
     signs[signs == 0] = 1.0
     vt = vt * signs[:, None]
-    variances = s**2 / x.shape[0]
-    return centred @ vt[:p].T, variances[:p], variances, vt[:p]
+    return mean, variances[:p], variances, vt[:p]
+
+
+def project(x: np.ndarray, mean: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """(x - mean) @ axes.T, chunk by chunk: float64 (N, p)."""
+    return np.vstack([(chunk - mean) @ axes.T for chunk in _chunks(x)]) if x.shape[0] else np.zeros((0, len(axes)))
 
 
 def capped_dims(n: int, dim: int, requested: int) -> int:
@@ -109,7 +128,7 @@ class FeatureTransform:
 
     def apply(self, embeddings: np.ndarray, difficulty: np.ndarray | None) -> np.ndarray:
         """Features of (new) prompts: [projected, whitened embeddings ; w_d * standardised difficulty]."""
-        scores = (np.asarray(embeddings, dtype=np.float64) - self.mean) @ self.axes.T
+        scores = project(np.asarray(embeddings), self.mean, self.axes)
         block = scores / self.block_scale if self.block_scale > 0 else np.zeros_like(scores)
         if difficulty is None or self.d_std == 0.0:
             delta = np.zeros(block.shape[0])
@@ -135,24 +154,22 @@ class FeatureTransform:
 def fit_transform(embeddings: np.ndarray, difficulty: np.ndarray | None, cfg: FeatureConfig
                   ) -> tuple[FeatureTransform, np.ndarray, dict[str, Any]]:
     """Fit PCA and the difficulty standardisation on the pool: (transform, pool features, info)."""
-    emb = np.asarray(embeddings)
+    emb = embeddings if isinstance(embeddings, np.ndarray) else np.asarray(embeddings)  # a memory map stays one
     if emb.ndim != 2:
         raise ValueError(f"embeddings must be 2-D (N, dim), got shape {emb.shape}")
     n, dim = emb.shape
     p = capped_dims(n, dim, cfg.pca_dims)
-    x = emb.astype(np.float64)
-    _, variances, all_variances, axes = _pca_axes(x, p)
+    mean, variances, all_variances, axes = _pca_axes(emb, p)
     block_var = float(variances.sum())
     delta, imputed = standardize_difficulty(difficulty, n, cfg)
     d = None if difficulty is None else np.asarray(difficulty, dtype=np.float64).reshape(-1)
     informative = d is not None and bool(np.any(delta != 0.0))
     d_filled = None if d is None else np.where(np.isnan(d), np.nanmean(d), d)
     transform = FeatureTransform(
-        mean=x.mean(axis=0), axes=axes, block_scale=float(np.sqrt(block_var)) if block_var > 0 else 0.0,
+        mean=mean, axes=axes, block_scale=float(np.sqrt(block_var)) if block_var > 0 else 0.0,
         d_mean=float(d_filled.mean()) if informative else 0.0,
         d_std=float(d_filled.std() + STD_EPS) if informative else 0.0, weight=cfg.difficulty_weight)
-    block = x - transform.mean
-    block = block @ axes.T / transform.block_scale if transform.block_scale > 0 else np.zeros((n, p))
+    block = project(emb, mean, axes) / transform.block_scale if transform.block_scale > 0 else np.zeros((n, p))
     features = np.hstack([block, cfg.difficulty_weight * delta[:, None]]).astype(np.float32)
     return transform, features, _info(features, variances, all_variances, p, cfg, imputed, n, dim)
 

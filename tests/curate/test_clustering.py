@@ -67,6 +67,21 @@ def test_trains_on_all_points_beyond_faiss_subsampling_cap():
         np.testing.assert_allclose(centroids[k], x[labels == k].astype(np.float64).mean(axis=0), atol=1e-3)
 
 
+def test_a_training_sample_still_assigns_every_point():
+    """train_points_per_cluster=100: faiss trains on a seeded sample of 200 of the 2000 points, so the centroids
+    are means of that sample (off the members' means by more than the full fit's 1e-3), yet every point gets
+    its nearest centroid and the blobs are recovered."""
+    x, truth = blobs(1000, np.array([[0, 0, 0, 0], [20, 20, 20, 20]], dtype=np.float64))
+    cfg = ClusterConfig(num_clusters=2, train_points_per_cluster=100)
+    labels, centroids, info = cluster_features(x, cfg)
+    assert info["trained_on"] == 200 and labels.shape == (2000,)
+    assert adjusted_rand_score(truth, labels) == 1.0
+    offsets = [np.abs(centroids[k] - x[labels == k].astype(np.float64).mean(axis=0)).max() for k in range(2)]
+    assert max(offsets) > 1e-2, offsets
+    again = cluster_features(x, cfg)
+    np.testing.assert_array_equal(again[1], centroids)  # faiss's sample is seeded
+
+
 def test_empty_clusters_are_dropped_and_reindexed():
     x = np.array([[0.0, 0.0]] * 10 + [[5.0, 5.0]] * 10, dtype=np.float32)  # two distinct points, K = 3
     labels, centroids, info = cluster_features(x, ClusterConfig(num_clusters=3))

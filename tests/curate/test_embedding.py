@@ -117,6 +117,19 @@ def test_save_load_roundtrip(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["emb.npz"]  # no temp file left behind
 
 
+def test_npy_embeddings_come_back_memory_mapped_with_their_ids(tmp_path):
+    ids = ["a1", "b2", "c3"]
+    arr = np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32)
+    path = save_embeddings(tmp_path / "embeddings.npy", ids, arr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["embeddings.ids.npy", "embeddings.npy"]
+    got_ids, got = load_embeddings(path)
+    assert got_ids == ids and isinstance(got, np.memmap) and not got.flags.writeable
+    np.testing.assert_array_equal(got, arr)
+    (tmp_path / "embeddings.ids.npy").unlink()
+    with pytest.raises(ValueError, match=r"embeddings\.npy has no ids file beside it \(embeddings\.ids\.npy\)"):
+        load_embeddings(path)
+
+
 def test_save_overwrites_atomically_and_validates(tmp_path):
     path = tmp_path / "emb.npz"
     save_embeddings(path, ["a"], np.zeros((1, 2), np.float32))

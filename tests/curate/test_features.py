@@ -133,3 +133,16 @@ def test_fitted_transform_reproduces_pool_features_after_a_save(tmp_path):
     assert np.allclose(centre, 0.0, atol=1e-6)
     with pytest.raises(KeyError, match="no fitted transform"):
         FeatureTransform.from_arrays({"features": features})
+
+
+def test_a_memory_mapped_pool_larger_than_a_chunk_gives_the_in_memory_features(tmp_path, monkeypatch):
+    """The covariance is accumulated chunk by chunk: with 64-row chunks over a memory map of 300 rows the
+    features equal those of one in-memory pass."""
+    from space.curate import features as module
+
+    emb, d = unit_rows(300, 64), np.random.default_rng(1).uniform(0, 1, 300)
+    whole, _ = build_features(emb, d, FeatureConfig(pca_dims=8))
+    np.save(tmp_path / "emb.npy", emb)
+    monkeypatch.setattr(module, "CHUNK_ROWS", 64)
+    chunked, _ = build_features(np.load(tmp_path / "emb.npy", mmap_mode="r"), d, FeatureConfig(pca_dims=8))
+    np.testing.assert_allclose(chunked, whole, atol=1e-5)
