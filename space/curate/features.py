@@ -42,7 +42,7 @@ class FeatureConfig(BaseModel):
     )
 
 
-CHUNK_ROWS = 65_536  # rows converted to float64 at a time: memory stays O(chunk x dim + dim^2), not O(N x dim)
+CHUNK_ROWS = 8_192  # rows converted to float64 at a time (25 MB at dim 384): memory O(chunk x dim + dim^2)
 
 
 def fit_pca(embeddings: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
