@@ -10,6 +10,8 @@
 3. Re-runs features -> clustering -> selection with the propagated difficulty and compares the curated
    subset with the full-difficulty one: share of the selected prompts in common, adjusted Rand index of the
    cluster assignment.
+4. The ceiling: the split-half reliability of the full difficulty (even vs odd samples, Spearman, and the
+   Spearman-Brown value for all k samples): no predictor can agree with a noisy target better than that.
 Writes <out>/bench_propagate.json and .md; numbers are what this machine measured.
 """
 
@@ -81,6 +83,19 @@ def one_setting(recipe, vectors, ids, full_d, full_labels, full_mask, fraction: 
             "cluster_ari": float(adjusted_rand_score(full_labels, labels)), "propagate_seconds": seconds}
 
 
+def split_half(rollouts_path: str) -> dict:
+    """Spearman between the solve rates of even and odd samples per prompt, and its Spearman-Brown value."""
+    import polars as pl
+    from scipy.stats import spearmanr
+
+    judged = pl.read_parquet(rollouts_path).filter(pl.col("solved").is_not_null())
+    halves = (judged.with_columns((pl.col("sample") % 2).alias("half"))
+              .group_by(["prompt_id", "half"]).agg(pl.col("solved").cast(pl.Float64).mean().alias("rate"))
+              .pivot(on="half", index="prompt_id", values="rate").drop_nulls())
+    r = float(spearmanr(halves["0"], halves["1"]).statistic)
+    return {"prompts": halves.height, "spearman_halves": r, "spearman_brown_full": 2 * r / (1 + r)}
+
+
 def main() -> None:
     args = _args()
     os.environ["SPACE_HOME"] = str(Path(args.home).resolve())
@@ -99,7 +114,8 @@ def main() -> None:
     result = {"recipe": args.recipe, "overrides": args.set, "pool": len(ids), "k": recipe.curate.difficulty.k,
               "strata": recipe.curate.difficulty.strata, "neighbours": recipe.curate.difficulty.neighbours,
               "full_difficulty_seconds": stages["difficulty"]["seconds"], "machine": platform.processor(),
-              "load_average": os.getloadavg(), "rows": rows}
+              "load_average": os.getloadavg(), "reliability": split_half(stages["difficulty"]["rollouts"]),
+              "rows": rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_propagate.json").write_text(json.dumps(result, indent=2))
@@ -117,6 +133,10 @@ def markdown(result: dict) -> str:
         lines.append(f"| {r['fraction']} | {r['seed']} | {r['measured']} | {r['spearman_unmeasured']:.3f} | "
                      f"{r['spearman_all']:.3f} | {r['mae_unmeasured']:.3f} | {r['selected_overlap']:.3f} | "
                      f"{r['cluster_ari']:.3f} |")
+    rel = result["reliability"]
+    lines += ["", f"Reliability of the full difficulty over {rel['prompts']} prompts: even vs odd samples agree at "
+              f"Spearman {rel['spearman_halves']:.3f}; Spearman-Brown for all {result['k']} samples "
+              f"{rel['spearman_brown_full']:.3f}."]
     return "\n".join(lines) + "\n"
 
 
