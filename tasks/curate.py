@@ -93,8 +93,9 @@ def fit_context(data: dict[str, Any], model: dict[str, Any], system_prompt: str 
     if (done := read_manifest(out)) is not None:
         return done
     verify_files(data["pool"], data["eval"])
+    start = time.perf_counter()
     tokenizer, context = AutoTokenizer.from_pretrained(model["path"]), model_context(model["path"])
-    manifest: dict[str, Any] = {"context": context, "max_new_tokens": max_new_tokens, "seconds": data["seconds"]}
+    manifest: dict[str, Any] = {"context": context, "max_new_tokens": max_new_tokens}
     for split in ("pool", "eval"):
         if data[split] is None:
             manifest[split] = None
@@ -118,7 +119,7 @@ def fit_context(data: dict[str, Any], model: dict[str, Any], system_prompt: str 
                    f"({context} tokens incl. {max_new_tokens} new): {kept.height} left")
         manifest[split] = {"path": str(path), "sha": file_sha256(path), "rows": kept.height, "report": report,
                            "summary": summary}
-    return write_manifest(out, manifest)
+    return write_manifest(out, {**manifest, "seconds": time.perf_counter() - start})
 
 
 @task(**STAGE_HOOKS, name="embed", cache_policy=CACHED, persist_result=True)

@@ -44,9 +44,11 @@ def model_context(model_path: str) -> int | None:
     return getattr(config, "max_position_embeddings", None)
 
 
-def prompt_lengths(tokenizer: Any, prompts: Sequence[str]) -> list[int]:
-    """Token count of each rendered prompt (special tokens come from the chat template itself)."""
-    return [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+def prompt_lengths(tokenizer: Any, prompts: Sequence[str], batch_size: int = 4096) -> list[int]:
+    """Token count of each rendered prompt (special tokens come from the chat template itself), tokenised
+    `batch_size` prompts at a time: a fast tokenizer's encodings of a whole 100k pool would hold GBs."""
+    return [len(ids) for start in range(0, len(prompts), batch_size)
+            for ids in tokenizer(list(prompts[start:start + batch_size]), add_special_tokens=False)["input_ids"]]
 
 
 def too_long(lengths: Sequence[int], context: int | None, max_new_tokens: int) -> list[int]:

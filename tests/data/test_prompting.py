@@ -41,3 +41,10 @@ def test_too_long_counts_the_completion_budget():
     assert too_long(lengths, context=10, max_new_tokens=6) == [2]  # 4 + 6 fits exactly
     assert too_long(lengths, context=10, max_new_tokens=7) == [0, 2]
     assert too_long(lengths, context=None, max_new_tokens=6) == []
+
+
+def test_prompt_lengths_in_batches_keep_every_prompt_in_order():
+    tokenizer = build_tokenizer()  # one token per character
+    prompts = ["a" * n for n in (4, 2, 8, 1, 5)]
+    assert prompt_lengths(tokenizer, prompts, batch_size=2) == [4, 2, 8, 1, 5]
+    assert prompt_lengths(tokenizer, prompts[:0], batch_size=2) == []
