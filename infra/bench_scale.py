@@ -77,14 +77,18 @@ def write_pool(n: int, home: Path) -> Path:
     return path
 
 
-def _tree_rss(proc) -> int:
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
+def _rss(proc) -> tuple[int, int]:
+    """(RSS of `proc`, RSS summed over `proc` and its descendants); a child that just exited counts 0."""
+    import psutil
+
+    own = proc.memory_info().rss
+    total = own
+    for child in proc.children(recursive=True):
         try:
-            total += p.memory_info().rss
-        except Exception:  # noqa: BLE001  (a child that just exited)
+            total += child.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-    return total
+    return own, total
 
 
 def _hwm(pid: int) -> int:
@@ -101,7 +105,7 @@ def sample(pid: int, samples: list[tuple[float, int, int, int]], stop: threading
     proc = psutil.Process(pid)
     while not stop.is_set():
         try:
-            samples.append((time.time(), proc.memory_info().rss, _tree_rss(proc), _hwm(pid)))
+            samples.append((time.time(), *_rss(proc), _hwm(pid)))
         except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
             return
         time.sleep(0.5)
@@ -148,10 +152,11 @@ def stage_rows(home: Path, since: float, samples: list, seconds: dict[str, tuple
     for stage in STAGES:
         spent, cached = seconds.get(stage, (None, None))
         row = {"stage": stage, "seconds": spent, "cached": cached}
-        manifests = [m for m in (home / "artifacts" / FOLDERS.get(stage, "-")).glob("*/space_manifest.json")
-                     if m.stat().st_mtime >= since]
-        if manifests and spent is not None and not cached:
-            end = max(m.stat().st_mtime for m in manifests)
+        folder = home / "artifacts" / FOLDERS[stage] if stage in FOLDERS else None
+        written = [t for m in (folder.glob("*/space_manifest.json") if folder else [])
+                   if (t := m.stat().st_mtime) >= since]
+        if written and spent is not None and not cached:
+            end = max(written)
             window = [x for x in samples if end - spent - 0.5 <= x[0] <= end + 0.5]
             for key, index in (("peak_rss_gb", 1), ("peak_tree_rss_gb", 2)):
                 row[key] = round(max(x[index] for x in window) / 2**30, 3) if window else None

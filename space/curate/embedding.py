@@ -118,7 +118,7 @@ def embed_prompts(embedder: SentenceTransformer, texts: Sequence[str], cfg: Embe
     return embed_texts(embedder, texts, batch_size=cfg.batch_size, normalize=cfg.normalize, progress=progress)
 
 
-def ids_path(path: str | Path) -> Path:
+def _ids_path(path: str | Path) -> Path:
     """Where the ids of an `.npy` embeddings file live: `embeddings.npy` -> `embeddings.ids.npy`."""
     return Path(path).with_suffix(".ids.npy")
 
@@ -138,7 +138,7 @@ def save_embeddings(path: str | Path, ids: Sequence[str], array: np.ndarray) -> 
         raise ValueError(f"{len(ids_arr)} ids but {array.shape[0]} embedding rows")
     check_unique_ids(ids_arr)
     if path.suffix == ".npy":
-        write_atomic(ids_path(path), lambda handle: np.save(handle, ids_arr))
+        write_atomic(_ids_path(path), lambda handle: np.save(handle, ids_arr))
         return write_atomic(path, lambda handle: np.save(handle, array))
     return write_atomic(path, lambda handle: np.savez(handle, ids=ids_arr, embeddings=array))
 
@@ -148,9 +148,9 @@ def load_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:
     (read-only): its rows are read from disk as they are used, so memory does not grow with the pool."""
     path = Path(path)
     if path.suffix == ".npy":
-        if not ids_path(path).is_file():
-            raise ValueError(f"{path} has no ids file beside it ({ids_path(path).name})")
-        ids = np.load(ids_path(path), allow_pickle=False).tolist()
+        if not _ids_path(path).is_file():
+            raise ValueError(f"{path} has no ids file beside it ({_ids_path(path).name})")
+        ids = np.load(_ids_path(path), allow_pickle=False).tolist()
         array = np.load(path, mmap_mode="r", allow_pickle=False)
         if array.ndim != 2 or array.shape[0] != len(ids):
             raise ValueError(f"{path}: embeddings of shape {array.shape} for {len(ids)} ids")
@@ -173,7 +173,6 @@ __all__ = [
     "EmbeddingConfig",
     "embed_texts",
     "embedding_dim",
-    "ids_path",
     "load_embedder",
     "load_embeddings",
     "resolve_device",

@@ -45,15 +45,6 @@ class FeatureConfig(BaseModel):
 CHUNK_ROWS = 8_192  # rows converted to float64 at a time (25 MB at dim 384): memory O(chunk x dim + dim^2)
 
 
-def fit_pca(embeddings: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Project centred embeddings on their top-p principal axes: (scores (N, p), variances (p,), all variances).
-
-    Variances divide by N. Signs are fixed so each axis's largest-magnitude loading is positive.
-    """
-    mean, variances, all_variances, axes = _pca_axes(embeddings, p)
-    return project(embeddings, mean, axes), variances, all_variances
-
-
 def _chunks(x: np.ndarray):
     for start in range(0, x.shape[0], CHUNK_ROWS):
         yield np.asarray(x[start:start + CHUNK_ROWS], dtype=np.float64)
@@ -154,7 +145,7 @@ class FeatureTransform:
 def fit_transform(embeddings: np.ndarray, difficulty: np.ndarray | None, cfg: FeatureConfig
                   ) -> tuple[FeatureTransform, np.ndarray, dict[str, Any]]:
     """Fit PCA and the difficulty standardisation on the pool: (transform, pool features, info)."""
-    emb = embeddings if isinstance(embeddings, np.ndarray) else np.asarray(embeddings)  # a memory map stays one
+    emb = np.asarray(embeddings)  # a memory map stays a view of the file: no copy
     if emb.ndim != 2:
         raise ValueError(f"embeddings must be 2-D (N, dim), got shape {emb.shape}")
     n, dim = emb.shape
