@@ -61,6 +61,7 @@ def vllm_engine_kwargs(cfg: EngineConfig, model_dir: str | Path, gpu: bool) -> d
         "seed": cfg.vllm_seed,
         "enforce_eager": (not gpu) if cfg.enforce_eager is None else cfg.enforce_eager,
         "gpu_memory_utilization": cfg.gpu_memory_utilization or (0.9 if gpu else 0.3),
+        "use_tqdm_on_load": False,  # the console's own "starting the vllm engine" line covers the load
     }
     if cfg.max_model_len is not None:
         kwargs["max_model_len"] = cfg.max_model_len
