@@ -12,6 +12,9 @@ export SPACE_REPO=$PWD
 SPACE_HOME=$(realpath -m "${SPACE_HOME:-.space}")
 export SPACE_HOME
 VENV=$(realpath -m "${SPACE_VENV:-.venv}")
+# a flow run imports prefect before space's defaults apply: give the worker (and so its runs) the home's store
+export PREFECT_HOME="${PREFECT_HOME:-$SPACE_HOME/prefect}"
+export PREFECT_RESULTS_LOCAL_STORAGE_PATH="${PREFECT_RESULTS_LOCAL_STORAGE_PATH:-$PREFECT_HOME/storage}"
 RUN="$SPACE_HOME/servers"
 : "${PREFECT_API_URL:?set PREFECT_API_URL to a Prefect server (infra/servers.sh start prints it)}"
 

@@ -11,17 +11,24 @@ whose inputs change; the stages before them stay cached.
 A stage folder is reused only when its manifest exists and every file the manifest lists is present
 with its recorded sha256; otherwise the stage recomputes. Inputs handed over from an upstream stage are
 checked the same way (`verify_files`), and a mismatch is an `ArtifactError` naming the file.
+
+Prefect's cached result of a stage is its manifest, and it is trusted the same way (`IntactArtifacts`):
+the key folds in SPACE_HOME, so a result store shared by several homes (a worker's, `~/.prefect`) never
+hands one home's manifest to another; and a record whose files are gone or changed is stepped over, so
+the task runs again (reusing what is intact on disk) instead of passing dead paths downstream.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
+from prefect.utilities.hashing import hash_objects
 
 from space.hashing import fingerprint, sha256_file
 from space.manifest import MANIFEST_NAME
@@ -55,7 +62,51 @@ def task_code_key() -> str:
 
 
 CODE = CachePolicy.from_cache_key_fn(lambda context, _inputs: function_code_key(context.task.fn))
-CACHED = INPUTS + TASK_SOURCE + CODE
+MAX_DAMAGED_RECORDS = 8  # how many damaged records in a row a key steps over before it gives up caching
+
+
+@dataclass
+class IntactArtifacts(CachePolicy):
+    """`base`'s key in this SPACE_HOME, stepped past stored results whose files are missing or changed.
+
+    A damaged record at key K moves the key to hash(K, "damaged"): the task runs and stores its result
+    there, and later runs step over K again (still damaged) to find it, so the cache heals without deleting
+    anything. None (no caching) only after MAX_DAMAGED_RECORDS damaged records in a row.
+    """
+
+    base: CachePolicy = field(default_factory=lambda: INPUTS + TASK_SOURCE + CODE)
+
+    def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs) -> str | None:
+        base = self.base.compute_key(task_ctx=task_ctx, inputs=inputs, flow_parameters=flow_parameters, **kwargs)
+        if base is None:
+            return None
+        key = hash_objects(base, str(space_home()), raise_on_failure=True)
+        store = task_ctx.result_store
+        for _ in range(MAX_DAMAGED_RECORDS):
+            if not store.exists(key):
+                return key
+            problems = result_problems(store.read(key).result)
+            if not problems:
+                return key
+            log.warning("cached result of %s lists damaged files (%s): running the task again",
+                        task_ctx.task.name, "; ".join(problems[:3]))
+            key = hash_objects(key, "damaged", raise_on_failure=True)
+        return None
+
+
+def result_problems(result: Any) -> list[str]:
+    """What is wrong with the files a task's result lists: a stage manifest's files, a file part's sha, a
+    model folder's presence (bootstrap); nothing for results that name no files (a bench cell's facts)."""
+    if not isinstance(result, dict):
+        return []
+    if FILES_KEY in result or ("sha" in result and Path(str(result.get("path", ""))).is_file()):
+        return file_problems(result)
+    if isinstance(result.get("path"), str) and result["path"] and not Path(result["path"]).exists():
+        return [f"{result['path']}: missing"]
+    return []
+
+
+CACHED = IntactArtifacts()
 
 
 def stage_dir(stage: str, *parts: Any) -> Path:

@@ -38,10 +38,67 @@ def test_a_new_code_hash_reruns_a_cached_task_in_a_new_folder(monkeypatch):
     assert third["pool"]["sha"] == first["pool"]["sha"]  # same data, recomputed
 
 
+def _probe_flow():
+    import tasks  # noqa: F401  (first: it points Prefect's storage at the test SPACE_HOME)
+    from prefect import flow
+    from tasks.curate import load_data
+
+    @flow(name="cache-probe")
+    def probe() -> tuple[str, dict]:
+        state = load_data(DATA, return_state=True)
+        return state.name, state.result()
+
+    return probe
+
+
+@pytest.mark.slow
+def test_another_space_home_never_gets_this_homes_cached_result(monkeypatch, tmp_path):
+    """One Prefect result store (a worker's, ~/.prefect) serving two homes: each home computes its own."""
+    probe = _probe_flow()
+    monkeypatch.setenv("SPACE_HOME", str(tmp_path / "a"))
+    first, again = probe(), probe()
+    monkeypatch.setenv("SPACE_HOME", str(tmp_path / "b"))
+    other = probe()
+    assert first[0] == "Completed" and again == ("Cached", first[1])
+    assert other[0] == "Completed" and other[1]["dir"].startswith(str(tmp_path / "b")), other
+    assert other[1]["pool"]["sha"] == first[1]["pool"]["sha"]
+
+
+@pytest.mark.slow
+def test_a_cached_result_whose_folder_was_deleted_runs_again_then_caches(monkeypatch, tmp_path):
+    """Prefect's record outlives its stage folder: the task runs again instead of handing dead paths on."""
+    import shutil
+    from pathlib import Path
+
+    probe = _probe_flow()
+    monkeypatch.setenv("SPACE_HOME", str(tmp_path / "home"))
+    first = probe()
+    shutil.rmtree(first[1]["dir"])
+    rerun, after = probe(), probe()
+    assert first[0] == "Completed" and rerun[0] == "Completed", (first[0], rerun[0])
+    assert Path(rerun[1]["pool"]["path"]).is_file() and rerun[1]["pool"]["sha"] == first[1]["pool"]["sha"]
+    # the rerun rebuilt the same folder, so the first record is intact again and is the one served
+    assert after[0] == "Cached" and after[1]["dir"] == rerun[1]["dir"] == first[1]["dir"], after
+
+
+def test_result_problems_names_missing_files_of_each_result_shape(tmp_path):
+    from tasks.common import result_problems
+
+    manifest = _stage(tmp_path / "stage")
+    model = tmp_path / "model"
+    model.mkdir()
+    assert result_problems(manifest) == [] and result_problems({"path": str(model), "sha": "x"}) == []
+    assert result_problems({"arm": "spaced", "gains": {}}) == [] and result_problems(["not", "a", "dict"]) == []
+    (tmp_path / "stage" / "table.parquet").unlink()
+    model.rmdir()
+    assert result_problems(manifest) == [f"{tmp_path / 'stage' / 'table.parquet'}: missing"]
+    assert result_problems({"path": str(model), "sha": "x"}) == [f"{model}: missing"]
+
+
 def _stage(tmp_path):
     from tasks.common import write_manifest
 
-    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub").mkdir(parents=True)
     pl.DataFrame({"x": list(range(100))}).write_parquet(tmp_path / "table.parquet")
     (tmp_path / "sub" / "state.json").write_text(json.dumps({"a": 1}))
     return write_manifest(tmp_path, {"path": str(tmp_path / "table.parquet"), "sha": "unused"})

@@ -60,6 +60,8 @@ def test_curate_deployment_runs_on_a_process_worker(tmp_path):
             state = _wait_for_final_state(client, run.id, tmp_path / "home" / "servers" / "worker.log")
             assert state.is_completed(), state
             assert client.read_flow_run(run.id).work_pool_name == "space"
+        # the run's Prefect results live in this home, not in a store shared with other homes (~/.prefect)
+        assert any((tmp_path / "home" / "prefect" / "storage").iterdir())
     finally:
         subprocess.run([DEPLOY, "stop"], env=env, capture_output=True, timeout=120)
         stop_process(server)

@@ -1,6 +1,6 @@
 """The openai engine over a pool of two real vLLM OpenAI servers on loopback (the tiny model): requests spread
 over both, the samples and their order match one server alone, and when one server is SIGKILLed mid-batch
-every prompt still gets its completions from the survivor. Faults vLLM cannot produce on demand (5xx, hangs,
+every prompt still gets its completions from the survivor, and the dead server is marked down. Faults vLLM cannot produce on demand (5xx, hangs,
 every server down) are injected with scripted servers in test_openai_retries.py.
 
 Both servers are shared by the module (each takes 1-2 min to start on 2 CPU cores); the kill test runs last.
@@ -103,12 +103,17 @@ def test_pool_survives_a_vllm_server_killed_mid_batch(two_servers, tiny_dir):
         running = background.submit(run, pool, LONG_PROMPTS, LONG_IDS)
         at_kill = kill_when_busy(pool, b, 1, running)
         pooled = running.result(timeout=600)
+        after_batch = pool.server_stats()
+        # whether the rest of that batch still tried B depends on when the kill came; the next batch must:
+        # 4 threads, at most 2 requests on A, so the others go to B until it is down
+        next_batch = run(pool, PROMPTS, IDS)
         a_stats, b_stats = pool.server_stats()
-    print("at kill:", at_kill, "\nafter:", a_stats, b_stats)  # shown with -rP
+    print("at kill:", at_kill, "\nafter the batch:", after_batch, "\nafter the next:", a_stats, b_stats)  # -rP
     assert at_kill["done"] < len(LONG_PROMPTS)  # the kill came mid-batch
     assert pooled == reference  # every prompt got its samples, in order; nothing lost or duplicated
+    assert next_batch == reference[: len(PROMPTS)]
     assert b_stats["down"] and b_stats["failed"] >= 4  # down after openai_retries + 1 = 4 failures in a row
     assert b_stats["ok"] >= at_kill["stats"][1]["ok"] >= 1  # answers B gave before dying are kept
-    assert a_stats["ok"] + b_stats["ok"] == len(LONG_PROMPTS) and not a_stats["down"]
+    assert a_stats["ok"] + b_stats["ok"] == len(LONG_PROMPTS) + len(PROMPTS) and not a_stats["down"]
     assert a_stats["ok"] == posts_logged(a) - a_before  # the survivor's own log agrees
     assert b.proc.poll() is not None
