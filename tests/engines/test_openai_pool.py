@@ -39,7 +39,9 @@ def tiny_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def two_servers(tiny_dir, tmp_path_factory):
     logs = tmp_path_factory.mktemp("pool-logs")
-    servers = [start_vllm_server(tiny_dir, logs / f"vllm-{name}.log") for name in ("a", "b")]
+    cores = os.cpu_count() or 1  # a core each where there are two: both on vLLM's auto binding starve one
+    servers = [start_vllm_server(tiny_dir, logs / f"vllm-{name}.log", cpus=str(i % cores))
+               for i, name in enumerate(("a", "b"))]
     try:
         for server in servers:  # both start at once; wait for each
             wait_vllm_healthy(server, limit=600.0)
