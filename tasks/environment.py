@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -30,3 +31,17 @@ def configure_environment() -> None:
     prefect_home = Path(os.environ["PREFECT_HOME"]).expanduser()
     os.environ.setdefault("PREFECT_MEMO_STORE_PATH", str(prefect_home / "memo_store.toml"))
     Path(os.environ["PREFECT_MEMO_STORE_PATH"]).parent.mkdir(parents=True, exist_ok=True)
+    apply_vllm_log_level()
+
+
+def apply_vllm_log_level() -> None:
+    """VLLM_LOGGING_LEVEL on vLLM's logger, before vLLM is imported.
+
+    vLLM (0.32) configures its logging only when an engine starts, so what it logs while being imported
+    ("Triton is installed, but doesn't include CPU backend. Disabling Triton.") reaches Python's last-resort
+    handler whatever VLLM_LOGGING_LEVEL says. Setting the level here covers this process and the engine
+    processes vLLM spawns: they re-import the main program (`space`), which imports this package first.
+    """
+    level = os.environ.get("VLLM_LOGGING_LEVEL", "").upper()
+    if isinstance(logging.getLevelName(level), int):
+        logging.getLogger("vllm").setLevel(level)

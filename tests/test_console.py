@@ -222,6 +222,23 @@ def test_quiet_by_default_and_verbose_leaves_library_defaults(monkeypatch):
         logging.getLogger("prefect.console-test").removeHandler(handler)
 
 
+@pytest.mark.vllm
+def test_vllm_import_time_warnings_follow_vllm_logging_level():
+    """vLLM logs "Triton is installed, but doesn't include CPU backend" while being imported, before it applies
+    VLLM_LOGGING_LEVEL; importing `tasks` first (as `space` and vLLM's engine processes under it do) applies it."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "VLLM_LOGGING_LEVEL": "ERROR"}
+
+    def stderr_of(code: str) -> str:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
+                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=300).stderr
+
+    assert "Triton is installed" in stderr_of("import vllm.triton_utils")  # vLLM alone: printed anyway
+    assert "Triton is installed" not in stderr_of("import tasks; import vllm.triton_utils")
+
+
 def test_cli_offers_verbose_before_the_command():
     import subprocess
     import sys
