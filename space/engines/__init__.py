@@ -96,8 +96,8 @@ class EngineConfig(BaseModel):
         None, description="vllm: skip graph capture/compilation; None = True on CPU, False on GPU"
     )
     cpu_threads: int | None = Field(
-        None, gt=0, description="vllm on CPU: OMP_NUM_THREADS for the engine process; None = keep the variable "
-        "when set, else all cores (unset, vLLM drops torch to 1 thread, stack.md 5)"
+        None, gt=0, description="vllm on CPU: the engine computes on cores 0..N-1 (VLLM_CPU_OMP_THREADS_BIND, "
+        "unless exported); None = vLLM's automatic binding (one thread per physical core, minus one reserved)"
     )
     vllm_seed: int = Field(0, description="vllm: engine seed (per-prompt seeds still come from generate's seed)")
     openai_base_url: str | tuple[str, ...] = Field(

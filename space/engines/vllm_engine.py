@@ -34,15 +34,18 @@ def scoped_env(values: dict[str, str]) -> Iterator[None]:
 
 
 def vllm_cpu_env(cfg: EngineConfig) -> dict[str, str]:
-    """VLLM_CPU_KVCACHE_SPACE and OMP_NUM_THREADS for a CPU engine; variables already set by the user win,
-    except OMP_NUM_THREADS when cfg.cpu_threads is given explicitly."""
+    """VLLM_CPU_KVCACHE_SPACE, and with cfg.cpu_threads the engine's cores, for a CPU engine; variables the
+    user exported win.
+
+    vLLM sets the engine process's OMP_NUM_THREADS itself from its core binding (VLLM_CPU_OMP_THREADS_BIND,
+    default `auto`: one thread per physical core, minus a core it reserves; on 2 cores the engine computes
+    on one), so cpu_threads=N binds cores 0..N-1 rather than setting OMP_NUM_THREADS, which it overrides.
+    """
     env = {}
     if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
         env["VLLM_CPU_KVCACHE_SPACE"] = str(cfg.vllm_kv_cache_gib)
-    if cfg.cpu_threads is not None:
-        env["OMP_NUM_THREADS"] = str(cfg.cpu_threads)
-    elif not os.environ.get("OMP_NUM_THREADS"):
-        env["OMP_NUM_THREADS"] = str(os.cpu_count() or 1)
+    if cfg.cpu_threads is not None and not os.environ.get("VLLM_CPU_OMP_THREADS_BIND"):
+        env["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{cfg.cpu_threads - 1}"
     return env
 
 

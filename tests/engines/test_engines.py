@@ -83,6 +83,18 @@ def test_engine_config_is_frozen_and_strict():
         cfg.batch_size = 3
 
 
+def test_cpu_threads_binds_the_engines_cores_and_an_exported_binding_wins(monkeypatch):
+    """vLLM overrides OMP_NUM_THREADS from its core binding, so cpu_threads sets the binding (measured: with
+    cpu_threads=2 the engine's worker runs an OpenMP thread on core 1 too, by default on core 0 alone)."""
+    from space.engines.vllm_engine import vllm_cpu_env
+
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    assert vllm_cpu_env(EngineConfig(kind="vllm", cpu_threads=2))["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in vllm_cpu_env(EngineConfig(kind="vllm"))
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "1")
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in vllm_cpu_env(EngineConfig(kind="vllm", cpu_threads=2))
+
+
 def test_registry_refuses_duplicates_and_names_known_kinds(tiny_dir):
     assert engine_names() == ["openai", "transformers", "vllm"]
     with pytest.raises(ValueError, match="already registered"):
