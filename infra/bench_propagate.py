@@ -12,6 +12,10 @@
    cluster assignment.
 4. The ceiling: the split-half reliability of the full difficulty (even vs odd samples, Spearman, and the
    Spearman-Brown value for all k samples): no predictor can agree with a noisy target better than that.
+5. Where the pool has task and level labels (`source`, `level`: the builtin reasoning-gym pool): labelled
+   references that no embedding-based predictor is given. Per row, each unmeasured prompt predicted by the mean
+   difficulty of the measured prompts of its (task, level); once, each prompt given the mean of its whole
+   (task, level) group in the full run. They bound what knowing a prompt's task and level is worth.
 Writes <out>/bench_propagate.json and .md; numbers are what this machine measured.
 """
 
@@ -60,7 +64,33 @@ def curate_with(recipe, vectors, ids, difficulty):
     return labels, mask
 
 
-def one_setting(recipe, vectors, ids, full_d, full_labels, full_mask, fraction: float, seed: int) -> dict:
+def group_means(groups, values, use) -> "np.ndarray":
+    """Each row's group mean of `values` over the rows flagged in `use` (NaN-free); the overall mean where its
+    group has none."""
+    import numpy as np
+
+    out = np.full(values.shape, float(np.mean(values[use])))
+    for group in np.unique(groups):
+        members = groups == group
+        if (members & use).any():
+            out[members] = values[members & use].mean()
+    return out
+
+
+def pool_groups(stages, ids) -> "np.ndarray | None":
+    """(task, level) of each prompt, aligned to `ids`, when the pool has `source` and `level` columns."""
+    import numpy as np
+    import polars as pl
+
+    pool = pl.read_parquet(stages["data"]["pool"]["path"])
+    if not {"source", "level"} <= set(pool.columns) or pool["level"].is_null().all():
+        return None
+    label = dict(zip(pool["prompt_id"].to_list(), (pool["source"] + "/" + pool["level"].cast(pl.Utf8)).to_list()))
+    return np.array([label[i] for i in ids])
+
+
+def one_setting(recipe, vectors, ids, full_d, full_labels, full_mask, fraction: float, seed: int,
+                groups=None) -> dict:
     import numpy as np
     from scipy.stats import spearmanr
     from sklearn.metrics import adjusted_rand_score
@@ -80,7 +110,9 @@ def one_setting(recipe, vectors, ids, full_d, full_labels, full_mask, fraction: 
             "spearman_all": float(spearmanr(predicted[judged], full_d[judged]).statistic),
             "mae_unmeasured": float(np.abs(predicted[rest] - full_d[rest]).mean()),
             "selected_overlap": float((mask & full_mask).sum() / full_mask.sum()),
-            "cluster_ari": float(adjusted_rand_score(full_labels, labels)), "propagate_seconds": seconds}
+            "cluster_ari": float(adjusted_rand_score(full_labels, labels)), "propagate_seconds": seconds,
+            "spearman_unmeasured_task_level": None if groups is None else float(spearmanr(
+                group_means(groups, full_d, measured & ~np.isnan(full_d))[rest], full_d[rest]).statistic)}
 
 
 def split_half(rollouts_path: str) -> dict:
@@ -102,6 +134,8 @@ def main() -> None:
     import numpy as np
     import polars as pl
 
+    from scipy.stats import spearmanr
+
     from space.curate.difficulty import difficulty_array
     from space.curate.embedding import load_embeddings
 
@@ -109,13 +143,17 @@ def main() -> None:
     ids, vectors = load_embeddings(stages["embed"]["path"])
     full_d = difficulty_array(pl.read_parquet(stages["difficulty"]["path"]), ids)
     full_labels, full_mask = curate_with(recipe, vectors, ids, np.nan_to_num(full_d, nan=float(np.nanmean(full_d))))
-    rows = [one_setting(recipe, vectors, ids, full_d, full_labels, full_mask, float(f), int(s))
+    groups = pool_groups(stages, ids)
+    rows = [one_setting(recipe, vectors, ids, full_d, full_labels, full_mask, float(f), int(s), groups)
             for f in args.fractions.split(",") for s in args.seeds.split(",")]
+    judged = ~np.isnan(full_d)
+    task_level = None if groups is None else float(spearmanr(group_means(groups, full_d, judged)[judged],
+                                                            full_d[judged]).statistic)
     result = {"recipe": args.recipe, "overrides": args.set, "pool": len(ids), "k": recipe.curate.difficulty.k,
               "strata": recipe.curate.difficulty.strata, "neighbours": recipe.curate.difficulty.neighbours,
               "full_difficulty_seconds": stages["difficulty"]["seconds"], "machine": platform.processor(),
               "load_average": os.getloadavg(), "reliability": split_half(stages["difficulty"]["rollouts"]),
-              "rows": rows}
+              "spearman_all_task_level_means": task_level, "rows": rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_propagate.json").write_text(json.dumps(result, indent=2))
@@ -128,15 +166,20 @@ def markdown(result: dict) -> str:
              f"{result['neighbours']}; full rollout difficulty took {result['full_difficulty_seconds']:.1f} s; "
              f"load average at the end {tuple(round(x, 2) for x in result['load_average'])}.", "",
              "| f | seed | measured | Spearman (unmeasured) | Spearman (all) | MAE (unmeasured) | selected overlap "
-             "| cluster ARI |", "|---|---|---|---|---|---|---|---|"]
+             "| cluster ARI | labelled reference: Spearman (unmeasured) of (task, level) means of the measured |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
+        reference = r.get("spearman_unmeasured_task_level")
         lines.append(f"| {r['fraction']} | {r['seed']} | {r['measured']} | {r['spearman_unmeasured']:.3f} | "
                      f"{r['spearman_all']:.3f} | {r['mae_unmeasured']:.3f} | {r['selected_overlap']:.3f} | "
-                     f"{r['cluster_ari']:.3f} |")
+                     f"{r['cluster_ari']:.3f} | {'n/a' if reference is None else f'{reference:.3f}'} |")
     rel = result["reliability"]
     lines += ["", f"Reliability of the full difficulty over {rel['prompts']} prompts: even vs odd samples agree at "
               f"Spearman {rel['spearman_halves']:.3f}; Spearman-Brown for all {result['k']} samples "
               f"{rel['spearman_brown_full']:.3f}."]
+    if result.get("spearman_all_task_level_means") is not None:
+        lines += ["", "Labelled reference: every prompt given the mean full-run difficulty of its whole (task, level) "
+                  f"group agrees with the full difficulty at Spearman {result['spearman_all_task_level_means']:.3f}."]
     return "\n".join(lines) + "\n"
 
 
