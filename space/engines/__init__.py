@@ -96,8 +96,9 @@ class EngineConfig(BaseModel):
         None, description="vllm: skip graph capture/compilation; None = True on CPU, False on GPU"
     )
     cpu_threads: int | None = Field(
-        None, gt=0, description="vllm on CPU: the engine computes on cores 0..N-1 (VLLM_CPU_OMP_THREADS_BIND, "
-        "unless exported); None = vLLM's automatic binding (one thread per physical core, minus one reserved)"
+        None, gt=0, description="vllm on CPU: threads the engine computes on (in-process, the default: torch's "
+        "thread count while it runs; a spawned engine: cores 0..N-1 via VLLM_CPU_OMP_THREADS_BIND); None = "
+        "this process's torch threads, or vLLM's automatic binding when spawned"
     )
     vllm_seed: int = Field(0, description="vllm: engine seed (per-prompt seeds still come from generate's seed)")
     openai_base_url: str | tuple[str, ...] = Field(

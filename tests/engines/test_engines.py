@@ -2,7 +2,7 @@
 
 The OpenAI engine's retry and pool logic is tested against scripted servers in test_openai_retries.py, its pool
 over two real vLLM servers in test_openai_pool.py. Engines are shared per module (vLLM starts in 20-70 s on CPU).
-Nothing here builds an engine at import time, so the module is safe under vLLM's spawned engine core.
+Nothing here builds an engine at import time, so the module is safe under a spawned vLLM engine core.
 """
 
 from __future__ import annotations
@@ -83,16 +83,33 @@ def test_engine_config_is_frozen_and_strict():
         cfg.batch_size = 3
 
 
-def test_cpu_threads_binds_the_engines_cores_and_an_exported_binding_wins(monkeypatch):
-    """vLLM overrides OMP_NUM_THREADS from its core binding, so cpu_threads sets the binding (measured: with
-    cpu_threads=2 the engine's worker runs an OpenMP thread on core 1 too, by default on core 0 alone)."""
+def test_cpu_engine_env_runs_in_process_binds_cpu_threads_and_exported_variables_win(monkeypatch):
+    """A spawned vLLM engine sets OMP_NUM_THREADS from its core binding, so cpu_threads sets the binding
+    (measured: with cpu_threads=2 a spawned engine's worker runs an OpenMP thread on core 1 too, by default
+    on core 0 alone); the engine runs in-process unless the user exported otherwise."""
     from space.engines.vllm_engine import vllm_cpu_env
 
-    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    for key in ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_KVCACHE_SPACE"):
+        monkeypatch.delenv(key, raising=False)
     assert vllm_cpu_env(EngineConfig(kind="vllm", cpu_threads=2))["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
-    assert "VLLM_CPU_OMP_THREADS_BIND" not in vllm_cpu_env(EngineConfig(kind="vllm"))
+    default = vllm_cpu_env(EngineConfig(kind="vllm"))
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in default and default["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
     monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "1")
-    assert "VLLM_CPU_OMP_THREADS_BIND" not in vllm_cpu_env(EngineConfig(kind="vllm", cpu_threads=2))
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
+    assert vllm_cpu_env(EngineConfig(kind="vllm", cpu_threads=2, vllm_kv_cache_gib=3)) == {"VLLM_CPU_KVCACHE_SPACE": "3"}
+
+
+def test_in_process_threads_sets_torch_threads_for_the_block_and_restores_them():
+    import torch
+
+    from space.engines.vllm_engine import in_process_threads
+
+    before = torch.get_num_threads()
+    with in_process_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with in_process_threads(None):
+        assert torch.get_num_threads() == before
 
 
 def test_registry_refuses_duplicates_and_names_known_kinds(tiny_dir):
@@ -195,6 +212,16 @@ def test_transformers_top_p_tiny_equals_greedy(tiny_dir, hf_engine):
 def vllm_engine(tiny_dir):
     with make_engine(EngineConfig(kind="vllm", max_model_len=256), tiny_dir) as engine:
         yield engine
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_vllm_engine_runs_in_this_process_on_cpu(vllm_engine):
+    import psutil
+
+    sample(vllm_engine, n=2)
+    assert [p.name() for p in psutil.Process().children(recursive=True) if "VLLM" in p.name()] == []
+    assert vllm_engine.llm.llm_engine.engine_core.__class__.__name__ == "InprocClient"
 
 
 @pytest.mark.vllm

@@ -2,7 +2,7 @@
 
 The bootstrap here uses a very small config and a few SFT steps (seconds); the tuned defaults take about
 2.5 minutes on two cores and are measured outside the test suite. Nothing builds an engine at import time,
-so the module is safe under vLLM's spawned engine core.
+so the module is safe under a spawned vLLM engine core.
 """
 
 from __future__ import annotations
