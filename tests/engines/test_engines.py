@@ -226,6 +226,19 @@ def test_vllm_engine_runs_in_this_process_on_cpu(vllm_engine):
 
 @pytest.mark.vllm
 @pytest.mark.slow
+def test_an_in_process_vllm_engine_leaves_torch_set_num_threads_working(vllm_engine):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # vLLM's CPU worker had made this a no-op for the whole process
+    try:
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
 def test_vllm_shapes_seeds_and_greedy(vllm_engine, hf_engine):
     groups = sample(vllm_engine, n=8)
     check_shapes(groups, len(PROMPTS), 8, MAX_TOKENS)
