@@ -133,7 +133,6 @@ def main() -> None:
     os.environ["SPACE_HOME"] = str(Path(args.home).resolve())
     import numpy as np
     import polars as pl
-
     from scipy.stats import spearmanr
 
     from space.curate.difficulty import difficulty_array

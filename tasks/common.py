@@ -99,11 +99,10 @@ def result_problems(result: Any) -> list[str]:
     model folder's presence (bootstrap); nothing for results that name no files (a bench cell's facts)."""
     if not isinstance(result, dict):
         return []
-    if FILES_KEY in result or ("sha" in result and Path(str(result.get("path", ""))).is_file()):
-        return file_problems(result)
-    if isinstance(result.get("path"), str) and result["path"] and not Path(result["path"]).exists():
-        return [f"{result['path']}: missing"]
-    return []
+    path = result.get("path")
+    if FILES_KEY not in result and isinstance(path, str) and Path(path).is_dir():
+        return []  # a model folder (bootstrap): intact when present
+    return file_problems(result)
 
 
 CACHED = IntactArtifacts()

@@ -14,30 +14,6 @@ from space.data.sources import DataConfig
 DATA = DataConfig(pool_size=12, eval_size=6, sft_size=6, seed=5)
 
 
-def _load_twice_then_with_new_code(monkeypatch):
-    import tasks  # noqa: F401  (first: it points Prefect's storage at the test SPACE_HOME)
-    from prefect import flow
-    from tasks import common
-    from tasks.curate import load_data
-
-    @flow(name="cache-probe")
-    def probe() -> tuple[str, dict]:
-        state = load_data(DATA, return_state=True)
-        return state.name, state.result()
-
-    first, second = probe(), probe()
-    monkeypatch.setattr(common, "function_code_key", lambda fn: "edited-code")
-    return first, second, probe()
-
-
-@pytest.mark.slow
-def test_a_new_code_hash_reruns_a_cached_task_in_a_new_folder(monkeypatch):
-    (_, first), (state2, second), (state3, third) = _load_twice_then_with_new_code(monkeypatch)
-    assert state2 == "Cached" and second["dir"] == first["dir"]
-    assert state3 == "Completed" and third["dir"] != first["dir"], (state3, third["dir"], first["dir"])
-    assert third["pool"]["sha"] == first["pool"]["sha"]  # same data, recomputed
-
-
 def _probe_flow():
     import tasks  # noqa: F401  (first: it points Prefect's storage at the test SPACE_HOME)
     from prefect import flow
@@ -49,6 +25,23 @@ def _probe_flow():
         return state.name, state.result()
 
     return probe
+
+
+def _load_twice_then_with_new_code(monkeypatch):
+    from tasks import common
+
+    probe = _probe_flow()
+    first, second = probe(), probe()
+    monkeypatch.setattr(common, "function_code_key", lambda fn: "edited-code")
+    return first, second, probe()
+
+
+@pytest.mark.slow
+def test_a_new_code_hash_reruns_a_cached_task_in_a_new_folder(monkeypatch):
+    (_, first), (state2, second), (state3, third) = _load_twice_then_with_new_code(monkeypatch)
+    assert state2 == "Cached" and second["dir"] == first["dir"]
+    assert state3 == "Completed" and third["dir"] != first["dir"], (state3, third["dir"], first["dir"])
+    assert third["pool"]["sha"] == first["pool"]["sha"]  # same data, recomputed
 
 
 @pytest.mark.slow

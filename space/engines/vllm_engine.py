@@ -139,8 +139,9 @@ class VLLMEngine(BaseEngine):
         self.cfg = cfg
         kwargs = vllm_engine_kwargs(cfg, model_dir, gpu)
         env = {} if gpu else vllm_cpu_env(cfg)
-        multiprocessing = env.get("VLLM_ENABLE_V1_MULTIPROCESSING") or os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
-        self.threads = cfg.cpu_threads if not gpu and multiprocessing == "0" else None
+        in_process = {**os.environ, **env}.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
+        self.threads = cfg.cpu_threads if in_process and not gpu else None
+        # exits in reverse: the real set_num_threads is back before the thread count is restored with it
         with scoped_env(env), in_process_threads(self.threads), torch_set_num_threads_kept():
             self.llm = LLM(**kwargs)
 
