@@ -1,13 +1,15 @@
-"""Cheap difficulty benchmark: how well does kNN propagation from a fraction of the pool recover difficulty?
+"""Cheap difficulty benchmark: how well do the propagate predictors recover difficulty from a fraction of the pool?
 
     .venv/bin/python infra/bench_propagate.py [--recipe builtin] [--home /tmp/space-prop] [--out infra/results]
 
 1. Runs `space bootstrap-model` + `space curate` on the recipe with full rollout difficulty (cached in --home).
-2. For each fraction f and seed: chooses the measured prompts exactly as `difficulty.source: propagate` does
-   (space.curate.propagate.choose_measured), takes their difficulty from the full run (rollouts are seeded per prompt,
-   so a measured prompt's rollouts are the full run's: tests/test_flows.py checks this), propagates to the
-   rest and compares with the full-run difficulty: Spearman over the unmeasured prompts and over all prompts.
-3. Re-runs features -> clustering -> selection with the propagated difficulty and compares the curated
+2. For each predictor (`knn`, `knn+likelihood`), fraction f and seed: chooses the measured prompts exactly as
+   `difficulty.source: propagate` does (space.curate.propagate.choose_measured), takes their difficulty from the
+   full run (rollouts are seeded per prompt, so a measured prompt's rollouts are the full run's: tests/test_flows.py
+   checks this), predicts the rest and compares with the full-run difficulty: Spearman over the unmeasured
+   prompts and over all prompts. `knn+likelihood` uses the reference model's log-probability of each gold
+   answer (space.curate.likelihood, computed once for the pool, timed).
+3. Re-runs features -> clustering -> selection with the predicted difficulty and compares the curated
    subset with the full-difficulty one: share of the selected prompts in common, adjusted Rand index of the
    cluster assignment.
 4. The ceiling: the split-half reliability of the full difficulty (even vs odd samples, Spearman, and the
@@ -16,6 +18,7 @@
    references that no embedding-based predictor is given. Per row, each unmeasured prompt predicted by the mean
    difficulty of the measured prompts of its (task, level); once, each prompt given the mean of its whole
    (task, level) group in the full run. They bound what knowing a prompt's task and level is worth.
+6. With no rollouts at all: Spearman of 1 - P(gold answer) against the full difficulty.
 Writes <out>/bench_propagate.json and .md; numbers are what this machine measured.
 """
 
@@ -49,7 +52,8 @@ def full_curation(recipe_name: str, overrides: list[str]) -> tuple:
     if recipe.curate.difficulty.source != "rollouts":
         raise SystemExit(f"recipe {recipe_name} must estimate difficulty from rollouts (got "
                          f"{recipe.curate.difficulty.source!r})")
-    return recipe, curate_flow(recipe, bootstrap_flow(recipe))["stages"]
+    model = bootstrap_flow(recipe)
+    return recipe, curate_flow(recipe, model)["stages"], model
 
 
 def curate_with(recipe, vectors, ids, difficulty):
@@ -89,23 +93,49 @@ def pool_groups(stages, ids) -> "np.ndarray | None":
     return np.array([label[i] for i in ids])
 
 
+def gold_logprobs(recipe, stages, model, ids) -> tuple:
+    """log P(gold answer | prompt) under the reference model for every prompt of `ids`, and the seconds it took
+    (the pool's rendering and the forward passes, as `predictor: knn+likelihood` runs them)."""
+    import numpy as np
+    import polars as pl
+
+    from space.curate.likelihood import answer_logprobs
+    from tasks.curate import render_pool_prompts
+
+    pool = pl.read_parquet(stages["data"]["pool"]["path"])
+    order = {pid: i for i, pid in enumerate(pool["prompt_id"].to_list())}
+    pool = pool[[order[i] for i in ids]]
+    start = time.perf_counter()
+    prompts = render_pool_prompts(pool, model, recipe.model.system_prompt, recipe.model.enable_thinking)
+    logprob = answer_logprobs(model["path"], prompts, pool["answer"].to_list(), recipe.verifier.extract,
+                              recipe.curate.difficulty.temperature)
+    return np.asarray(logprob), time.perf_counter() - start
+
+
 def one_setting(recipe, vectors, ids, full_d, full_labels, full_mask, fraction: float, seed: int,
-                groups=None) -> dict:
+                groups=None, logprob=None) -> dict:
+    """One (predictor, f, seed) row: `knn`, or `knn+likelihood` when `logprob` is given."""
     import numpy as np
     from scipy.stats import spearmanr
     from sklearn.metrics import adjusted_rand_score
 
-    from space.curate.propagate import choose_measured, propagate
+    from space.curate.propagate import choose_measured, propagate, propagate_calibrated
 
     cfg = recipe.curate.difficulty
     start = time.perf_counter()
     measured = choose_measured(vectors, fraction, cfg.strata, seed)
-    predicted = propagate(vectors, measured, np.where(measured, full_d, np.nan), cfg.neighbours)
+    known = np.where(measured, full_d, np.nan)
+    fit = None
+    if logprob is None:
+        predicted = propagate(vectors, measured, known, cfg.neighbours)
+    else:
+        predicted, fit = propagate_calibrated(vectors, measured, known, cfg.neighbours, np.exp(logprob))
     seconds = time.perf_counter() - start
     judged = ~np.isnan(full_d) & ~np.isnan(predicted)
     rest = judged & ~measured
     labels, mask = curate_with(recipe, vectors, ids, np.nan_to_num(predicted, nan=float(np.nanmean(predicted))))
-    return {"fraction": fraction, "seed": seed, "measured": int(measured.sum()),
+    return {"predictor": "knn" if logprob is None else "knn+likelihood", "fit": fit,
+            "fraction": fraction, "seed": seed, "measured": int(measured.sum()),
             "spearman_unmeasured": float(spearmanr(predicted[rest], full_d[rest]).statistic),
             "spearman_all": float(spearmanr(predicted[judged], full_d[judged]).statistic),
             "mae_unmeasured": float(np.abs(predicted[rest] - full_d[rest]).mean()),
@@ -138,13 +168,14 @@ def main() -> None:
     from space.curate.difficulty import difficulty_array
     from space.curate.embedding import load_embeddings
 
-    recipe, stages = full_curation(args.recipe, args.set)
+    recipe, stages, model = full_curation(args.recipe, args.set)
     ids, vectors = load_embeddings(stages["embed"]["path"])
     full_d = difficulty_array(pl.read_parquet(stages["difficulty"]["path"]), ids)
     full_labels, full_mask = curate_with(recipe, vectors, ids, np.nan_to_num(full_d, nan=float(np.nanmean(full_d))))
     groups = pool_groups(stages, ids)
-    rows = [one_setting(recipe, vectors, ids, full_d, full_labels, full_mask, float(f), int(s), groups)
-            for f in args.fractions.split(",") for s in args.seeds.split(",")]
+    logprob, likelihood_seconds = gold_logprobs(recipe, stages, model, ids)
+    rows = [one_setting(recipe, vectors, ids, full_d, full_labels, full_mask, float(f), int(s), groups, lp)
+            for lp in (None, logprob) for f in args.fractions.split(",") for s in args.seeds.split(",")]
     judged = ~np.isnan(full_d)
     task_level = None if groups is None else float(spearmanr(group_means(groups, full_d, judged)[judged],
                                                             full_d[judged]).statistic)
@@ -152,7 +183,9 @@ def main() -> None:
               "strata": recipe.curate.difficulty.strata, "neighbours": recipe.curate.difficulty.neighbours,
               "full_difficulty_seconds": stages["difficulty"]["seconds"], "machine": platform.processor(),
               "load_average": os.getloadavg(), "reliability": split_half(stages["difficulty"]["rollouts"]),
-              "spearman_all_task_level_means": task_level, "rows": rows}
+              "spearman_all_task_level_means": task_level, "likelihood_seconds": likelihood_seconds,
+              "spearman_all_likelihood_alone": float(spearmanr(-logprob[judged], full_d[judged]).statistic),
+              "rows": rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_propagate.json").write_text(json.dumps(result, indent=2))
@@ -162,16 +195,20 @@ def main() -> None:
 
 def markdown(result: dict) -> str:
     lines = [f"Recipe {result['recipe']} {' '.join(result['overrides'])}: pool {result['pool']} prompts, k = {result['k']}, strata {result['strata']}, neighbours "
-             f"{result['neighbours']}; full rollout difficulty took {result['full_difficulty_seconds']:.1f} s; "
+             f"{result['neighbours']}; full rollout difficulty took {result['full_difficulty_seconds']:.1f} s, the gold "
+             f"answers' likelihood {result['likelihood_seconds']:.1f} s; "
              f"load average at the end {tuple(round(x, 2) for x in result['load_average'])}.", "",
-             "| f | seed | measured | Spearman (unmeasured) | Spearman (all) | MAE (unmeasured) | selected overlap "
-             "| cluster ARI | labelled reference: Spearman (unmeasured) of (task, level) means of the measured |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| predictor | f | seed | measured | Spearman (unmeasured) | Spearman (all) | MAE (unmeasured) | selected overlap "
+             "| cluster ARI | fit: intercept, knn, P(gold), R^2 | labelled reference: Spearman (unmeasured) of (task, level) means of the measured |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         reference = r.get("spearman_unmeasured_task_level")
-        lines.append(f"| {r['fraction']} | {r['seed']} | {r['measured']} | {r['spearman_unmeasured']:.3f} | "
-                     f"{r['spearman_all']:.3f} | {r['mae_unmeasured']:.3f} | {r['selected_overlap']:.3f} | "
-                     f"{r['cluster_ari']:.3f} | {'n/a' if reference is None else f'{reference:.3f}'} |")
+        fit = r.get("fit")
+        fit_text = "—" if not fit else ", ".join(f"{fit[k]:+.2f}" for k in ("intercept", "knn", "covariate", "r2"))
+        lines.append(f"| {r.get('predictor', 'knn')} | {r['fraction']} | {r['seed']} | {r['measured']} | "
+                     f"{r['spearman_unmeasured']:.3f} | {r['spearman_all']:.3f} | {r['mae_unmeasured']:.3f} | "
+                     f"{r['selected_overlap']:.3f} | {r['cluster_ari']:.3f} | {fit_text} | "
+                     f"{'n/a' if reference is None else f'{reference:.3f}'} |")
     rel = result["reliability"]
     lines += ["", f"Reliability of the full difficulty over {rel['prompts']} prompts: even vs odd samples agree at "
               f"Spearman {rel['spearman_halves']:.3f}; Spearman-Brown for all {result['k']} samples "
@@ -179,6 +216,8 @@ def markdown(result: dict) -> str:
     if result.get("spearman_all_task_level_means") is not None:
         lines += ["", "Labelled reference: every prompt given the mean full-run difficulty of its whole (task, level) "
                   f"group agrees with the full difficulty at Spearman {result['spearman_all_task_level_means']:.3f}."]
+    lines += ["", "No rollouts at all: 1 - P(gold answer) agrees with the full difficulty at Spearman "
+              f"{result['spearman_all_likelihood_alone']:.3f} over every judged prompt."]
     return "\n".join(lines) + "\n"
 
 

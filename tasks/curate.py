@@ -168,11 +168,12 @@ def estimate_difficulty(
     verify_files(pool)
     start = time.perf_counter()
     table = pl.read_parquet(pool["path"])
+    fit = None
     if cfg.source == "label":
         per_prompt, rollouts = difficulty.difficulty_table_from_labels(table, cfg), None
     elif cfg.source == "propagate":
-        per_prompt, rollouts = _propagated(table, embedded, model, (system_prompt, enable_thinking), verifier, cfg,
-                                           engine, seed)
+        per_prompt, rollouts, fit = _propagated(table, embedded, model, (system_prompt, enable_thinking), verifier,
+                                                cfg, engine, seed)
     else:
         per_prompt, rollouts = _difficulty_from_rollouts(table, model, (system_prompt, enable_thinking), verifier,
                                                             cfg, engine, seed)
@@ -182,11 +183,13 @@ def estimate_difficulty(
     summary = difficulty.summarize_difficulty(per_prompt)
     return write_manifest(out, {"path": str(out / "difficulty.parquet"), "sha": file_sha256(out / "difficulty.parquet"),
                                 "rollouts": str(out / "rollouts.parquet") if rollouts is not None else None,
-                                "summary": summary, "seconds": time.perf_counter() - start})
+                                "summary": summary, "seconds": time.perf_counter() - start,
+                                **({"calibration": fit} if fit is not None else {})})
 
 
 def _propagated(table, embedded, model, prompting, verifier, cfg, engine, seed):
-    """Rollouts on the measured fraction, kNN-propagated difficulty for the rest (space.curate.propagate)."""
+    """Rollouts on the measured fraction, the rest predicted (space.curate.propagate): by kNN, or calibrated
+    on the measured prompts with the gold answer's likelihood (`predictor: knn+likelihood`)."""
     from space.curate.embedding import load_embeddings
     from space.curate.propagate import choose_measured, propagated_table
 
@@ -202,7 +205,19 @@ def _propagated(table, embedded, model, prompting, verifier, cfg, engine, seed):
     mask = choose_measured(vectors, cfg.measure_fraction, cfg.strata, seed)
     measured, rollouts = _difficulty_from_rollouts(table.filter(pl.Series(mask)), model, prompting, verifier,
                                                    cfg, engine, seed)
-    return propagated_table(pool_ids, vectors, mask, measured, cfg.neighbours), rollouts
+    logprob = _answer_logprobs(table, model, prompting, verifier, cfg) if cfg.predictor == "knn+likelihood" else None
+    per_prompt, fit = propagated_table(pool_ids, vectors, mask, measured, cfg.neighbours, logprob)
+    return per_prompt, rollouts, fit
+
+
+def _answer_logprobs(table, model, prompting, verifier, cfg):
+    """The reference model's log-probability of each prompt's gold answer (space.curate.likelihood)."""
+    from space.curate.likelihood import answer_logprobs
+
+    prompts = render_pool_prompts(table, model, *prompting)
+    with progress_bar("answer likelihood", None, "sequences") as update:
+        return answer_logprobs(model["path"], prompts, table["answer"].to_list(), verifier.extract,
+                               cfg.temperature, progress=update)
 
 
 def _difficulty_from_rollouts(table, model, prompting, verifier, cfg, engine, seed):

@@ -32,6 +32,9 @@ def curation_metrics(stages: dict[str, dict[str, Any]]) -> dict[str, float]:
         metrics[f"seconds/{name}"] = float(manifest["seconds"])
     for key, value in (stages["difficulty"].get("summary") or {}).items():
         metrics[f"difficulty/{key}"] = float(value)
+    for key, value in (stages["difficulty"].get("calibration") or {}).items():
+        if value == value:  # R^2 is NaN when every measured prompt had one difficulty
+            metrics[f"difficulty/calibration_{key}"] = float(value)
     return metrics
 
 
@@ -45,6 +48,9 @@ def summary_markdown(recipe_name: str, stages: dict[str, dict[str, Any]]) -> str
     summary = stages["difficulty"].get("summary") or {}
     if summary:
         lines += ["", "Difficulty: " + ", ".join(f"{k} = {v:.3g}" for k, v in summary.items())]
+    if calibration := stages["difficulty"].get("calibration"):
+        lines += ["", "Unmeasured difficulty = clip(intercept + knn x kNN value + covariate x P(gold answer)): "
+                  + ", ".join(f"{k} = {v:.3g}" for k, v in calibration.items())]
     return "\n".join(lines)
 
 

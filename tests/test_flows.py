@@ -278,6 +278,29 @@ def test_propagated_difficulty_rolls_out_a_fraction_and_keeps_measured_values(fi
     assert unmeasured["difficulty"].null_count() == 0
 
 
+def test_likelihood_predictor_calibrates_on_the_measured_prompts_and_records_the_fit(first_run, recipe):
+    from flows.bootstrap import bootstrap_flow
+    from flows.curate import curate_flow
+    from space.config import load_recipe
+
+    base = ["curate.difficulty.source=propagate", "curate.difficulty.measure_fraction=0.25",
+            "curate.difficulty.strata=4"]
+    knn = load_recipe(RECIPE, base)
+    calibrated = load_recipe(RECIPE, [*base, "curate.difficulty.predictor=knn+likelihood"])
+    plain = pl.read_parquet(curate_flow(knn, bootstrap_flow(knn))["stages"]["difficulty"]["path"])
+    stage = curate_flow(calibrated, bootstrap_flow(calibrated))["stages"]["difficulty"]
+    table = pl.read_parquet(stage["path"])
+    assert table.columns[-2:] == ["measured", "answer_logprob"]
+    assert table["answer_logprob"].null_count() == 0 and (table["answer_logprob"] <= 0).all()
+    # the same measured prompts and rollouts as the kNN predictor; only the unmeasured predictions differ
+    assert table.filter(pl.col("measured")).select("prompt_id", "difficulty").equals(
+        plain.filter(pl.col("measured")).select("prompt_id", "difficulty"))
+    assert set(stage["calibration"]) == {"intercept", "knn", "covariate", "r2"}
+    assert stage["calibration"]["covariate"] < 0  # a likelier gold answer, an easier prompt
+    unmeasured = table.filter(~pl.col("measured"))["difficulty"]
+    assert unmeasured.null_count() == 0 and unmeasured.min() >= 0 and unmeasured.max() <= 1
+
+
 def test_curate_add_places_only_new_prompts_in_existing_clusters(first_run, recipe, tmp_path):
     from flows.bootstrap import bootstrap_flow
     from flows.curate import curate_add_flow, curate_flow

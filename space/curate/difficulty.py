@@ -82,6 +82,12 @@ class DifficultyConfig(BaseModel):
     neighbours: int = Field(
         8, ge=1, description="For source='propagate': measured neighbours averaged (weights 1/distance)."
     )
+    predictor: Literal["knn", "knn+likelihood"] = Field(
+        "knn", description="For source='propagate': 'knn' = the neighbours' weighted mean; 'knn+likelihood' = a "
+        "least-squares fit on the measured prompts of their difficulty from their leave-one-out kNN value and the "
+        "reference model's probability of the gold answer (one forward pass per prompt, no sampling; "
+        "space/curate/likelihood.py)."
+    )
     label_column: str = Field(
         "level",
         description="For source='label': a column of the data table, else a top-level key of its metadata JSON.",

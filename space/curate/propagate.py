@@ -12,8 +12,17 @@ neighbours in embedding space (faiss exact kNN on the unit embeddings, weights f
 A measured prompt keeps its measured value; a measured prompt whose samples could not be judged (null
 difficulty) is not used as a neighbour. Which prompts were measured is recorded per row.
 
+With a covariate c (`predictor: knn+likelihood`: the reference model's probability of the gold answer,
+space/curate/likelihood.py) the prediction is calibrated on the measured prompts instead of trusted:
+
+    d_i = clip(b0 + b1 * knn_i + b2 * c_i, 0, 1),  b = least squares over the measured j, with knn_j its
+                                                    leave-one-out kNN value (its own measurement left out)
+
+so the fit weighs each signal by what it predicts on this pool and this model; the weights are reported.
+
     mask = choose_measured(embeddings, fraction=0.2, strata=16, seed=0)
     predicted = propagate(embeddings, mask, measured_difficulty, neighbours=8)
+    predicted, weights = propagate_calibrated(embeddings, mask, measured_difficulty, 8, covariate=p_gold)
 """
 
 from __future__ import annotations
@@ -73,24 +82,65 @@ def propagate(embeddings: np.ndarray, measured: np.ndarray, difficulty: np.ndarr
     sources = np.flatnonzero(measured & ~np.isnan(difficulty))
     if sources.size == 0:
         raise ValueError("no measured prompt has a judged difficulty: nothing to propagate from")
-    index = faiss.IndexFlatL2(x.shape[1])
-    index.add(x[sources])
     targets = np.flatnonzero(~measured)
     out = np.where(measured, difficulty, np.nan)
     if targets.size:
-        sq_dist, nearest = index.search(x[targets], min(neighbours, sources.size))
-        weights = 1.0 / (np.sqrt(np.maximum(sq_dist, 0.0)) + EPS)
-        out[targets] = (weights * difficulty[sources][nearest]).sum(axis=1) / weights.sum(axis=1)
+        out[targets] = _knn_means(x, sources, difficulty[sources], targets, neighbours, leave_out_self=False)
     return out
 
 
+def _knn_means(x: np.ndarray, sources: np.ndarray, values: np.ndarray, queries: np.ndarray, neighbours: int,
+               leave_out_self: bool) -> np.ndarray:
+    """Distance-weighted mean of `values` over each query's nearest sources (itself excluded if asked:
+    queries are then rows of `sources`)."""
+    import faiss
+
+    index = faiss.IndexFlatL2(x.shape[1])
+    index.add(x[sources])
+    available = sources.size - int(leave_out_self)
+    if available < 1:
+        raise ValueError("leave-one-out kNN needs at least two measured prompts")
+    take = min(neighbours, available)
+    sq_dist, nearest = index.search(x[queries], take + int(leave_out_self))
+    if leave_out_self:
+        own = np.searchsorted(sources, queries)
+        keep = nearest != own[:, None]
+        keep[keep.sum(axis=1) > take, -1] = False  # self not among the hits: drop the farthest instead
+        sq_dist, nearest = sq_dist[keep].reshape(-1, take), nearest[keep].reshape(-1, take)
+    weights = 1.0 / (np.sqrt(np.maximum(sq_dist, 0.0)) + EPS)
+    return (weights * values[nearest]).sum(axis=1) / weights.sum(axis=1)
+
+
+def propagate_calibrated(embeddings: np.ndarray, measured: np.ndarray, difficulty: np.ndarray, neighbours: int,
+                         covariate: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+    """Difficulty for every row from a least-squares fit, on the measured rows, of their difficulty on their
+    leave-one-out kNN value and `covariate`; measured rows keep theirs. Returns it and the fit's weights and R^2."""
+    x = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if covariate.shape != (x.shape[0],) or np.isnan(covariate).any():
+        raise ValueError(f"covariate must be ({x.shape[0]},) and free of NaN, got {covariate.shape}")
+    knn = propagate(x, measured, difficulty, neighbours)
+    sources = np.flatnonzero(measured & ~np.isnan(difficulty))
+    if sources.size < 4:
+        raise ValueError(f"{sources.size} measured prompts with a judged difficulty: too few to calibrate on (>= 4)")
+    knn[sources] = _knn_means(x, sources, difficulty[sources], sources, neighbours, leave_out_self=True)
+    design = np.column_stack([np.ones(x.shape[0]), knn, covariate])
+    coef, *_ = np.linalg.lstsq(design[sources], difficulty[sources], rcond=None)
+    fitted = design[sources] @ coef
+    spread = float(((difficulty[sources] - difficulty[sources].mean()) ** 2).sum())
+    r2 = 1.0 - float(((difficulty[sources] - fitted) ** 2).sum()) / spread if spread > 0 else float("nan")
+    out = np.where(measured, difficulty, np.clip(design @ coef, 0.0, 1.0))
+    return out, {"intercept": float(coef[0]), "knn": float(coef[1]), "covariate": float(coef[2]), "r2": r2}
+
+
 def propagated_table(prompt_ids: list[str], embeddings: np.ndarray, measured: np.ndarray, measured_rows,
-                     neighbours: int):
-    """The per-prompt difficulty table of the whole pool from the measured prompts' table.
+                     neighbours: int, answer_logprob: np.ndarray | None = None):
+    """The per-prompt difficulty table of the whole pool from the measured prompts' table, and the fit's weights
+    (None without `answer_logprob`).
 
     `measured_rows` is `space.curate.difficulty.estimate_difficulty`'s per-prompt table for the prompts flagged in
-    `measured` (same ids); the result has its schema plus a boolean `measured` column. Unmeasured rows have
-    null successes, k and solve_rate and a predicted difficulty.
+    `measured` (same ids); the result has its schema plus a boolean `measured` column (and `answer_logprob`, the
+    calibrated covariate's log, when given). Unmeasured rows have null successes, k and solve_rate and a
+    predicted difficulty.
     """
     import polars as pl
 
@@ -101,8 +151,15 @@ def propagated_table(prompt_ids: list[str], embeddings: np.ndarray, measured: np
         raise KeyError(f"measured prompts without a difficulty row: {missing[:5]}")
     d = np.array([np.nan if not flag or lookup[pid] is None else lookup[pid]
                   for pid, flag in zip(prompt_ids, measured)], dtype=np.float64)
-    predicted = propagate(embeddings, measured, d, neighbours)
+    fit, extra = None, []
+    if answer_logprob is None:
+        predicted = propagate(embeddings, measured, d, neighbours)
+    else:
+        predicted, fit = propagate_calibrated(embeddings, measured, d, neighbours, np.exp(answer_logprob))
+        extra = ["answer_logprob"]
     base = pl.DataFrame({"prompt_id": prompt_ids, "measured": measured.astype(bool)})
+    if answer_logprob is not None:
+        base = base.with_columns(pl.Series("answer_logprob", answer_logprob, dtype=pl.Float64))
     table = base.join(measured_rows.drop("difficulty"), on="prompt_id", how="left", validate="1:1")
-    return table.with_columns(pl.Series("difficulty", predicted, dtype=pl.Float64, nan_to_null=True)).select(
-        *measured_rows.columns, "measured")
+    table = table.with_columns(pl.Series("difficulty", predicted, dtype=pl.Float64, nan_to_null=True))
+    return table.select(*measured_rows.columns, "measured", *extra), fit
