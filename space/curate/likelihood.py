@@ -76,6 +76,8 @@ def _sequences(tokenizer: Any, prompts: Sequence[str], answers: Sequence[Any], e
     rows = []
     for prompt, answer in zip(prompts, answers):
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if not prompt_ids:
+            raise ValueError(f"an empty prompt (answer {answer!r}): the gold answer needs a context to be scored in")
         for text, eos in gold_forms(str(answer), extract):
             completion = tokenizer(text, add_special_tokens=False)["input_ids"] + ([eos_id] if eos else [])
             rows.append((prompt_ids + completion, len(prompt_ids), eos))
@@ -84,23 +86,30 @@ def _sequences(tokenizer: Any, prompts: Sequence[str], answers: Sequence[Any], e
 
 def _batch_logprobs(model: Any, batch: list[tuple[list[int], int, bool]], eos_ids: list[int],
                     temperature: float, device: Any) -> np.ndarray:
-    """Summed completion log-probabilities of right-padded sequences; an EOS step counts every EOS id."""
+    """Summed completion log-probabilities of a left-padded batch; an EOS step counts every EOS id.
+
+    Left padding lines every completion up at the end, so the model computes logits for the last
+    (longest completion + 1) positions only: a 150k-token vocabulary times whole prompts would not fit."""
     import torch
 
     width = max(len(ids) for ids, _, _ in batch)
+    keep = max(len(ids) - start for ids, start, _ in batch) + 1
     input_ids = torch.zeros((len(batch), width), dtype=torch.long)
     mask = torch.zeros_like(input_ids)
     for row, (ids, _, _) in enumerate(batch):
-        input_ids[row, :len(ids)] = torch.tensor(ids)
-        mask[row, :len(ids)] = 1
+        input_ids[row, width - len(ids):] = torch.tensor(ids)
+        mask[row, width - len(ids):] = 1
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
     with torch.inference_mode():
-        logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
-    logp = torch.log_softmax(logits / temperature, dim=-1).cpu()
+        logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                       position_ids=positions.to(device), logits_to_keep=keep).logits.float()
+    logp = torch.log_softmax(logits / temperature, dim=-1).cpu()  # position j predicts token width - keep + j + 1
     out = []
     for row, (ids, start, eos) in enumerate(batch):
-        positions = torch.arange(start - 1, len(ids) - 1)  # the logits that predict tokens start .. end
-        steps = logp[row, positions, torch.tensor(ids[start:])]
+        completion = ids[start:]
+        first = keep - 1 - len(completion)  # the kept position that predicts the completion's first token
+        steps = logp[row, torch.arange(first, keep - 1), torch.tensor(completion)]
         if eos:
-            steps[-1] = torch.logsumexp(logp[row, len(ids) - 2, eos_ids], dim=0)
+            steps[-1] = torch.logsumexp(logp[row, keep - 2, eos_ids], dim=0)
         out.append(float(steps.sum()))
     return np.array(out)
