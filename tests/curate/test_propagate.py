@@ -109,6 +109,20 @@ def test_calibration_follows_a_covariate_that_predicts_and_ignores_the_embedding
     assert np.array_equal(out[mask], truth[mask]) and ((0 <= out) & (out <= 1)).all()
 
 
+def test_calibration_falls_back_on_knn_when_the_covariate_is_noise():
+    rng = np.random.default_rng(3)
+    t = rng.uniform(0, 1, size=500)
+    x = np.stack([np.cos(t * np.pi), np.sin(t * np.pi)], axis=1).astype(np.float32)  # difficulty varies smoothly
+    truth = t**2
+    mask = choose_measured(x, 0.2, 8, seed=0)
+    known = np.where(mask, truth, np.nan)
+    out, fit = propagate_calibrated(x, mask, known, 4, covariate=rng.uniform(0, 1, size=500))
+    knn_only = propagate(x, mask, known, 4)
+    assert fit["knn"] == pytest.approx(1.0, abs=0.1) and abs(fit["covariate"]) < 0.05
+    assert spearmanr(out[~mask], truth[~mask]).statistic > 0.97
+    assert np.abs(out[~mask] - knn_only[~mask]).max() < 0.1
+
+
 def test_calibration_uses_leave_one_out_knn_on_the_measured_prompts():
     # Each measured prompt's nearest neighbour is itself. Left in, kNN would equal the difficulty exactly,
     # collinear with a covariate of 1 - d, and take part of the weight; left out, each pair predicts its partner
