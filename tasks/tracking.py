@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from prefect import task
 
 from space.paths import space_home
-from tasks.stages import STAGE_HOOKS
+from tasks.stages import STAGE_OPTIONS
 
 EXPERIMENT = os.environ.get("SPACE_EXPERIMENT", "space")
 _MAX_PARAM = 6000  # MLflow's limit on a param value is 6000 characters
@@ -121,11 +121,12 @@ def run_url(run_id: str) -> str | None:
 
 
 def _announce(run_id: str, run_name: str, stage: str) -> None:
-    """Print the run (URL with a server) in the flow's log; link it from the Prefect run's artifacts."""
+    """Name the run (URL with a server) in the task run's log; link it from the Prefect run's artifacts."""
+    from prefect import get_run_logger
     from prefect.artifacts import create_link_artifact
 
     url = run_url(run_id)
-    print(f"MLflow run {run_name}: {url or run_id}")
+    get_run_logger().info("MLflow run %s: %s", run_name, url or run_id)
     if url:
         create_link_artifact(url, link_text=f"MLflow run {run_name}", key=f"mlflow-{stage}",
                              description=f"the {stage} run in MLflow")
@@ -142,7 +143,7 @@ def _resumable_run(exp_id: str, run_fingerprint: str, parent_run_id: str | None)
     return runs[0].info.run_id if runs else None
 
 
-@task(**STAGE_HOOKS, name="mlflow-open-run", retries=2, retry_delay_seconds=3)
+@task(**STAGE_OPTIONS, name="mlflow-open-run", retries=2, retry_delay_seconds=3)
 def open_run(
     run_name: str, tags: dict[str, str], params: dict[str, Any], recipe_yaml: str, parent_run_id: str | None = None
 ) -> str:
@@ -214,7 +215,7 @@ def log_table(run_id: str, rows: list[dict[str, Any]], artifact_file: str) -> No
     mlflow_client.log_table(run_id, pd.DataFrame(rows), artifact_file)
 
 
-@task(**STAGE_HOOKS, name="mlflow-close-run", retries=2, retry_delay_seconds=3)
+@task(**STAGE_OPTIONS, name="mlflow-close-run", retries=2, retry_delay_seconds=3)
 @named_outage("closing a run")
 def close_run(run_id: str, status: str = "FINISHED") -> None:
     client().set_terminated(run_id, status=status)

@@ -22,10 +22,10 @@ from space.config import EvalConfig, TrainConfig, VerifierConfig
 from space.engines import EngineConfig
 from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, verify_files, write_manifest
 from tasks.progress import generate_with_progress, grpo_progress, progress_bar, start_engine
-from tasks.stages import STAGE_HOOKS
+from tasks.stages import STAGE_OPTIONS
 
 
-@task(**STAGE_HOOKS, name="prepare-training", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_OPTIONS, name="prepare-training", cache_policy=CACHED, persist_result=True)
 def prepare_training(curation: dict[str, Any], model: dict[str, Any], system_prompt: str | None,
                      pool: str, enable_thinking: bool | None = None) -> dict[str, Any]:
     """Training rows (rendered prompt, answer, metadata, cluster) for the reduced or the full pool."""
@@ -49,7 +49,7 @@ def _epoch_run_name(parameters: dict[str, Any]) -> str:
     return f"train-epoch-{parameters['epoch'] + 1} of {parameters['cfg'].epochs}"
 
 
-@task(**STAGE_HOOKS, name="train-epoch", task_run_name=_epoch_run_name, cache_policy=CACHED, persist_result=True)
+@task(**STAGE_OPTIONS, name="train-epoch", task_run_name=_epoch_run_name, cache_policy=CACHED, persist_result=True)
 def train_epoch(
     data: dict[str, Any], model: dict[str, Any], cfg: TrainConfig, verifier: VerifierConfig, seed: int, epoch: int,
     previous: dict[str, Any] | None,
@@ -81,7 +81,7 @@ def train_epoch(
                                 "log_history": outcome.log_history, "arm_rows": outcome.arm_rows})
 
 
-@task(**STAGE_HOOKS, name="evaluate", cache_policy=CACHED, persist_result=True)
+@task(**STAGE_OPTIONS, name="evaluate", cache_policy=CACHED, persist_result=True)
 def evaluate(model_path: str, model_sha: str, eval_split: dict[str, Any], system_prompt: str | None,
              verifier: VerifierConfig, cfg: EvalConfig, engine: EngineConfig, seed: int,
              enable_thinking: bool | None = None) -> dict[str, Any]:

@@ -12,12 +12,12 @@ from prefect.artifacts import (create_markdown_artifact, create_progress_artifac
                                update_progress_artifact)
 
 from tasks import tracking
-from tasks.stages import STAGE_HOOKS
+from tasks.stages import STAGE_OPTIONS
 
 ROLLOUT_SAMPLE = 32  # rollouts per epoch shown in MLflow's table view
 
 
-@task(**STAGE_HOOKS, name="log-epoch")
+@task(**STAGE_OPTIONS, name="log-epoch")
 def log_epoch(run_id: str, epoch: dict[str, Any], evaluation: dict[str, Any] | None, data: dict[str, Any]) -> None:
     """Epoch metrics at step = epoch index; per epoch one arm table (the epoch's `arm_rows`: allocation, solve
     rates, bandit state) and one table of sampled rollouts (prompt, completion, reward, cluster)."""
@@ -66,7 +66,7 @@ def epoch_summary(epoch: dict[str, Any]) -> dict[str, Any]:
     return {"epoch": epoch["epoch"], **metrics, **shares}
 
 
-@task(**STAGE_HOOKS, name="report-training")
+@task(**STAGE_OPTIONS, name="report-training")
 def report_training(run_id: str, epochs: list[dict[str, Any]], final_eval: dict[str, Any] | None) -> None:
     """Allocation heatmap, solve-rate curves, Prefect summary artifacts (the model: tasks.model_registry)."""
     from space.analysis.plots import plot_allocation_heatmap, plot_curves
@@ -86,7 +86,7 @@ def report_training(run_id: str, epochs: list[dict[str, Any]], final_eval: dict[
     create_markdown_artifact("\n".join(lines), key="training-summary")
 
 
-@task(**STAGE_HOOKS, name="report-evaluation")
+@task(**STAGE_OPTIONS, name="report-evaluation")
 def report_evaluation(run_id: str, base: dict[str, Any], final: dict[str, Any]) -> None:
     """The evaluation run: base and final metrics (base/..., final/...) and both per-prompt tables."""
     tracking.log_metrics(run_id, {**{f"base/{k}": v for k, v in base["metrics"].items()},

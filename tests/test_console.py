@@ -173,14 +173,14 @@ def test_summary_renders_exact_rows_accuracy_and_ids():
     ]
 
 
-def test_stage_hooks_record_computed_and_cached_task_runs():
+def test_stage_options_record_computed_and_cached_task_runs():
     import tasks  # noqa: F401  (Prefect's home and result storage under the test SPACE_HOME)
     from prefect import flow, task
     from prefect.cache_policies import INPUTS
 
-    from tasks.stages import RECORDED, STAGE_HOOKS
+    from tasks.stages import RECORDED, STAGE_OPTIONS
 
-    @task(**STAGE_HOOKS, name="square", cache_policy=INPUTS, persist_result=True)
+    @task(**STAGE_OPTIONS, name="square", cache_policy=INPUTS, persist_result=True)
     def square(x: int) -> int:
         return x * x
 
@@ -194,6 +194,35 @@ def test_stage_hooks_record_computed_and_cached_task_runs():
     assert [(r.name.startswith("square-"), r.state, r.cached) for r in recorded] == [
         (True, "Completed", False), (True, "Cached", True)]
     assert recorded[1].name == "square-again" and all(r.seconds >= 0 for r in recorded)
+
+
+def _uses_numpy(x):
+    return np.sum(x)
+
+
+def test_stage_tasks_leave_stdout_to_library_code_under_a_printing_flow():
+    """dill reads a function's globals off `dis.dis` written to a swapped `sys.stdout` (datasets fingerprints
+    TRL's maps so). Under a flow with log_prints, a plain task loses that output to Prefect's log; a stage
+    task keeps it, so dill finds the globals."""
+    import dill.detect
+    import tasks  # noqa: F401
+    from prefect import flow, task
+
+    from tasks.stages import STAGE_OPTIONS
+
+    def globals_of_probe() -> list[str]:
+        return sorted(dill.detect.nestedglobals(_uses_numpy))
+
+    stage = task(**STAGE_OPTIONS, name="stage-probe")(globals_of_probe)
+    plain = task(name="plain-probe")(globals_of_probe)
+
+    @flow(name="console-prints", log_prints=True)
+    def both() -> tuple[list[str], list[str]]:
+        return stage(), plain()
+
+    ours, theirs = both()
+    assert ours == ["np"]
+    assert theirs == []  # the failure the option avoids, seen on a task without it
 
 
 def test_quiet_by_default_and_verbose_leaves_library_defaults(monkeypatch):
