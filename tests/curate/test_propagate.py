@@ -68,12 +68,15 @@ def test_unjudged_measured_rows_are_not_neighbours():
         propagate(x, measured, np.full(4, np.nan), neighbours=3)
 
 
+def _half_circle(n: int = 500) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points on a half circle whose difficulty varies smoothly along it, and a fifth of them measured."""
+    t = np.random.default_rng(3).uniform(0, 1, size=n)
+    x = np.stack([np.cos(t * np.pi), np.sin(t * np.pi)], axis=1).astype(np.float32)
+    return x, t**2, choose_measured(x, 0.2, 8, seed=0)
+
+
 def test_smooth_difficulty_is_recovered_from_a_fifth():
-    rng = np.random.default_rng(3)
-    t = rng.uniform(0, 1, size=500)
-    x = np.stack([np.cos(t * np.pi), np.sin(t * np.pi)], axis=1).astype(np.float32)  # a half circle
-    truth = t**2
-    mask = choose_measured(x, 0.2, 8, seed=0)
+    x, truth, mask = _half_circle()
     out = propagate(x, mask, np.where(mask, truth, np.nan), neighbours=4)
     rho = spearmanr(out[~mask], truth[~mask]).statistic
     assert rho > 0.98
@@ -110,13 +113,10 @@ def test_calibration_follows_a_covariate_that_predicts_and_ignores_the_embedding
 
 
 def test_calibration_falls_back_on_knn_when_the_covariate_is_noise():
-    rng = np.random.default_rng(3)
-    t = rng.uniform(0, 1, size=500)
-    x = np.stack([np.cos(t * np.pi), np.sin(t * np.pi)], axis=1).astype(np.float32)  # difficulty varies smoothly
-    truth = t**2
-    mask = choose_measured(x, 0.2, 8, seed=0)
+    x, truth, mask = _half_circle()
     known = np.where(mask, truth, np.nan)
-    out, fit = propagate_calibrated(x, mask, known, 4, covariate=rng.uniform(0, 1, size=500))
+    noise = np.random.default_rng(4).uniform(0, 1, size=truth.size)
+    out, fit = propagate_calibrated(x, mask, known, 4, covariate=noise)
     knn_only = propagate(x, mask, known, 4)
     assert fit["knn"] == pytest.approx(1.0, abs=0.1) and abs(fit["covariate"]) < 0.05
     assert spearmanr(out[~mask], truth[~mask]).statistic > 0.97
