@@ -229,6 +229,7 @@ def run(
 
 
 @app.command()
+@friendly_errors
 def bench(
     spec: Annotated[Path, typer.Argument(help="bench spec YAML (see infra/bench/)")],
     out: Annotated[Path | None, typer.Option(help="results folder (default: SPACE_HOME/bench/<name>)")] = None,
@@ -242,6 +243,7 @@ def bench(
     except BenchSpecError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from None
+    _set_up_console()  # the console of `space run`: progress lines, no library INFO logs unless --verbose
     typer.echo(f"bench {parsed.name}: {len(parsed.arms)} arms x {len(parsed.seeds)} seeds = {len(cells)} cells")
     from flows.bench import run_bench
     from flows.console import render_summary, stage_rows

@@ -102,7 +102,7 @@ def test_rerunning_the_finished_grid_executes_no_cell(first, spec):
     assert again["rows"] == result["rows"]
 
 
-def test_cli_rerun_prints_the_report_and_a_summary_with_every_cell_cached(first):
+def test_cli_rerun_prints_the_report_and_a_summary_with_every_cell_cached_and_no_prefect_info_lines(first):
     import re
     import subprocess
     import sys
@@ -116,3 +116,4 @@ def test_cli_rerun_prints_the_report_and_a_summary_with_every_cell_cached(first)
     assert re.search(r"^  bench-cell +2 +\d+\.\d +yes$", done.stdout, re.MULTILINE), done.stdout
     assert f"MLflow bench run: {result['parent_run_id']}" in done.stdout
     assert Path(result["report"]).read_text().splitlines()[0] in done.stdout
+    assert "| INFO    |" not in done.stdout + done.stderr  # the console of `space run`: quiet unless --verbose
