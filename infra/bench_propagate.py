@@ -99,16 +99,14 @@ def gold_logprobs(recipe, stages, model, ids) -> tuple:
     import numpy as np
     import polars as pl
 
-    from space.curate.likelihood import answer_logprobs
-    from tasks.curate import render_pool_prompts
+    from tasks.curate import gold_answer_logprobs, render_pool_prompts
 
     pool = pl.read_parquet(stages["data"]["pool"]["path"])
     order = {pid: i for i, pid in enumerate(pool["prompt_id"].to_list())}
     pool = pool[[order[i] for i in ids]]
     start = time.perf_counter()
     prompts = render_pool_prompts(pool, model, recipe.model.system_prompt, recipe.model.enable_thinking)
-    logprob = answer_logprobs(model["path"], prompts, pool["answer"].to_list(), recipe.verifier.extract,
-                              recipe.curate.difficulty.temperature)
+    logprob = gold_answer_logprobs(pool, prompts, model, recipe.verifier, recipe.curate.difficulty)
     return np.asarray(logprob), time.perf_counter() - start
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from itertools import compress
 from typing import Any
 
 import numpy as np
@@ -175,8 +176,8 @@ def estimate_difficulty(
         per_prompt, rollouts, fit = _propagated(table, embedded, model, (system_prompt, enable_thinking), verifier,
                                                 cfg, engine, seed)
     else:
-        per_prompt, rollouts = _difficulty_from_rollouts(table, model, (system_prompt, enable_thinking), verifier,
-                                                            cfg, engine, seed)
+        prompts = render_pool_prompts(table, model, system_prompt, enable_thinking)
+        per_prompt, rollouts = _difficulty_from_rollouts(table, prompts, model, verifier, cfg, engine, seed)
     per_prompt.write_parquet(out / "difficulty.parquet")
     if rollouts is not None:
         rollouts.write_parquet(out / "rollouts.parquet")
@@ -203,25 +204,27 @@ def _propagated(table, embedded, model, prompting, verifier, cfg, engine, seed):
         raise KeyError(f"{embedded['path']}: no embedding for prompt_id(s) {missing[:5]}")
     vectors = vectors[[position[pid] for pid in pool_ids]]
     mask = choose_measured(vectors, cfg.measure_fraction, cfg.strata, seed)
-    measured, rollouts = _difficulty_from_rollouts(table.filter(pl.Series(mask)), model, prompting, verifier,
-                                                   cfg, engine, seed)
-    logprob = _answer_logprobs(table, model, prompting, verifier, cfg) if cfg.predictor == "knn+likelihood" else None
+    prompts = render_pool_prompts(table, model, *prompting)  # once: the rollouts and the likelihood share them
+    measured, rollouts = _difficulty_from_rollouts(table.filter(pl.Series(mask)), list(compress(prompts, mask)),
+                                                   model, verifier, cfg, engine, seed)
+    logprob = (gold_answer_logprobs(table, prompts, model, verifier, cfg) if cfg.predictor == "knn+likelihood"
+               else None)
     per_prompt, fit = propagated_table(pool_ids, vectors, mask, measured, cfg.neighbours, logprob)
     return per_prompt, rollouts, fit
 
 
-def _answer_logprobs(table, model, prompting, verifier, cfg):
-    """The reference model's log-probability of each prompt's gold answer (space.curate.likelihood)."""
+def gold_answer_logprobs(table: pl.DataFrame, prompts: list[str], model: dict[str, Any], verifier: VerifierConfig,
+                         cfg: DifficultyConfig) -> np.ndarray:
+    """The reference model's log-probability of each row's gold answer given its rendered prompt, under a
+    progress bar (space.curate.likelihood)."""
     from space.curate.likelihood import answer_logprobs
 
-    prompts = render_pool_prompts(table, model, *prompting)
     with progress_bar("answer likelihood", None, "sequences") as update:
         return answer_logprobs(model["path"], prompts, table["answer"].to_list(), verifier.extract,
                                cfg.temperature, progress=update)
 
 
-def _difficulty_from_rollouts(table, model, prompting, verifier, cfg, engine, seed):
-    prompts = render_pool_prompts(table, model, *prompting)
+def _difficulty_from_rollouts(table, prompts, model, verifier, cfg, engine, seed):
     with start_engine(engine, model["path"]) as rollout_engine:
         generate = generate_with_progress(rollout_engine.generate, "difficulty rollouts")
         return difficulty_of(table, prompts, generate, verifier, cfg, seed)

@@ -43,13 +43,15 @@ def answer_logprobs(model_dir: str | Path, prompts: Sequence[str], answers: Sequ
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from space.engines.hf import model_eos_ids
+
     if len(prompts) != len(answers):
         raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype="auto" if device.type == "cuda"
                                                  else torch.float32).to(device).eval()
-    eos_ids = _eos_ids(model, tokenizer, model_dir)
+    eos_ids = model_eos_ids(model, tokenizer, model_dir)
     rows = _sequences(tokenizer, prompts, answers, extract, eos_ids[0])
     scores = np.empty(len(rows))
     for start in range(0, len(rows), batch_size):
@@ -59,15 +61,6 @@ def answer_logprobs(model_dir: str | Path, prompts: Sequence[str], answers: Sequ
             progress(min(start + batch_size, len(rows)), len(rows))
     forms = len(accepted_forms(extract))
     return np.logaddexp.reduce(scores.reshape(len(prompts), forms), axis=1)
-
-
-def _eos_ids(model: Any, tokenizer: Any, model_dir: str | Path) -> list[int]:
-    from space.engines.hf import collect_eos_ids
-
-    ids = collect_eos_ids(tokenizer.eos_token_id, model.generation_config.eos_token_id)
-    if not ids:
-        raise ValueError(f"{model_dir}: neither generation_config nor tokenizer defines an EOS token")
-    return ids
 
 
 def _sequences(tokenizer: Any, prompts: Sequence[str], answers: Sequence[Any], extract: str,

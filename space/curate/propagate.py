@@ -151,15 +151,13 @@ def propagated_table(prompt_ids: list[str], embeddings: np.ndarray, measured: np
         raise KeyError(f"measured prompts without a difficulty row: {missing[:5]}")
     d = np.array([np.nan if not flag or lookup[pid] is None else lookup[pid]
                   for pid, flag in zip(prompt_ids, measured)], dtype=np.float64)
-    fit, extra = None, []
+    base = pl.DataFrame({"prompt_id": prompt_ids, "measured": measured.astype(bool)})
     if answer_logprob is None:
-        predicted = propagate(embeddings, measured, d, neighbours)
+        predicted, fit, extra = propagate(embeddings, measured, d, neighbours), None, []
     else:
         predicted, fit = propagate_calibrated(embeddings, measured, d, neighbours, np.exp(answer_logprob))
-        extra = ["answer_logprob"]
-    base = pl.DataFrame({"prompt_id": prompt_ids, "measured": measured.astype(bool)})
-    if answer_logprob is not None:
         base = base.with_columns(pl.Series("answer_logprob", answer_logprob, dtype=pl.Float64))
+        extra = ["answer_logprob"]
     table = base.join(measured_rows.drop("difficulty"), on="prompt_id", how="left", validate="1:1")
     table = table.with_columns(pl.Series("difficulty", predicted, dtype=pl.Float64, nan_to_null=True))
     return table.select(*measured_rows.columns, "measured", *extra), fit

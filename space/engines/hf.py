@@ -68,9 +68,7 @@ class TransformersEngine(BaseEngine):
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         self.tokenizer.padding_side = "left"
         model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=self._torch_dtype())
-        self.eos_ids = collect_eos_ids(model.generation_config.eos_token_id, self.tokenizer.eos_token_id)
-        if not self.eos_ids:
-            raise ValueError(f"{model_dir}: neither generation_config nor tokenizer defines an EOS token")
+        self.eos_ids = model_eos_ids(model, self.tokenizer, model_dir)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
         # A clean generation config: no sampling defaults of the model leak into greedy decoding.
         model.generation_config = GenerationConfig(eos_token_id=self.eos_ids, pad_token_id=self.pad_id)
@@ -127,6 +125,14 @@ class TransformersEngine(BaseEngine):
     def close(self) -> None:
         self.model = None
         gc.collect()
+
+
+def model_eos_ids(model: Any, tokenizer: Any, model_dir: str | Path) -> list[int]:
+    """Every EOS id of the model's generation config, then the tokenizer's; fails when neither defines one."""
+    ids = collect_eos_ids(model.generation_config.eos_token_id, tokenizer.eos_token_id)
+    if not ids:
+        raise ValueError(f"{model_dir}: neither generation_config nor tokenizer defines an EOS token")
+    return ids
 
 
 def collect_eos_ids(*sources: Any) -> list[int]:
