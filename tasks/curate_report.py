@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ def curation_metrics(stages: dict[str, dict[str, Any]]) -> dict[str, float]:
     for key, value in (stages["difficulty"].get("summary") or {}).items():
         metrics[f"difficulty/{key}"] = float(value)
     for key, value in (stages["difficulty"].get("calibration") or {}).items():
-        if value == value:  # R^2 is NaN when every measured prompt had one difficulty
+        if math.isfinite(value):  # R^2 is NaN when every measured prompt had one difficulty
             metrics[f"difficulty/calibration_{key}"] = float(value)
     return metrics
 
