@@ -82,6 +82,17 @@ def _paired(arm: dict[int, dict], ref: dict[int, dict], key: str) -> tuple[float
     return (*_interval(diffs), len(common))
 
 
+def paired_curve(cells: Sequence[dict[str, Any]], arm: str, reference: str, y: str = "pass1") -> list[dict]:
+    """Per evaluated step both arms share: mean of (arm - reference) over the seeds both ran, its t-interval."""
+    arms = _by_arm(cells)
+    seeds = sorted(set(arms.get(arm, {})) & set(arms.get(reference, {})))
+    by_step = [({p["step"]: p[y] for p in arms[arm][s]["curve"]}, {p["step"]: p[y] for p in arms[reference][s]["curve"]})
+               for s in seeds]
+    steps = sorted(set.intersection(*(set(a) & set(r) for a, r in by_step))) if by_step else []
+    return [dict(zip(("diff", "lo", "hi"), _interval([a[x] - r[x] for a, r in by_step])), step=x, seeds=seeds)
+            for x in steps]
+
+
 def _to_reach(cells: list[dict], x: str, base: float, target: float) -> float:
     curve = mean_curve(cells, x, "pass1")
     return steps_to_fraction(curve["x"], curve["mean"], base, target) if len(curve["x"]) else NAN

@@ -7,7 +7,8 @@ import pytest
 from scipy.stats import t
 
 from space.analysis.bench_plots import write_figures
-from space.analysis.bench_report import arm_rows, json_safe, mean_curve, report_markdown, summarise_cell, table_markdown
+from space.analysis.bench_report import (arm_rows, json_safe, mean_curve, paired_curve, report_markdown, summarise_cell,
+                                        table_markdown)
 
 T2 = t.ppf(0.975, 2)  # 4.3027: three seeds
 
@@ -112,3 +113,18 @@ def test_figures_are_written_as_png(tmp_path):
 
 def test_json_safe_turns_nan_into_none():
     assert json_safe({"a": [float("nan"), np.float32(0.5)], "b": np.int64(3)}) == {"a": [None, 0.5], "b": 3}
+
+
+def test_paired_curve_differences_each_evaluated_step_by_seed():
+    # arm minus reference at step 10: 0.05, 0.03, 0.04 (mean 0.04, sd 0.01); at step 20: 0.01, 0.02, 0.00
+    curve = paired_curve(_cells(), "spaCe", "uniform-full")
+    assert [(r["step"], r["seeds"]) for r in curve] == [(0, [0, 1, 2]), (10, [0, 1, 2]), (20, [0, 1, 2])]
+    assert (curve[0]["diff"], curve[0]["lo"], curve[0]["hi"]) == pytest.approx((0.0, 0.0, 0.0))
+    assert (curve[1]["diff"], curve[1]["lo"]) == pytest.approx((0.04, 0.04 - T2 * 0.01 / np.sqrt(3)))
+    assert (curve[2]["diff"], curve[2]["hi"]) == pytest.approx((0.01, 0.01 + T2 * 0.01 / np.sqrt(3)))
+
+
+def test_paired_curve_uses_only_the_seeds_both_arms_ran_and_is_empty_without_any():
+    cells = [c for c in _cells() if not (c["arm"] == "spaCe" and c["seed"] == 1)]
+    assert paired_curve(cells, "spaCe", "uniform-full")[-1]["seeds"] == [0, 2]
+    assert paired_curve(cells, "spaCe", "no-such-arm") == []
