@@ -8,7 +8,8 @@ Reads each grid's `cells.json` (written by `space bench`), merges them (a cell t
 cached uniform-full cells, must carry the same figures in both, or the script stops naming it), and writes:
 - per arm, its pass@1 minus the reference's at every evaluated step (after each epoch), paired by seed, with
   a 95 % Student-t interval over the seeds both arms ran;
-- the same final difference for any extra `--pair A:B`.
+- the same final difference for any extra `--pair A:B`;
+- per arm and epoch, the effective-group fraction (share of GRPO groups whose rewards are not all equal).
 Nothing is re-run: the figures are the grids' own.
 """
 
@@ -63,11 +64,24 @@ def arm_table(cells: list[dict], ref: str) -> list[str]:
     return lines
 
 
+def effective_group_table(cells: list[dict]) -> list[str]:
+    """Per arm and epoch, the share of GRPO groups with unequal rewards (mean over the arm's seeds)."""
+    arms = sorted({c["arm"] for c in cells})
+    epochs = sorted({e["epoch"] for c in cells for e in c["epochs"]})
+    lines = ["| arm | " + " | ".join(f"epoch {e + 1}" for e in epochs) + " |", "|---|" + "---|" * len(epochs)]
+    for arm in arms:
+        by_epoch = {e: [x["effective_group_frac"] for c in cells if c["arm"] == arm for x in c["epochs"]
+                        if x["epoch"] == e] for e in epochs}
+        lines.append(f"| {arm} | " + " | ".join(f"{np.mean(v):.2f}" if v else "-" for v in by_epoch.values()) + " |")
+    return lines
+
+
 def report(cells: list[dict], ref: str, pairs: list[tuple[str, str]], grids: list[Path]) -> str:
     lines = ["# Which factor decides it: pass@1 differences in points, paired by seed", "",
              "Grids: " + ", ".join(f"`{g.relative_to(ROOT) if g.is_relative_to(ROOT) else g}`" for g in grids), "",
              f"## Each arm minus `{ref}` after each epoch (95 % t-interval over the shared seeds)", ""]
     lines += arm_table(cells, ref)
+    lines += ["", "## Effective-group fraction by epoch (mean over seeds)", ""] + effective_group_table(cells)
     if pairs:
         lines += ["", "## Other pairs, final pass@1 (after the last epoch)", "", "| pair | seeds | difference |",
                   "|---|---|---|"]
