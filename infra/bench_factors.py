@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +77,9 @@ def effective_group_table(cells: list[dict]) -> list[str]:
     return lines
 
 
-def report(cells: list[dict], ref: str, pairs: list[tuple[str, str]], grids: list[Path]) -> str:
+def report(cells: list[dict], ref: str, pairs: list[tuple[str, str]], grids: list[Path], command: str = "") -> str:
     lines = ["# Which factor decides it: pass@1 differences in points, paired by seed", "",
+             *([f"Command: `{command}`", ""] if command else []),
              "Grids: " + ", ".join(f"`{g.relative_to(ROOT) if g.is_relative_to(ROOT) else g}`" for g in grids), "",
              f"## Each arm minus `{ref}` after each epoch (95 % t-interval over the shared seeds)", ""]
     lines += arm_table(cells, ref)
@@ -101,7 +103,8 @@ def main() -> None:
     args = parser.parse_args()
     grids = [g.resolve() for g in args.grids]
     pairs = [tuple(p.split(":", 1)) for p in args.pair]
-    text = report(load_cells(grids), args.reference, pairs, grids)
+    command = "python infra/bench_factors.py " + " ".join(sys.argv[1:])
+    text = report(load_cells(grids), args.reference, pairs, grids, command)
     args.out.write_text(text)
     print(text)
 
