@@ -5,7 +5,7 @@
         --pair spaCe-ts_lp:random-subset --out infra/results/bench/factors.md
 
 Reads each grid's `cells.json` (written by `space bench`), merges them (a cell that two grids share, e.g. the
-cached uniform-full cells, must carry the same figures in both, or the script stops naming it), and writes:
+cached uniform-full cells, must carry the same pass@1 curve in both, or the script stops naming it), and writes:
 - per arm, its pass@1 minus the reference's at every evaluated step (after each epoch), paired by seed, with
   a 95 % Student-t interval over the seeds both arms ran;
 - the same final difference for any extra `--pair A:B`;
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from space.analysis.bench_report import paired_curve
+from space.analysis.bench_report import mean_curve, paired_curve
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,18 +68,19 @@ def arm_table(cells: list[dict], ref: str) -> list[str]:
 def effective_group_table(cells: list[dict]) -> list[str]:
     """Per arm and epoch, the share of GRPO groups with unequal rewards (mean over the arm's seeds)."""
     arms = sorted({c["arm"] for c in cells})
-    epochs = sorted({e["epoch"] for c in cells for e in c["epochs"]})
+    curves = {arm: mean_curve([c for c in cells if c["arm"] == arm], "epoch", "effective_group_frac", "epochs")
+              for arm in arms}
+    epochs = sorted({int(e) for curve in curves.values() for e in curve["x"]})
     lines = ["| arm | " + " | ".join(f"epoch {e + 1}" for e in epochs) + " |", "|---|" + "---|" * len(epochs)]
-    for arm in arms:
-        by_epoch = {e: [x["effective_group_frac"] for c in cells if c["arm"] == arm for x in c["epochs"]
-                        if x["epoch"] == e] for e in epochs}
-        lines.append(f"| {arm} | " + " | ".join(f"{np.mean(v):.2f}" if v else "-" for v in by_epoch.values()) + " |")
+    for arm, curve in curves.items():
+        at = dict(zip(curve["x"].astype(int), curve["mean"]))
+        lines.append(f"| {arm} | " + " | ".join(f"{at[e]:.2f}" if e in at else "-" for e in epochs) + " |")
     return lines
 
 
-def report(cells: list[dict], ref: str, pairs: list[tuple[str, str]], grids: list[Path], command: str = "") -> str:
+def report(cells: list[dict], ref: str, pairs: list[tuple[str, str]], grids: list[Path], command: str) -> str:
     lines = ["# Which factor decides it: pass@1 differences in points, paired by seed", "",
-             *([f"Command: `{command}`", ""] if command else []),
+             f"Command: `{command}`", "",
              "Grids: " + ", ".join(f"`{g.relative_to(ROOT) if g.is_relative_to(ROOT) else g}`" for g in grids), "",
              f"## Each arm minus `{ref}` after each epoch (95 % t-interval over the shared seeds)", ""]
     lines += arm_table(cells, ref)

@@ -86,11 +86,15 @@ def paired_curve(cells: Sequence[dict[str, Any]], arm: str, reference: str, y: s
     """Per evaluated step both arms share: mean of (arm - reference) over the seeds both ran, its t-interval."""
     arms = _by_arm(cells)
     seeds = sorted(set(arms.get(arm, {})) & set(arms.get(reference, {})))
-    by_step = [({p["step"]: p[y] for p in arms[arm][s]["curve"]}, {p["step"]: p[y] for p in arms[reference][s]["curve"]})
-               for s in seeds]
-    steps = sorted(set.intersection(*(set(a) & set(r) for a, r in by_step))) if by_step else []
-    return [dict(zip(("diff", "lo", "hi"), _interval([a[x] - r[x] for a, r in by_step])), step=x, seeds=seeds)
-            for x in steps]
+    if not seeds:
+        return []
+    pairs = [[{p["step"]: p[y] for p in arms[name][s]["curve"]} for name in (arm, reference)] for s in seeds]
+    steps = sorted(set.intersection(*(set(a) & set(r) for a, r in pairs)))
+    rows = []
+    for step in steps:
+        diff, lo, hi = _interval([a[step] - r[step] for a, r in pairs])
+        rows.append({"step": step, "diff": diff, "lo": lo, "hi": hi, "seeds": seeds})
+    return rows
 
 
 def _to_reach(cells: list[dict], x: str, base: float, target: float) -> float:
