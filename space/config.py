@@ -28,6 +28,7 @@ from space.engines import EngineConfig, EngineKind
 from space.hashing import fingerprint  # noqa: F401  (re-exported: callers import it from here)
 from space.models.tiny import TinyModelConfig
 from space.scaleout import RayConfig
+from space.train.active_pool import RefillConfig
 from space.train.bandit import BanditConfig
 from space.train.grpo import GRPOSettings
 
@@ -78,10 +79,13 @@ class TrainConfig(BaseModel):
     slots_per_epoch: int = Field(8, gt=0, description="M: prompt slots per epoch (M/B optimiser steps)")
     grpo: GRPOSettings = Field(default_factory=GRPOSettings, description="the GRPO update (TRL's GRPOTrainer)")
     bandit: BanditConfig = Field(default_factory=BanditConfig, description="how each epoch's slots go to the arms")
-    pool: Literal["reduced", "full"] = Field(
-        "reduced", description="train on the curated reduced pool, or on the whole pool with every prompt in its "
-        "cluster's arm (with `uniform`: plain GRPO; with a bandit policy: the no-reduction ablation)"
+    pool: Literal["reduced", "full", "refill"] = Field(
+        "reduced", description="train on the curated reduced pool; on the whole pool with every prompt in its "
+        "cluster's arm (with `uniform`: plain GRPO; with a bandit policy: the no-reduction ablation); or refill: "
+        "the reduced pool as the first active set, spent prompts replaced from their cluster each epoch "
+        "(space/train/active_pool.py, settings under `refill`)"
     )
+    refill: RefillConfig = Field(default_factory=RefillConfig, description="how pool: refill retires and refills")
 
 
 class EvalConfig(BaseModel):

@@ -98,6 +98,7 @@ def run_cell(bench: str, arm: str, seed: int, recipe: Recipe, parent_run_id: str
     training = train_flow(recipe, model, curation, parent_run_id=run_id)
     gains = paired_gain(run_id, training["base_eval"], training["final_eval"], recipe.seed)
     raw = {"arm": arm, "seed": seed, "run_id": run_id, "seconds": time.perf_counter() - start, "gains": gains,
+           "curation": curation_facts(curation["stages"]),
            "training": {"epochs": [{"epoch": e["epoch"], "metrics": e["metrics"]} for e in training["epochs"]],
                         "base_eval": {"metrics": training["base_eval"]["metrics"]},
                         "final_eval": {"metrics": training["final_eval"]["metrics"]},
@@ -113,11 +114,23 @@ def run_cell(bench: str, arm: str, seed: int, recipe: Recipe, parent_run_id: str
     return raw
 
 
+def curation_facts(stages: dict[str, Any]) -> dict[str, int]:
+    """What curation spent and kept: difficulty rollouts drawn (0 when the difficulty came from labels), pool
+    size and the reduced pool's size."""
+    import polars as pl
+
+    path = stages["difficulty"].get("rollouts")
+    rollouts = pl.scan_parquet(path).select(pl.len()).collect().item() if path else 0
+    return {"difficulty_rollouts": int(rollouts), "pool": int(stages["select"]["pool"]),
+            "selected": int(stages["select"]["selected"])}
+
+
 def cell_summary(raw: dict[str, Any]) -> dict[str, Any]:
     """A cell's raw results (as `run_cell` returns them) -> the summary the report uses."""
     from space.analysis.bench_report import summarise_cell
 
-    return summarise_cell(raw["arm"], raw["seed"], raw["training"], raw["gains"], raw["seconds"], raw["run_id"])
+    return summarise_cell(raw["arm"], raw["seed"], raw["training"], raw["gains"], raw["seconds"], raw["run_id"],
+                          raw.get("curation"))
 
 
 def _artifact_key(name: str) -> str:

@@ -14,8 +14,8 @@
       - name: uniform-full
         recipe: uniform-full
 
-Each cell's recipe = the arm's recipe, then `budget`, then the arm's `set`, then `name=<arm>` and
-`seed=<seed>`. Every arm must end with the same rollout budget (epochs x slots x rollouts per prompt);
+Each cell's recipe = the arm's recipe, then `model.tiny.seed=<seed>` (unless `vary_base_model: false`), then
+`budget`, then the arm's `set`, then `name=<arm>` and `seed=<seed>`. Every arm must end with the same rollout budget (epochs x slots x rollouts per prompt);
 an arm whose overrides change it is an error naming the arm. A recipe given as a relative path is read
 relative to the spec file when such a file exists there.
 """
@@ -53,6 +53,9 @@ class BenchSpec(BaseModel):
     budget: tuple[str, ...] = Field((), description="overrides applied to every arm before its own")
     reference: str = Field("uniform-full", description="arm the others are compared with")
     max_parallel: int = Field(1, ge=1, description="cells run concurrently (threads; mind memory and cores)")
+    vary_base_model: bool = Field(
+        True, description="each seed builds its own tiny base model (model.tiny.seed = the cell's seed), so the "
+        "intervals over seeds include the base model's variance; false: every seed shares the recipe's base model")
     arms: tuple[BenchArm, ...] = Field(min_length=1)
 
     @field_validator("seeds")
@@ -124,7 +127,8 @@ def resolve_cells(spec: BenchSpec, spec_dir: str | Path = ".") -> list[BenchCell
     budgets: dict[str, int] = {}
     for arm in spec.arms:
         for seed in spec.seeds:
-            overrides = [*spec.budget, *arm.set, f"name={arm.name}", f"seed={seed}"]
+            base = [f"model.tiny.seed={seed}"] if spec.vary_base_model else []
+            overrides = [*base, *spec.budget, *arm.set, f"name={arm.name}", f"seed={seed}"]
             try:
                 recipe = load_recipe(_recipe_source(arm.recipe, spec_dir), overrides)
             except RecipeError as err:

@@ -29,8 +29,9 @@ def _point(step: float, rollouts: float, epoch: int, metrics: dict[str, float]) 
 
 
 def summarise_cell(arm: str, seed: int, training: dict[str, Any], gains: dict[str, Any], seconds: float,
-                   run_id: str | None = None) -> dict[str, Any]:
-    """One cell's result from the train flow's output: curves, per-epoch group stats, final metrics, gains."""
+                   run_id: str | None = None, curation: dict[str, int] | None = None) -> dict[str, Any]:
+    """One cell's result from the train flow's output: curves, per-epoch group stats, final metrics, gains,
+    per-task final pass@1, and (when given) what curation spent and the share of the pool trained on."""
     epochs = training["epochs"]
     steps = [e["metrics"]["global_step"] for e in epochs]
     rollouts = np.cumsum([e["metrics"]["rollouts"] for e in epochs]).tolist()
@@ -48,7 +49,16 @@ def summarise_cell(arm: str, seed: int, training: dict[str, Any], gains: dict[st
             "unique_prompts": int(training["unique_prompts"]), "steps": float(steps[-1]),
             "rollouts": float(rollouts[-1]), "base": {k: curve[0][k] for k in ("greedy", "pass1")},
             "final": {k: curve[-1][k] for k in ("greedy", "pass1")}, "gain": gains, "curve": curve,
-            "epochs": per_epoch}
+            "epochs": per_epoch, "tasks": task_finals(training), "curation": curation or {},
+            "pool_share": (training["unique_prompts"] / curation["pool"]) if curation else NAN}
+
+
+def task_finals(training: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per task (eval/<task>/...): base and final pass@1."""
+    base, final = training["base_eval"]["metrics"], training["final_eval"]["metrics"]
+    names = sorted({k.split("/")[1] for k in final if k.startswith("eval/") and k.endswith("/pass_at_1")} - {"all"})
+    return {name: {"base": float(base[f"eval/{name}/pass_at_1"]), "final": float(final[f"eval/{name}/pass_at_1"])}
+            for name in names}
 
 
 def _by_arm(cells: Sequence[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:

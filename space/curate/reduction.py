@@ -8,12 +8,16 @@ centroid; ties are broken by prompt id (ascending). Rules, by registry name:
     nearest   the l members with the smallest r_i (prototypes)
     random    l members uniformly without replacement, seeded by (seed, cluster) via space/seeding.py
 
+`scope: pool` (with `random` only) draws K x l prompts uniformly from the whole pool instead, ignoring the
+clusters: the plain random control (a cluster may then get more or fewer than l, or none).
+
     mask, distances = select_representatives(features, labels, centroids, prompt_ids, SelectionConfig())
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -55,6 +59,9 @@ class SelectionConfig(BaseModel):
     selection: RuleName = Field(
         "farthest", description="Selection rule name (see space.curate.reduction)."
     )
+    scope: Literal["cluster", "pool"] = Field(
+        "cluster", description="cluster: l per cluster; pool: K x l uniformly from the whole pool (the plain "
+        "random control; needs selection 'random')")
     seed: int | None = Field(
         None, ge=0, description="Seed of the 'random' rule; cluster k draws from derive_rng(seed, 'selection', k). "
         "None = derived from the recipe seed (Recipe.resolved), so each run seed draws another random subset; "
@@ -134,6 +141,8 @@ def select_representatives(
     centroids = np.asarray(centroids)
     check_inputs(features, labels, centroids, ids)
     r = centroid_distances(features, labels, centroids)
+    if cfg.scope == "pool":
+        return select_from_pool(ids, centroids.shape[0] * cfg.per_cluster, cfg), r
     rule = get_selection(cfg.selection)
     mask = np.zeros(features.shape[0], dtype=bool)
     for k in range(centroids.shape[0]):
@@ -150,3 +159,15 @@ def select_representatives(
             )
         mask[members[picks]] = True
     return mask, r
+
+
+def select_from_pool(ids: np.ndarray, size: int, cfg: SelectionConfig) -> np.ndarray:
+    """min(size, N) prompts uniformly from the whole pool, in id order before the draw, seeded by (seed, 'pool')."""
+    if cfg.selection != "random":
+        raise ValueError(f"selection scope 'pool' draws at random; selection must be 'random', got {cfg.selection!r}")
+    order = np.argsort(ids, kind="stable")
+    picks = derive_rng(selection_seed(cfg), "selection", "pool").choice(ids.size, size=min(size, ids.size),
+                                                                        replace=False)
+    mask = np.zeros(ids.size, dtype=bool)
+    mask[order[picks]] = True
+    return mask

@@ -7,8 +7,10 @@ reasoning-gym made them, so reasoning-gym's own scorer still judges a reply (`sc
 
     items = generate_items("pool", 2000, seed=0)   # dicts: question, answer, source, level, metadata
 
-Splits are disjoint by construction: every (task, question) is hashed into one of 100 buckets and each
-split owns a fixed range of buckets, so no question text can land in two splits whatever the seeds. Within
+Splits are disjoint by construction: every item's canonical key (`canonical_key`: the question text, except
+for palindromes, whose key is the sorted multiset of letters, since any order of the same letters asks the
+same question) is hashed into one of 100 buckets and each split owns a fixed range of buckets, so no question
+(nor a reordering of a palindrome's letters) can land in two splits whatever the seeds. Within
 a split, each (task, level) cell draws from its own reasoning-gym seed derived from (seed, split, task,
 level), every question appears once, and cells are interleaved round-robin so any prefix stays balanced.
 """
@@ -41,6 +43,7 @@ class TaskSpec:
     levels: tuple[Mapping[str, Any], ...]
     render: Callable[[dict[str, Any]], str]
     note: str = ""
+    canonical: Callable[[str], str] | None = None  # question -> split key; None: the question itself
 
 
 def render_spell_backward(entry: dict[str, Any]) -> str:
@@ -64,6 +67,11 @@ def render_rotate_matrix(entry: dict[str, Any]) -> str:
 def render_palindrome(entry: dict[str, Any]) -> str:
     """'pal couou' (any palindrome using exactly these letters scores 1, e.g. 'oucuo')."""
     return "pal " + "".join(entry["metadata"]["letters"])
+
+
+def palindrome_key(question: str) -> str:
+    """'pal couou' and 'pal ucoou' ask the same question (the same letters): the key is the sorted letters."""
+    return "pal " + "".join(sorted(question.removeprefix("pal ")))
 
 
 # Chosen so the tiny model (about 0.5 M parameters, 2,000 SFT steps) is partly able: each task's solve rate
@@ -100,6 +108,7 @@ TASKS: tuple[TaskSpec, ...] = (
         ({"min_length": 3, "max_length": 4}, {"min_length": 5, "max_length": 6}, {"min_length": 7, "max_length": 8}),
         render_palindrome,
         "arrange letters into a palindrome; level = number of letters",
+        palindrome_key,
     ),
 )
 
@@ -125,9 +134,15 @@ def get_task(name: str, tasks: Sequence[TaskSpec] = TASKS) -> TaskSpec:
 # generation
 
 
-def question_bucket(source: str, question: str) -> int:
-    """The hash bucket (0..99) that decides which split may hold this question."""
-    return int.from_bytes(hashlib.sha256(f"{source}\x1f{question}".encode()).digest()[:8], "big") % 100
+def canonical_key(task: TaskSpec, question: str) -> str:
+    """What two items of `task` must share to be the same question: spell_backward, letter_counting and
+    rotate_matrix use the question text (it fixes the answer); palindrome_generation the sorted letters."""
+    return task.canonical(question) if task.canonical is not None else question
+
+
+def question_bucket(source: str, key: str) -> int:
+    """The hash bucket (0..99) that decides which split may hold items with this canonical key."""
+    return int.from_bytes(hashlib.sha256(f"{source}\x1f{key}".encode()).digest()[:8], "big") % 100
 
 
 def to_jsonable(value: Any) -> Any:
@@ -154,8 +169,8 @@ def generate_cell(
 ) -> list[dict[str, Any]]:
     """`size` items of one (task, level) whose questions fall in the split's buckets and are not in `taken`.
 
-    `taken` (updated in place) holds the questions already used by other cells of the split, so a question
-    that two levels could both produce is used once.
+    `taken` (updated in place) holds the canonical keys already used by other cells of the split, so a
+    question that two levels could both produce is used once.
     """
     import reasoning_gym
 
@@ -168,10 +183,10 @@ def generate_cell(
     buckets, items = SPLIT_BUCKETS[split], []
     for index in range(draws):
         item = make_item(task, level, dataset[index])
-        question = item["question"]
-        if question in taken or question_bucket(task.name, question) not in buckets or not is_plain(item):
+        key = canonical_key(task, item["question"])
+        if key in taken or question_bucket(task.name, key) not in buckets or not is_plain(item):
             continue
-        taken.add(question)
+        taken.add(key)
         items.append(item)
         if len(items) == size:
             return items

@@ -42,14 +42,15 @@ def training_table(curation: pl.DataFrame, tokenizer: Any, system_prompt: str | 
                    enable_thinking: bool | None = None) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
     """The rows `run_epoch` trains on, and one dict per arm (`cluster`, `size`, `ref_solve_rate`).
 
-    `pool` "reduced" keeps the curation's selected prompts, "full" every prompt (each in its cluster's arm).
-    Questions are rendered through the model's chat template; rows come sorted by (cluster, prompt_id)."""
+    `pool` "reduced" keeps the curation's selected prompts, "full" and "refill" every prompt (each in its
+    cluster's arm; `selected` marks refill's first active set). Questions are rendered through the model's chat
+    template; rows come sorted by (cluster, prompt_id)."""
     from space.data.prompting import render_prompts
 
     table = curation.filter(pl.col("selected")) if pool == "reduced" else curation
     prompts = render_prompts(tokenizer, table["question"].to_list(), system_prompt, enable_thinking)
     table = table.with_columns(pl.Series("prompt", prompts)).select(
-        "prompt_id", "question", "prompt", "answer", "metadata", "source", "level", "cluster", "solve_rate",
+        "prompt_id", "question", "prompt", "answer", "metadata", "source", "level", "cluster", "solve_rate", "selected",
     ).sort("cluster", "prompt_id")
     arms = table.group_by("cluster", maintain_order=True).agg(pl.len().alias("size"),
                                                               pl.col("solve_rate").mean().alias("ref_solve_rate"))
@@ -77,6 +78,33 @@ def group_results(rollouts: pl.DataFrame) -> tuple[list[Any], int]:
             continue
         groups.append(GroupResult(int(cluster), tuple(judged["reward"].to_list()), tuple(judged["solved"].to_list())))
     return groups, skipped
+
+
+def make_picker(table: pl.DataFrame, members: list[list[int]], cfg: TrainConfig, seed: int) -> Any:
+    """The prompt picker of `cfg.pool`: an active pool that refills (refill), else fixed per-cluster queues."""
+    from space.train.active_pool import ActivePool
+    from space.train.sampler import ClusterPromptPicker
+
+    if cfg.pool != "refill":
+        return ClusterPromptPicker(members, seed)
+    selected = table["selected"].to_list()
+    active = [[row for row in m if selected[row]] or m[:1] for m in members]
+    return ActivePool(members, active, table["solve_rate"].cast(pl.Float64).to_list(), cfg.refill,
+                      cfg.bandit.target_solve_rate, seed)
+
+
+def group_outcomes(rollouts: pl.DataFrame, order: list[int]) -> list[Any]:
+    """Per judged group (>= 2 judged rollouts): its dataset row, arm, solved share and whether it had no signal."""
+    from space.train.active_pool import GroupOutcome
+
+    out = []
+    for (group, cluster), part in rollouts.group_by("group", "cluster", maintain_order=True):
+        judged = part.filter(pl.col("reward").is_not_null())
+        if judged.height >= 2:
+            rewards = judged["reward"]
+            out.append(GroupOutcome(order[int(group)], int(cluster), float(judged["solved"].mean()),
+                                    bool(rewards.max() - rewards.min() <= 1e-9)))
+    return out
 
 
 def arm_priors(arms: list[dict[str, Any]]) -> list[float | None]:
@@ -132,12 +160,11 @@ def run_epoch(
     RuntimeError when the verifier judged no group (the bandit would otherwise learn from nothing)."""
     from space.train import grpo
     from space.train.bandit import make_policy
-    from space.train.sampler import ClusterPromptPicker
     from space.data.verifiers import get_verifier
 
     members = arm_members(table)
     policy = make_policy(cfg.bandit, [len(m) for m in members], seed, arm_priors(arms))
-    picker = ClusterPromptPicker(members, seed)
+    picker = make_picker(table, members, cfg, seed)
     if state_in is not None:
         policy.load_state_dict(state_in["bandit"])
         picker.load_state_dict(state_in["picker"])
@@ -154,8 +181,9 @@ def run_epoch(
     if not groups:
         raise RuntimeError(f"epoch {epoch}: the verifier judged no group (see {rollouts_out or 'the rollouts'})")
     bandit_metrics = policy.update(groups)
+    pool_metrics = picker.end_epoch(epoch, group_outcomes(result.rollouts, order)) if cfg.pool == "refill" else {}
     metrics = {**result.metrics, **bandit_metrics, **allocation_metrics(planned, probabilities, len(members)),
-               "bandit/skipped_groups": skipped}
+               **pool_metrics, "bandit/skipped_groups": skipped}
     return EpochOutcome(
         order=[int(i) for i in order], arms=[int(a) for a in planned],
         probabilities=[float(p) for p in probabilities], rollouts=result.rollouts,

@@ -26,6 +26,13 @@ def test_cells_are_arms_times_seeds_with_name_seed_budget_and_arm_overrides(tmp_
     assert len({rollout_budget(c.recipe) for c in cells}) == 1
 
 
+def test_each_seed_gets_its_own_base_model_unless_turned_off(tmp_path):
+    cells = resolve_cells(load_bench_spec(_write(tmp_path, SPEC)), tmp_path)
+    assert [c.recipe.model.tiny.seed for c in cells] == [0, 1, 0, 1]
+    shared = resolve_cells(load_bench_spec(_write(tmp_path, {**SPEC, "vary_base_model": False})), tmp_path)
+    assert {c.recipe.model.tiny.seed for c in shared} == {0}
+
+
 def test_unknown_key_is_named(tmp_path):
     bad = {**SPEC, "arms": [{**SPEC["arms"][0], "sett": []}, SPEC["arms"][1]]}
     with pytest.raises(BenchSpecError, match=r"arms\.0\.sett"):

@@ -132,6 +132,21 @@ def test_random_is_uniform_over_members():
     assert np.all(np.abs(counts - expected) < 5 * np.sqrt(trials * 0.3 * 0.7))
 
 
+def test_pool_scope_draws_k_times_l_ignoring_clusters_seeded_and_order_invariant():
+    f, labels, cents, ids = multi_cluster([30, 2, 28])
+    cfg = SelectionConfig(per_cluster=4, selection="random", scope="pool", seed=3)
+    mask, _ = select_representatives(f, labels, cents, ids, cfg)
+    assert mask.sum() == 12  # K x l = 3 x 4, however the clusters are sized
+    perm = np.random.default_rng(2).permutation(60)
+    again, _ = select_representatives(f[perm], labels[perm], cents, [ids[i] for i in perm], cfg)
+    assert sorted(np.array(ids)[mask]) == sorted(np.array(ids)[perm][again])
+    counts = sum(np.bincount(labels[select_representatives(f, labels, cents, ids, cfg.model_copy(
+        update={"seed": s}))[0]], minlength=3) for s in range(300))
+    assert counts[1] < counts[0] / 5  # cluster sizes, not clusters, set the odds: 2 of 60 prompts
+    with pytest.raises(ValueError, match="selection must be 'random'"):
+        select_representatives(f, labels, cents, ids, cfg.model_copy(update={"selection": "farthest"}))
+
+
 def test_registry_refuses_duplicates_and_unknown_names():
     assert known_selections() == ["farthest", "maxmin", "nearest", "random"]
     with pytest.raises(ValueError, match="'farthest' is already registered"):

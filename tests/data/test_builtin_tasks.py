@@ -11,6 +11,7 @@ from space.data.builtin_tasks import (
     ORIGINAL_QUESTION_KEY,
     TASKS,
     TaskSpec,
+    canonical_key,
     generate_items,
     get_task,
     render_spell_backward,
@@ -55,6 +56,25 @@ def test_splits_are_disjoint_by_question_text_whatever_the_seeds():
     assert len(pool) == n and len(evals) == n and len(sft) == 3 * n  # unique within a split
     assert not pool & evals and not pool & sft and not evals & sft
     assert not pool & sft_other_seed and not evals & sft_other_seed
+
+
+def test_palindrome_key_is_the_sorted_letters_and_other_tasks_key_on_the_question():
+    pal, rev = get_task("palindrome_generation"), get_task("spell_backward")
+    assert canonical_key(pal, "pal couou") == canonical_key(pal, "pal uoocu") == "pal coouu"
+    assert canonical_key(pal, "pal couou") != canonical_key(pal, "pal couoa")
+    assert canonical_key(rev, "rev ammonia") == "rev ammonia"
+
+
+def test_no_palindrome_letter_multiset_lands_in_two_splits():
+    n = 6 * len(CELLS)
+    pal = get_task("palindrome_generation")
+    keys = {split: [canonical_key(pal, i["question"]) for i in generate_items(split, size, seed=0)
+                    if i["source"] == pal.name]
+            for split, size in (("pool", n), ("eval", n), ("sft", 3 * n))}
+    assert all(len(k) == len(set(k)) for k in keys.values())  # one ordering per multiset within a split
+    pool, evals, sft = (set(keys[s]) for s in ("pool", "eval", "sft"))
+    assert pool and evals and sft
+    assert not pool & evals and not pool & sft and not evals & sft
 
 
 def test_questions_are_unique_within_a_split_even_when_levels_overlap():

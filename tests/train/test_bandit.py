@@ -21,7 +21,7 @@ from space.train.bandit import (
     registered_policies,
 )
 
-ALL = ["ts_hard", "ts_lp", "learnability", "ucb", "exp3", "sec", "uniform"]
+ALL = ["ts_hard", "ts_lp", "tempered", "learnability", "ucb", "exp3", "sec", "uniform"]
 FLOORED = ["ts_hard", "ts_lp", "learnability", "sec"]
 
 
@@ -305,9 +305,9 @@ def test_exp3_update_follows_importance_weighted_reward() -> None:
     policy = make_policy(BanditConfig(policy="exp3"), [2, 2], seed=0)
     np.testing.assert_allclose(policy.allocate(0, 2)[0], [0.5, 0.5])
     policy.update([group(0, [1, 1, 0, 0]), group(0, [1, 0, 1, 0])])  # two slots, both arm 0, learnability 1
-    # rho_hat_0 = (1 + 1) / (2 * 0.5) = 2; log w_0 += 0.1 * 2 / 2 = 0.1
-    np.testing.assert_allclose(policy.log_w, [0.0, -0.1])
-    w = np.exp([0.1, 0.0]) / np.exp([0.1, 0.0]).sum()
+    # two rounds of EXP3: rho_hat_0 = (1 + 1) / 0.5 = 4; log w_0 += 0.1 * 4 / 2 = 0.2
+    np.testing.assert_allclose(policy.log_w, [0.0, -0.2])
+    w = np.exp([0.2, 0.0]) / np.exp([0.2, 0.0]).sum()
     np.testing.assert_allclose(policy.allocate(1, 2)[0], 0.9 * w + 0.05)
     shares = []
     for t in range(60):

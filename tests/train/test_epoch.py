@@ -131,7 +131,29 @@ def test_training_table_keeps_the_selected_pool_renders_prompts_and_counts_arms(
     table, arms = training_table(curation, build_tokenizer(), None, "reduced")
     assert table["prompt_id"].to_list() == ["c", "a", "b"]  # by cluster, then prompt id; d was not selected
     assert table["prompt"].to_list() == ["Q: 3+3\nA: ", "Q: 1+1\nA: ", "Q: 2+2\nA: "]
-    assert "extra" not in table.columns and "selected" not in table.columns
+    assert "extra" not in table.columns and table["selected"].all()  # `selected`: refill's first active set
     assert arms == [{"cluster": 0, "size": 1, "ref_solve_rate": 0.0}, {"cluster": 1, "size": 2, "ref_solve_rate": 0.75}]
     full, full_arms = training_table(curation, build_tokenizer(), None, "full")
     assert full.height == 4 and full_arms[1] == {"cluster": 1, "size": 3, "ref_solve_rate": 0.75}  # None not counted
+
+
+def test_a_refill_epoch_trains_active_prompts_only_and_retires_spent_ones(tmp_path):
+    """pool: refill on the whole table: slots come from the selected rows, then spent prompts are swapped for
+    unused members of their cluster; the picker state carries the active sets into the next epoch."""
+    rows = table().with_columns(pl.Series("selected", [True, False, True, False, False]),
+                                pl.Series("solve_rate", [0.5, 0.5, 0.5, 0.6, 0.4]))
+    cfg = CFG.model_copy(update={"pool": "refill", "slots_per_epoch": 8,
+                                 "bandit": BanditConfig(policy="tempered", max_share=0.5)})
+    base = make_tiny_model_dir(tmp_path / "tiny")
+    first = run_epoch(rows, ARMS, cfg, EXACT, base, seed=3, epoch=0, checkpoint_in=None, state_in=None,
+                      checkpoint_out=tmp_path / "e0")
+    assert set(first.order) <= {0, 2}  # the first active sets: one selected row per cluster
+    spent = first.metrics["pool/retired"]
+    assert spent == 2  # a random model never matches exactly: every group is all-0, both prompts are spent
+    assert first.metrics["pool/active"] == 2 and first.metrics["pool/unique_trained"] == 2
+    assert first.state["picker"]["kind"] == "refill"
+    active = {r for a in first.state["picker"]["active"] for r in a}
+    assert len(active) == 2 and len(active - {0, 2}) == spent  # each retired row was replaced by a new one
+    second = run_epoch(rows, ARMS, cfg, EXACT, base, seed=3, epoch=1, checkpoint_in=first.checkpoint_out,
+                       state_in=json.loads(json.dumps(first.state)), checkpoint_out=tmp_path / "e1")
+    assert set(second.order) <= active

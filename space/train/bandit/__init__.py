@@ -14,6 +14,7 @@ function of (state, seed, epoch, slots) and a policy restored from `state_dict()
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -46,6 +47,24 @@ class BanditConfig(BaseModel):
     lp_weight: float = Field(0.5, ge=0, le=1, description="ts_lp weight lambda of the normalised learning progress.")
     lp_mode: Literal["abs", "signed"] = Field(
         "abs", description="abs: |recent - older| mean solve rate; signed: max(0, recent - older), improvement only."
+    )
+    lp_noise: Literal["none", "se"] = Field(
+        "none", description="none: LP as the raw window difference; se: the difference minus lp_z standard errors "
+        "(binomial, from the windows' rollout counts), floored at 0, so an arm whose rate only moves by sampling "
+        "noise scores ~0."
+    )
+    lp_z: float = Field(2.0, ge=0, description="standard errors subtracted from the LP difference (lp_noise: se).")
+    max_share: float = Field(
+        1.0, gt=0, le=1, description="cap on any arm's share of an epoch's slots (after the floor); below 1 the "
+        "slots are apportioned to the capped probabilities (largest remainder) instead of drawn i.i.d., so no arm "
+        "exceeds ceil(max_share * M) slots. Needs max_share * K >= 1; not for ucb."
+    )
+    temperature: float = Field(
+        0.1, gt=0, description="tempered policy: p = softmax(score / temperature), score in [0, 1]."
+    )
+    lp_scale: float = Field(
+        0.1, gt=0, description="tempered policy: LP counts as min(1, LP / lp_scale), so a change in solve rate "
+        "of lp_scale beyond the noise earns the whole lp_weight bonus."
     )
     target_solve_rate: float = Field(
         0.5, gt=0, lt=1, description="Target solve rate s* of learnability and of ts_lp's target term."
@@ -87,6 +106,36 @@ def argmax_random_ties(scores: np.ndarray, rng: np.random.Generator) -> np.ndarr
 def apply_floor(p: np.ndarray, floor: float) -> np.ndarray:
     """Exploration floor: p <- (1 - eps) p + eps / K."""
     return (1.0 - floor) * p + floor / len(p)
+
+
+def cap_shares(p: np.ndarray, cap: float) -> np.ndarray:
+    """p with no entry above `cap`: the excess of capped arms goes to the others in proportion to their p
+    (equally where all of them are 0), repeated until nothing exceeds the cap. Needs cap * K >= 1."""
+    p = np.asarray(p, dtype=float).copy()
+    if cap * len(p) < 1.0 - 1e-9:
+        raise ValueError(f"max_share {cap} x {len(p)} arms < 1: the shares cannot sum to 1")
+    for _ in range(len(p)):
+        over = p > cap + 1e-12
+        if not over.any():
+            break
+        excess = float((p[over] - cap).sum())
+        p[over] = cap
+        room = ~over & (p < cap - 1e-12)
+        weights = p[room] if p[room].sum() > 0 else np.ones(int(room.sum()))
+        p[room] += excess * weights / weights.sum()
+    return p / p.sum()
+
+
+def apportion_slots(p: np.ndarray, slots: int, rng: np.random.Generator) -> np.ndarray:
+    """`slots` arm ids whose counts follow p exactly (floor(p * M), the remainder to the largest fractional
+    parts, ties at random), in random order."""
+    quota = np.asarray(p, dtype=float) * slots
+    counts = np.floor(quota + 1e-9).astype(np.int64)
+    rest = slots - int(counts.sum())
+    if rest > 0:
+        frac = quota - counts + 1e-9 * rng.random(len(quota))
+        counts[np.argsort(-frac, kind="stable")[:rest]] += 1
+    return rng.permutation(np.repeat(np.arange(len(quota)), counts)).astype(np.int64)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -131,6 +180,7 @@ class Policy:
 
     name: ClassVar[str] = ""
     uses_floor: ClassVar[bool] = True
+    supports_cap: ClassVar[bool] = True
     state_arrays: ClassVar[tuple[str, ...]] = ()  # per-arm arrays the policy keeps beyond the shared counts
 
     def __init__(
@@ -151,7 +201,13 @@ class Policy:
         self.Y = np.zeros(self.k)
         self.O = np.zeros(self.k)
         self.history: list[list[float]] = [[] for _ in range(self.k)]
+        self.history_n: list[list[float]] = [[] for _ in range(self.k)]  # rollouts behind each history entry
         self.updates = 0
+        if cfg.max_share < 1.0 and not self.supports_cap:
+            raise ValueError(f"bandit max_share {cfg.max_share} < 1 is not supported by policy {cfg.policy!r}")
+        if cfg.max_share < 1.0 and cfg.max_share * self.k < 1.0 - 1e-9:
+            raise ValueError(f"bandit max_share {cfg.max_share} x {self.k} arms < 1: raise max_share to at least "
+                             f"1/{self.k}")
         for key in self.state_arrays:  # Q (ucb, sec), log_w (exp3): zero per arm at the start
             setattr(self, key, np.zeros(self.k))
 
@@ -162,13 +218,17 @@ class Policy:
         return (self.Y + self.alpha0) / (self.O + self.alpha0 + self.beta0)
 
     def learning_progress(self) -> np.ndarray:
-        """LP_k over the pulled-epoch history h_k with window w; 0 until 2w epochs exist."""
+        """LP_k over the pulled-epoch history h_k with window w; 0 until 2w epochs exist. With lp_noise "se" the
+        difference is shrunk by lp_z of its binomial standard errors and floored at 0."""
         w = self.cfg.lp_window
         lp = np.zeros(self.k)
         for k, h in enumerate(self.history):
             if len(h) >= 2 * w:
                 delta = float(np.mean(h[-w:]) - np.mean(h[-2 * w : -w]))
-                lp[k] = abs(delta) if self.cfg.lp_mode == "abs" else max(0.0, delta)
+                size = abs(delta) if self.cfg.lp_mode == "abs" else max(0.0, delta)
+                if self.cfg.lp_noise == "se":
+                    size = max(0.0, size - self.cfg.lp_z * window_difference_se(h[-2 * w:], self.history_n[k][-2 * w:]))
+                lp[k] = size
         return lp
 
     def normalised_learning_progress(self) -> np.ndarray:
@@ -184,6 +244,9 @@ class Policy:
         p = self.raw_probabilities(rng, slots)
         if self.uses_floor:
             p = apply_floor(p, self.cfg.floor)
+        if self.cfg.max_share < 1.0:
+            p = cap_shares(p, self.cfg.max_share)
+            return p, apportion_slots(p, slots, rng)
         return p, draw_slots(p, slots, rng)
 
     def raw_probabilities(self, rng: np.random.Generator, slots: int) -> np.ndarray:
@@ -200,6 +263,7 @@ class Policy:
         self.O = g * self.O + stats.o
         for k in np.flatnonzero(stats.n > 0):
             self.history[k].append(float(stats.s_hat[k]))
+            self.history_n[k].append(float(stats.o[k]))
         self.update_policy(stats)
         self.updates += 1
         return self.epoch_metrics(stats)
@@ -249,6 +313,7 @@ class Policy:
             "Y": self.Y.tolist(),
             "O": self.O.tolist(),
             "history": [list(map(float, h)) for h in self.history],
+            "history_n": [list(map(float, h)) for h in self.history_n],
             "extra": self.extra_state(),
         }
 
@@ -264,6 +329,8 @@ class Policy:
         self.updates = int(d["updates"])
         self.N, self.Y, self.O = (np.asarray(d[key], dtype=float) for key in ("N", "Y", "O"))
         self.history = [list(map(float, h)) for h in d["history"]]
+        # states written before history_n existed: unknown counts, so a noise-aware LP stays 0 for those epochs
+        self.history_n = [list(map(float, h)) for h in d.get("history_n", [[0.0] * len(h) for h in self.history])]
         self.load_extra_state(d["extra"])
 
     def extra_state(self) -> dict[str, Any]:
@@ -298,6 +365,19 @@ class Policy:
                 row["value"] = float(values[k])
             rows.append(row)
         return rows
+
+
+def window_difference_se(rates: Sequence[float], rollouts: Sequence[float]) -> float:
+    """Standard error of mean(recent half) - mean(older half) of per-epoch solve rates, each binomial over its
+    rollout count (rates shrunk towards 1/2 by one pseudo-rollout so 0 and 1 still carry variance); inf when a
+    count is unknown (0)."""
+    w = len(rates) // 2
+    n = np.asarray(rollouts, dtype=float)
+    if np.any(n <= 0):
+        return math.inf
+    s = (np.asarray(rates, dtype=float) * n + 0.5) / (n + 1.0)
+    var = s * (1.0 - s) / n
+    return float(np.sqrt(var[:w].sum() + var[w:].sum()) / w)
 
 
 def validate_arm_sizes(arm_sizes: Sequence[int]) -> list[int]:

@@ -58,6 +58,28 @@ class LearningProgressThompson(ThompsonPolicy):
         return (1.0 - lam) * u + lam * self.normalised_learning_progress()
 
 
+@register_policy("tempered")
+class TemperedPolicy(Policy):
+    """p = softmax(((1 - lambda) u(m_k) + lambda min(1, LP_k / lp_scale)) / tau), then the floor and the cap.
+
+    u = closeness of the smoothed solve rate m_k to s* (in [0, 1]); LP_k is scaled by a fixed lp_scale, not by
+    the largest arm's LP (which handed the whole bonus to the noisiest arm), and is noise-aware when lp_noise
+    is "se". Deterministic given the state: no posterior draw, so the allocation moves only when
+    the evidence moves, and with a temperature and a cap it cannot put an epoch on one arm.
+    """
+
+    def raw_probabilities(self, rng: np.random.Generator, slots: int) -> np.ndarray:
+        return softmax(self.scores() / self.cfg.temperature)
+
+    def scores(self) -> np.ndarray:
+        u = target_closeness(self.smoothed_solve_rates(), self.cfg.target_solve_rate)
+        lam = self.cfg.lp_weight
+        return (1.0 - lam) * u + lam * np.minimum(1.0, self.learning_progress() / self.cfg.lp_scale)
+
+    def arm_values(self) -> np.ndarray:
+        return self.scores()
+
+
 @register_policy("learnability")
 class LearnabilityThompson(ThompsonPolicy):
     """-|theta~ - s*|: clusters nearest the solve rate where a binary group's variance peaks."""
@@ -108,6 +130,7 @@ class BatchedUCB(Policy):
 
     state_arrays = ("Q",)  # the base class starts it at zero per arm
     Q: np.ndarray
+    supports_cap = False  # a deterministic slot-by-slot allocator: max_share does not apply
 
     def allocate(self, epoch: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
         rng = epoch_rng(self.seed, epoch, slots)
@@ -140,7 +163,11 @@ class BatchedUCB(Policy):
 
 @register_policy("exp3")
 class Exp3(Policy):
-    """p_k = (1 - eta) w_k / sum w + eta/K; importance-weighted slot rewards; log-space weights."""
+    """p_k = (1 - eta) w_k / sum w + eta/K; importance-weighted slot rewards; log-space weights.
+
+    An epoch's M slots count as M rounds of EXP3: log w_k += eta/K * sum over the arm's slots of rho / p_k. (Earlier
+    versions divided the sum by M, so the weights moved by at most eta/K per epoch and the allocation
+    stayed uniform at the budgets we ran.)"""
 
     state_arrays = ("log_w",)  # the base class starts it at zero per arm
     log_w: np.ndarray
@@ -159,8 +186,7 @@ class Exp3(Policy):
         p = self.mixture()
         lp = self.learning_progress()[stats.group_arm]
         rho = bandit_reward(self.cfg.bandit_reward, stats.group_solve, stats.group_abs_adv, lp)
-        slots = len(stats.group_arm)
-        rho_hat = np.bincount(stats.group_arm, weights=rho, minlength=self.k) / (slots * p)
+        rho_hat = np.bincount(stats.group_arm, weights=rho, minlength=self.k) / p
         self.log_w = self.log_w + self.cfg.exp3_eta * rho_hat / self.k
         self.log_w -= self.log_w.max()  # keep the log weights bounded; p is unchanged
 
