@@ -142,7 +142,7 @@ def write_report(spec: BenchSpec, raw_cells: list[dict[str, Any]], out_dir: str,
                  parent_run_id: str) -> dict[str, Any]:
     """Per-arm table (markdown + JSON), figures; logged to the parent run and as Prefect artifacts."""
     from space.analysis.bench_plots import write_figures
-    from space.analysis.bench_report import arm_rows, json_safe, report_markdown
+    from space.analysis.bench_report import arm_rows, json_safe, report_markdown, task_rows
 
     cells = [cell_summary(raw) for raw in raw_cells]
     out = Path(out_dir)
@@ -150,7 +150,8 @@ def write_report(spec: BenchSpec, raw_cells: list[dict[str, Any]], out_dir: str,
     rows = arm_rows(cells, spec.reference, order=[a.name for a in spec.arms])
     figures = write_figures(cells, rows, out)
     text = report_markdown(spec.name, rows, spec.reference, spec.budget, [p.name for p in figures],
-                           {a.name: a.description for a in spec.arms if a.description})
+                           {a.name: a.description for a in spec.arms if a.description},
+                           task_rows(cells, spec.reference, [a.name for a in spec.arms]))
     (out / "report.md").write_text(text)
     (out / "rows.json").write_text(json.dumps(json_safe(rows), indent=2))
     (out / "cells.json").write_text(json.dumps(json_safe(cells), indent=2))

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from space.analysis.stats import seed_interval, steps_to_fraction
+from space.analysis.stats import bootstrap_steps_to, holm_adjust, paired_t_pvalue, seed_interval, steps_to_fraction
 
 NAN = float("nan")
 
@@ -107,6 +107,25 @@ def paired_curve(cells: Sequence[dict[str, Any]], arm: str, reference: str, y: s
     return rows
 
 
+def _steps_interval(cells: list[dict], base: float, target: float, fraction: float) -> tuple[float, float, float]:
+    """Steps for the seed-mean pass@1 curve to reach base + fraction x (target - base), with a bootstrap
+    interval over seeds (inf: not reached within the budget); NaN when the seeds' curves differ in steps."""
+    curves = [([p["step"] for p in c["curve"]], [p["pass1"] for p in c["curve"]]) for c in cells]
+    try:
+        return bootstrap_steps_to(curves, base, target, fraction)
+    except ValueError:
+        return NAN, NAN, NAN
+
+
+def _below_base(cells: list[dict]) -> str:
+    """Seeds whose paired gain interval lies below 0, as 'pass@1 / greedy' counts ('n/a' without gains)."""
+    counts = []
+    for key in ("pass_at_1", "greedy_acc"):
+        gains = [c["gain"].get(key) for c in cells]
+        counts.append("n/a" if any(g is None for g in gains) else str(sum(g["hi"] < 0 for g in gains)))
+    return " / ".join(counts)
+
+
 def _to_reach(cells: list[dict], x: str, base: float, target: float) -> float:
     curve = mean_curve(cells, x, "pass1")
     return steps_to_fraction(curve["x"], curve["mean"], base, target) if len(curve["x"]) else NAN
@@ -139,6 +158,12 @@ def arm_rows(cells: Sequence[dict[str, Any]], reference: str, order: Sequence[st
             d, lo, hi, n = (NAN, NAN, NAN, len(cs)) if name == reference else _paired(seeds, ref, key)
             row[f"vs_ref_{key}"], row[f"vs_ref_{key}_lo"], row[f"vs_ref_{key}_hi"], row["paired_seeds"] = d, lo, hi, n
         row["steps_to_90"] = _to_reach(cs, "step", base, target)
+        row["steps_to_ref"], row["steps_to_ref_lo"], row["steps_to_ref_hi"] = _steps_interval(cs, base, target, 1.0)
+        row["vs_ref_pass1_p"] = NAN if name == reference else paired_t_pvalue(
+            [seeds[s]["final"]["pass1"] - ref[s]["final"]["pass1"] for s in sorted(set(seeds) & set(ref))])
+        row["below_base"] = _below_base(cs)
+        row["curation_rollouts"] = float(np.mean([c.get("curation", {}).get("difficulty_rollouts", NAN) for c in cs]))
+        row["pool_share"] = float(np.mean([c.get("pool_share", NAN) for c in cs]))
         row["rollouts_to_90"] = _to_reach(cs, "rollouts", base, target)
         row["steps"] = float(np.mean([c["steps"] for c in cs]))
         row["unique_prompts"] = float(np.mean([c["unique_prompts"] for c in cs]))
@@ -146,7 +171,46 @@ def arm_rows(cells: Sequence[dict[str, Any]], reference: str, order: Sequence[st
         row["seconds"] = float(np.mean([c["seconds"] for c in cs]))
         row["train_seconds"] = float(np.mean([c["train_seconds"] for c in cs]))
         rows.append(row)
+    for row, p in zip(rows, holm_adjust([r["vs_ref_pass1_p"] for r in rows]), strict=True):
+        row["vs_ref_pass1_p_holm"] = p  # the family: every arm against the reference
     return rows
+
+
+def task_rows(cells: Sequence[dict[str, Any]], reference: str, order: Sequence[str] | None = None) -> list[dict]:
+    """Per (arm, task of the held-out mix): final pass@1 over seeds and its difference from the reference,
+    paired by seed (t-interval)."""
+    arms = _by_arm(cells)
+    ref = arms.get(reference, {})
+    rows = []
+    for name in order or list(arms):
+        seeds = arms.get(name, {})
+        tasks = sorted({t for c in seeds.values() for t in c.get("tasks", {})})
+        for task in tasks:
+            finals = [c["tasks"][task]["final"] for c in seeds.values() if task in c.get("tasks", {})]
+            common = [s for s in sorted(set(seeds) & set(ref)) if task in seeds[s].get("tasks", {})
+                      and task in ref[s].get("tasks", {})]
+            diff = _interval([seeds[s]["tasks"][task]["final"] - ref[s]["tasks"][task]["final"] for s in common])
+            rows.append({"arm": name, "task": task, "final_pass1": float(np.mean(finals)),
+                         "vs_ref": NAN if name == reference else diff[0], "vs_ref_lo": diff[1], "vs_ref_hi": diff[2]})
+    return rows
+
+
+def task_table_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """Arms down, tasks across: final pass@1 and, for other arms, the paired difference from the reference."""
+    tasks = sorted({r["task"] for r in rows})
+    lines = ["| arm | " + " | ".join(tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        by_task = {r["task"]: r for r in rows if r["arm"] == arm}
+        cells = []
+        for task in tasks:
+            r = by_task.get(task)
+            if r is None:
+                cells.append("n/a")
+                continue
+            diff = "" if math.isnan(r["vs_ref"]) else f" ({_ci(r, 'vs_ref', True)})"
+            cells.append(f"{r['final_pass1']:.3f}{diff}")
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -161,26 +225,38 @@ def _ci(row: dict, key: str, signed: bool = False) -> str:
     return f"{fmt(value)} [{fmt(lo)}, {fmt(hi)}]"
 
 
-COLUMNS = ["arm", "seeds", "unique prompts", "base pass@1", "final pass@1 [95% CI]", "final greedy [95% CI]",
-           "pass@1 gain over base [95% CI]", "pass@1 vs ref [95% CI]", "greedy vs ref [95% CI]",
-           "steps to 90% of ref gain", "rollouts to 90%", "effective groups", "training s / cell", "cell wall-clock s"]
+COLUMNS = ["arm", "seeds", "unique prompts", "pool share", "curation rollouts", "base pass@1",
+           "final pass@1 [95% CI]", "final greedy [95% CI]", "pass@1 gain over base [95% CI]",
+           "pass@1 vs ref [95% CI]", "Holm p", "greedy vs ref [95% CI]", "steps to 90% of ref gain",
+           "steps to ref's final [95% bootstrap]", "rollouts to 90%", "effective groups",
+           "seeds below base (pass@1 / greedy)", "training s / cell", "cell wall-clock s"]
+
+
+def _steps(row: dict) -> str:
+    value, lo, hi = row["steps_to_ref"], row["steps_to_ref_lo"], row["steps_to_ref_hi"]
+    if math.isnan(value):
+        return "n/a"
+    show = lambda v: "never" if math.isinf(v) else f"{v:.0f}"  # noqa: E731
+    return f"{show(value)} [{show(lo)}, {show(hi)}]"
 
 
 def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """The per-arm table as markdown."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
-        cells = [r["arm"], str(r["seeds"]), f"{r['unique_prompts']:.1f}", _fmt(r["base_pass1"]),
-                 _ci(r, "final_pass1"), _ci(r, "final_greedy"), _ci(r, "gain_pass1", True),
-                 _ci(r, "vs_ref_pass1", True), _ci(r, "vs_ref_greedy", True), _fmt(r["steps_to_90"], 0),
-                 _fmt(r["rollouts_to_90"], 0), _fmt(r["effective_group_frac"]), _fmt(r["train_seconds"], 1),
-                 _fmt(r["seconds"], 1)]
+        cells = [r["arm"], str(r["seeds"]), f"{r['unique_prompts']:.1f}", _fmt(r["pool_share"]),
+                 _fmt(r["curation_rollouts"], 0), _fmt(r["base_pass1"]), _ci(r, "final_pass1"),
+                 _ci(r, "final_greedy"), _ci(r, "gain_pass1", True), _ci(r, "vs_ref_pass1", True),
+                 _fmt(r["vs_ref_pass1_p_holm"]), _ci(r, "vs_ref_greedy", True), _fmt(r["steps_to_90"], 0),
+                 _steps(r), _fmt(r["rollouts_to_90"], 0), _fmt(r["effective_group_frac"]), r["below_base"],
+                 _fmt(r["train_seconds"], 1), _fmt(r["seconds"], 1)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def report_markdown(name: str, rows: Sequence[dict[str, Any]], reference: str, budget: Sequence[str] = (),
-                    figures: Sequence[str] = (), descriptions: dict[str, str] | None = None) -> str:
+                    figures: Sequence[str] = (), descriptions: dict[str, str] | None = None,
+                    per_task: Sequence[dict[str, Any]] = ()) -> str:
     """The whole report: settings, the per-arm table, one sentence per arm against the reference, figures."""
     from space.analysis.stats import describe_difference
 
@@ -204,6 +280,14 @@ def report_markdown(name: str, rows: Sequence[dict[str, Any]], reference: str, b
                                        f"pass@1 minus {reference}'s")
         lines.append(f"- `{r['arm']}`" + (f" ({note})" if note else "") + f": {sentence} "
                      f"({r['paired_seeds']} paired seeds).")
+    if per_task:
+        lines += ["", "Final pass@1 per task of the held-out mix, mean over seeds; in brackets the difference from "
+                  f"`{reference}`, paired by seed, with its 95% t-interval.", "", task_table_markdown(per_task)]
+    lines += ["", "Holm p: two-sided paired t-test of final pass@1 against the reference, Holm-adjusted over all "
+              "arms of this table. Steps to ref's final: steps for the arm's seed-mean curve to reach its base plus "
+              "the reference's final gain, with a percentile bootstrap interval over seeds (never: not within the "
+              "budget). Seeds below base: seeds whose paired bootstrap interval of the gain over the base model "
+              "(400 eval prompts) lies below 0."]
     lines += [""] + [f"![{PurePath(f).stem}]({f})" for f in figures]
     return "\n".join(lines) + "\n"
 

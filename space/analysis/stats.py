@@ -99,3 +99,50 @@ def describe_difference(diff: float, lo: float, hi: float, what: str = "differen
     if hi < 0:
         return f"{interval}: the interval lies below 0, a loss"
     return f"{interval}: the interval includes 0, no significant change"
+
+
+def paired_t_pvalue(diffs: Sequence[float] | np.ndarray) -> float:
+    """Two-sided one-sample t-test p-value of mean(diffs) = 0 (NaN with fewer than 2 values or no spread)."""
+    from scipy.stats import ttest_1samp
+
+    x = _vector(diffs, "diffs")
+    if x.size < 2 or np.isclose(x.std(ddof=1), 0.0):
+        return float("nan")
+    return float(ttest_1samp(x, 0.0).pvalue)
+
+
+def holm_adjust(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni step-down adjusted p-values (NaN entries are left out of the family and stay NaN)."""
+    p = np.asarray(pvalues, dtype=float)
+    known = np.flatnonzero(~np.isnan(p))
+    out = np.full(p.shape, np.nan)
+    m = known.size
+    running = 0.0
+    for rank, i in enumerate(known[np.argsort(p[known], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out.tolist()
+
+
+def bootstrap_steps_to(curves: Sequence[tuple[Sequence[float], Sequence[float]]], base: float, target: float,
+                       fraction: float = 1.0, confidence: float = 0.95, n_boot: int = 2000,
+                       seed: int = 0) -> tuple[float, float, float]:
+    """Steps for the seed-mean curve to reach base + fraction * (target - base), and a percentile bootstrap
+    interval over seeds (seeds resampled with replacement). Curves are (steps, values) per seed on the same
+    steps. A resample that never reaches the threshold counts as +inf, so an upper bound may be inf."""
+    _check_confidence(confidence)
+    steps = np.asarray(curves[0][0], dtype=float)
+    values = np.array([np.asarray(v, dtype=float) for s, v in curves])
+    if any(not np.array_equal(np.asarray(s, dtype=float), steps) for s, _ in curves):
+        raise ValueError("every seed's curve must be evaluated at the same steps")
+
+    def reach(rows: np.ndarray) -> float:
+        found = steps_to_fraction(steps, values[rows].mean(axis=0), base, target, fraction)
+        return np.inf if np.isnan(found) else found
+
+    point = reach(np.arange(len(values)))
+    rng = np.random.default_rng(seed)
+    boots = np.array([reach(rng.integers(0, len(values), len(values))) for _ in range(n_boot)])
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(boots, [alpha, 1.0 - alpha], method="inverted_cdf")
+    return float(point), float(lo), float(hi)

@@ -74,11 +74,30 @@ def test_markdown_table_shows_the_numbers_and_says_whether_the_ci_excludes_zero(
     rows = arm_rows(_cells(), reference="uniform-full", order=["uniform-full", "spaCe"])
     table = table_markdown(rows)
     lines = table.splitlines()
-    assert lines[2].startswith("| uniform-full | 3 | 160.0 | 0.500 | 0.600 [0.550, 0.650] |")
+    assert lines[2].startswith("| uniform-full | 3 | 160.0 | n/a | n/a | 0.500 | 0.600 [0.550, 0.650] |")
     half = T2 * 0.01 / np.sqrt(3)
     assert f"+0.010 [{0.01 - half:+.3f}, {0.01 + half:+.3f}]" in lines[3]
     text = report_markdown("synthetic", rows, "uniform-full", ["train.epochs=2"], ["pass1_vs_step.png"])
     assert "interval includes 0" in text and "![pass1_vs_step](pass1_vs_step.png)" in text
+
+
+def test_rows_carry_holm_p_steps_to_the_reference_final_seeds_below_base_and_curation_spend():
+    gains = [{"pass_at_1": {"hi": -0.01}, "greedy_acc": {"hi": 0.02}}, {"pass_at_1": {"hi": 0.03},
+              "greedy_acc": {"hi": 0.01}}, {"pass_at_1": {"hi": 0.02}, "greedy_acc": {"hi": -0.02}}]
+    cells = [c for c in _cells() if c["arm"] == "uniform-full"]
+    for seed, (curve, greedy) in enumerate([((0.60, 0.61), 0.65), ((0.59, 0.64), 0.65), ((0.58, 0.58), 0.65)]):
+        cells.append(summarise_cell("spaCe", seed, _training(curve, greedy, (0.2, 0.4), 16), gains[seed], 50.0,
+                                    curation={"difficulty_rollouts": 800, "pool": 160, "selected": 16}))
+    cells.append(summarise_cell("other", 0, _training((0.5, 0.5), 0.6, (0.2, 0.4), 16), {}, 1.0))
+    rows = {r["arm"]: r for r in arm_rows(cells, reference="uniform-full")}
+    arm = rows["spaCe"]
+    assert arm["below_base"] == "1 / 1" and arm["curation_rollouts"] == 800 and arm["pool_share"] == pytest.approx(0.1)
+    # paired diffs 0.01, 0.02, 0.00 -> t = 1.732 on 2 df; a family of one (`other` has one seed: p undefined)
+    assert arm["vs_ref_pass1_p"] == pytest.approx(0.2254, abs=1e-3)
+    assert arm["vs_ref_pass1_p_holm"] == pytest.approx(arm["vs_ref_pass1_p"])
+    assert math.isnan(rows["other"]["vs_ref_pass1_p_holm"])
+    # reference gain 0.10 from base 0.5: the arm's seed mean (0.59 at step 10, 0.61 at 20) reaches 0.6 at 20
+    assert arm["steps_to_ref"] == 20 and arm["steps_to_ref_lo"] == 10 and math.isinf(arm["steps_to_ref_hi"])
 
 
 def test_one_seed_gives_undefined_intervals_not_zero_width_ones():
@@ -128,3 +147,24 @@ def test_paired_curve_uses_only_the_seeds_both_arms_ran_and_is_empty_without_any
     cells = [c for c in _cells() if not (c["arm"] == "spaCe" and c["seed"] == 1)]
     assert paired_curve(cells, "spaCe", "uniform-full")[-1]["seeds"] == [0, 2]
     assert paired_curve(cells, "spaCe", "no-such-arm") == []
+
+
+def test_per_task_rows_pair_each_task_with_the_reference_by_seed():
+    from space.analysis.bench_report import task_rows, task_table_markdown
+
+    def training(finals):
+        t = _training((0.55, 0.6), 0.6, (0.6, 0.4), 7)
+        base = t["base_eval"]["metrics"]
+        t["base_eval"]["metrics"] = {**base, "eval/pal/pass_at_1": 0.3, "eval/rev/pass_at_1": 0.5}
+        t["final_eval"]["metrics"] = {**t["final_eval"]["metrics"], "eval/pal/pass_at_1": finals[0],
+                                      "eval/rev/pass_at_1": finals[1]}
+        return t
+
+    cells = [summarise_cell("ref", s, training(f), {}, 1.0) for s, f in enumerate([(0.4, 0.6), (0.5, 0.6)])]
+    cells += [summarise_cell("arm", s, training(f), {}, 1.0) for s, f in enumerate([(0.5, 0.5), (0.5, 0.7)])]
+    assert cells[0]["tasks"] == {"pal": {"base": 0.3, "final": 0.4}, "rev": {"base": 0.5, "final": 0.6}}
+    rows = {(r["arm"], r["task"]): r for r in task_rows(cells, "ref")}
+    assert rows[("arm", "pal")]["vs_ref"] == pytest.approx(0.05)  # +0.1 and 0.0 by seed
+    assert rows[("arm", "rev")]["final_pass1"] == pytest.approx(0.6) and math.isnan(rows[("ref", "pal")]["vs_ref"])
+    table = task_table_markdown(list(rows.values()))
+    assert "| ref | 0.450 | 0.600 |" in table and "| arm | 0.500 (+0.050 [" in table

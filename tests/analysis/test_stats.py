@@ -95,3 +95,38 @@ def test_describe_difference_says_whether_zero_is_excluded():
     assert "below 0" in describe_difference(-0.05, -0.09, -0.01)
     assert "includes 0" in describe_difference(0.01, -0.02, 0.04)
     assert "no interval" in describe_difference(0.01, float("nan"), float("nan"))
+
+
+def test_holm_adjusts_step_down_and_keeps_order() -> None:
+    from space.analysis.stats import holm_adjust
+
+    # sorted 0.01, 0.02, 0.04 -> 3 x 0.01 = 0.03, 2 x 0.02 = 0.04, 1 x 0.04 = 0.04 (running max)
+    assert holm_adjust([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert holm_adjust([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    adjusted = holm_adjust([float("nan"), 0.02])
+    assert np.isnan(adjusted[0]) and adjusted[1] == pytest.approx(0.02)  # a family of one
+
+
+def test_paired_t_pvalue_matches_the_t_distribution() -> None:
+    from scipy.stats import t
+
+    from space.analysis.stats import paired_t_pvalue
+
+    diffs = [0.01, 0.03, 0.02, 0.04]
+    stat = np.mean(diffs) / (np.std(diffs, ddof=1) / 2)
+    assert paired_t_pvalue(diffs) == pytest.approx(2 * t.sf(stat, 3))
+    assert np.isnan(paired_t_pvalue([0.1])) and np.isnan(paired_t_pvalue([0.1, 0.1]))
+
+
+def test_bootstrap_steps_to_target_brackets_the_seed_mean_answer() -> None:
+    from space.analysis.stats import bootstrap_steps_to
+
+    steps = [0, 32, 64, 96]
+    curves = [(steps, [0.4, 0.45, 0.5, 0.5]), (steps, [0.4, 0.42, 0.48, 0.52]), (steps, [0.4, 0.5, 0.5, 0.5])]
+    point, lo, hi = bootstrap_steps_to(curves, base=0.4, target=0.5, fraction=0.9)
+    # seed means 0.4, 0.457, 0.493, 0.507: 0.49 is first reached at step 64
+    assert point == 64 and lo == 32 and hi in (64.0, 96.0)
+    never = bootstrap_steps_to([(steps, [0.4] * 4)] * 2, base=0.4, target=0.5)
+    assert never == (np.inf, np.inf, np.inf)
+    with pytest.raises(ValueError, match="same steps"):
+        bootstrap_steps_to([(steps, [0.4] * 4), ([0, 1, 2, 3], [0.4] * 4)], 0.4, 0.5)
