@@ -78,7 +78,8 @@ def test_relative_recipe_paths_are_read_beside_the_spec(tmp_path):
     assert resolve_cells(spec, tmp_path)[0].recipe.train.slots_per_epoch == 4
 
 
-@pytest.mark.parametrize("name", ["smoke", "headline", "ablations"])
+@pytest.mark.parametrize("name", ["smoke", "headline", "ablations", "curriculum", "curriculum-arms", "curriculum-fresh",
+                                  "curriculum-512"])
 def test_shipped_specs_resolve(name):
     from pathlib import Path
 
