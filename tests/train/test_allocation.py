@@ -95,10 +95,14 @@ def test_window_difference_se_is_binomial_and_unknown_counts_are_infinite() -> N
 
 @pytest.mark.parametrize("policy", ["tempered", "ts_lp"])
 def test_noise_aware_lp_on_stationary_arms_allocates_like_lp_weight_zero(policy: str) -> None:
-    base = dict(policy=policy, floor=0.2, lp_window=1, lp_noise="se", max_share=0.25)
+    """No cap, so the LP term alone is tested. tempered's score is (1 - lambda) u + lambda LP: with LP = 0 that is
+    u / 2, the same allocation as lambda = 0 at twice the temperature, which is the comparison made here (ts_lp's
+    argmax does not change when u is scaled)."""
+    base = dict(policy=policy, floor=0.2, lp_window=1, lp_noise="se")
+    without_lp = dict(lp_weight=0.0, temperature=0.2) if policy == "tempered" else dict(lp_weight=0.0)
     with_lp = [off_target_share(run_world(BanditConfig(**base, lp_weight=0.5), [TRUE_RATES] * 4, s), TRUE_RATES)
                for s in range(8)]
-    without = [off_target_share(run_world(BanditConfig(**base, lp_weight=0.0), [TRUE_RATES] * 4, s), TRUE_RATES)
+    without = [off_target_share(run_world(BanditConfig(**base, **without_lp), [TRUE_RATES] * 4, s), TRUE_RATES)
                for s in range(8)]
     assert abs(np.mean(with_lp) - np.mean(without)) < 0.05
 

@@ -63,8 +63,8 @@ class BanditConfig(BaseModel):
         0.1, gt=0, description="tempered policy: p = softmax(score / temperature), score in [0, 1]."
     )
     lp_scale: float = Field(
-        0.1, gt=0, description="tempered policy: LP counts as min(1, LP / lp_scale), so a change in solve rate "
-        "of lp_scale beyond the noise earns the whole lp_weight bonus."
+        0.1, gt=0, description="with lp_noise se (and always in tempered): LP counts as min(1, LP / lp_scale), so "
+        "a change in solve rate of lp_scale beyond the noise earns the whole lp_weight bonus."
     )
     target_solve_rate: float = Field(
         0.5, gt=0, lt=1, description="Target solve rate s* of learnability and of ts_lp's target term."
@@ -232,7 +232,11 @@ class Policy:
         return lp
 
     def normalised_learning_progress(self) -> np.ndarray:
+        """LP in [0, 1]: divided by the largest arm's LP (lp_noise "none", method.md), or, noise-aware, by the
+        fixed lp_scale (dividing a noise-shrunk LP by the largest would again hand one arm the whole bonus)."""
         lp = self.learning_progress()
+        if self.cfg.lp_noise == "se":
+            return np.minimum(1.0, lp / self.cfg.lp_scale)
         top = lp.max()
         return lp / top if top > 0 else np.zeros(self.k)
 
