@@ -17,7 +17,7 @@ from conftest_states import task_states_since
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SPEC = Path(__file__).parents[1] / "infra" / "bench" / "smoke.yaml"
-ARMS = {"spaCe-ts_lp", "uniform-full"}
+ARMS = {"refill", "uniform-full"}
 
 
 def _children(client, parent_id: str):
@@ -76,13 +76,29 @@ def test_report_rows_are_the_cells_final_metrics(first):
         assert row["final_pass1_lo"] is None  # one seed: no interval
         assert row["unique_prompts"] == metrics["unique_prompts"] and row["steps"] == 4  # 2 epochs x 2 steps
     assert rows["uniform-full"]["vs_ref_pass1"] is None
-    spaCe = cells["spaCe-ts_lp"].data.metrics["final/pass_at_1"]
+    refill = cells["refill"].data.metrics["final/pass_at_1"]
     ref = cells["uniform-full"].data.metrics["final/pass_at_1"]
-    assert rows["spaCe-ts_lp"]["vs_ref_pass1"] == pytest.approx(spaCe - ref)
-    assert rows["spaCe-ts_lp"]["unique_prompts"] <= 12  # 3 clusters x 4 representatives
+    assert rows["refill"]["vs_ref_pass1"] == pytest.approx(refill - ref)
+    # propagated difficulty: k rollouts on a quarter of the pool, against the whole pool for uniform-full
+    assert 0 < rows["refill"]["curation_rollouts"] <= 0.3 * rows["uniform-full"]["curation_rollouts"]
+    assert rows["refill"]["pool_share"] == pytest.approx(rows["refill"]["unique_prompts"] / 96)  # pool_size=96
     report = (out / "report.md").read_text()
     assert all(f"| {arm} | 1 |" in report for arm in ARMS)
     assert all((out / name).is_file() for name in ("pass1_vs_rollouts.png", "effective_groups.png"))
+
+
+def test_the_refill_cell_trains_from_an_active_pool_of_the_curated_representatives(first):
+    from mlflow.tracking import MlflowClient
+
+    result, _ = first
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    cell = next(c for c in _children(client, result["parent_run_id"]) if c.data.tags["space.arm"] == "refill")
+    train = next(r for r in _children(client, cell.info.run_id) if r.data.tags["space.stage"] == "train")
+    active = [m.value for m in client.get_metric_history(train.info.run_id, "pool/active")]
+    assert active == [12.0, 12.0]  # 3 clusters x 4 representatives, refilled, never shrinking
+    retired = client.get_metric_history(train.info.run_id, "pool/retired")
+    refilled = client.get_metric_history(train.info.run_id, "pool/refilled")
+    assert [m.value for m in retired] == [m.value for m in refilled]
 
 
 def test_rerunning_the_finished_grid_executes_no_cell(first, spec):
