@@ -79,11 +79,12 @@ class TrainConfig(BaseModel):
     slots_per_epoch: int = Field(8, gt=0, description="M: prompt slots per epoch (M/B optimiser steps)")
     grpo: GRPOSettings = Field(default_factory=GRPOSettings, description="the GRPO update (TRL's GRPOTrainer)")
     bandit: BanditConfig = Field(default_factory=BanditConfig, description="how each epoch's slots go to the arms")
-    pool: Literal["reduced", "full", "refill"] = Field(
+    pool: Literal["reduced", "full", "refill", "informative"] = Field(
         "reduced", description="train on the curated reduced pool; on the whole pool with every prompt in its "
         "cluster's arm (with `uniform`: plain GRPO; with a bandit policy: the no-reduction ablation); or refill: "
         "the reduced pool as the first active set, spent prompts replaced from their cluster each epoch "
-        "(space/train/active_pool.py, settings under `refill`)"
+        "(space/train/active_pool.py, settings under `refill`); or informative: every prompt whose reference "
+        "solve rate lies strictly between 0 and 1 (a cluster without one keeps all its prompts)"
     )
     refill: RefillConfig = Field(default_factory=RefillConfig, description="how pool: refill retires and refills")
 

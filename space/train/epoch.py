@@ -43,11 +43,13 @@ def training_table(curation: pl.DataFrame, tokenizer: Any, system_prompt: str | 
     """The rows `run_epoch` trains on, and one dict per arm (`cluster`, `size`, `ref_solve_rate`).
 
     `pool` "reduced" keeps the curation's selected prompts, "full" and "refill" every prompt (each in its
-    cluster's arm; `selected` marks refill's first active set). Questions are rendered through the model's chat
-    template; rows come sorted by (cluster, prompt_id)."""
+    cluster's arm; `selected` marks refill's first active set), "informative" the prompts whose reference solve
+    rate lies strictly between 0 and 1 (a cluster without any keeps all its prompts). Questions are rendered
+    through the model's chat template; rows come sorted by (cluster, prompt_id)."""
     from space.data.prompting import render_prompts
 
-    table = curation.filter(pl.col("selected")) if pool == "reduced" else curation
+    table = {"reduced": curation.filter(pl.col("selected")),
+             "informative": informative_rows(curation)}.get(pool, curation)
     prompts = render_prompts(tokenizer, table["question"].to_list(), system_prompt, enable_thinking)
     table = table.with_columns(pl.Series("prompt", prompts)).select(
         "prompt_id", "question", "prompt", "answer", "metadata", "source", "level", "cluster", "solve_rate", "selected",
@@ -55,6 +57,13 @@ def training_table(curation: pl.DataFrame, tokenizer: Any, system_prompt: str | 
     arms = table.group_by("cluster", maintain_order=True).agg(pl.len().alias("size"),
                                                               pl.col("solve_rate").mean().alias("ref_solve_rate"))
     return table, arms.to_dicts()
+
+
+def informative_rows(curation: pl.DataFrame) -> pl.DataFrame:
+    """Rows whose reference solve rate is strictly between 0 and 1 (their GRPO groups can carry a signal for
+    the reference model), plus every row of a cluster that has no such row, so no arm goes empty."""
+    informative = (pl.col("solve_rate") > 0) & (pl.col("solve_rate") < 1)
+    return curation.filter(informative.fill_null(False) | ~informative.fill_null(False).any().over("cluster"))
 
 
 def arm_members(table: pl.DataFrame) -> list[list[int]]:

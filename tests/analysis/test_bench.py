@@ -79,7 +79,8 @@ def test_relative_recipe_paths_are_read_beside_the_spec(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["smoke", "headline", "ablations", "curriculum", "curriculum-arms", "curriculum-fresh",
-                                  "curriculum-512", "curriculum-variants"])
+                                  "curriculum-512", "curriculum-variants",
+                                  "curriculum-informative"])
 def test_shipped_specs_resolve(name):
     from pathlib import Path
 

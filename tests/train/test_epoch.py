@@ -133,6 +133,8 @@ def test_training_table_keeps_the_selected_pool_renders_prompts_and_counts_arms(
     assert table["prompt"].to_list() == ["Q: 3+3\nA: ", "Q: 1+1\nA: ", "Q: 2+2\nA: "]
     assert "extra" not in table.columns and table["selected"].all()  # `selected`: refill's first active set
     assert arms == [{"cluster": 0, "size": 1, "ref_solve_rate": 0.0}, {"cluster": 1, "size": 2, "ref_solve_rate": 0.75}]
+    informative, _ = training_table(curation, build_tokenizer(), None, "informative")
+    assert informative["prompt_id"].to_list() == ["c", "b"]  # cluster 1 keeps b (0.5); cluster 0 has only c (0.0)
     full, full_arms = training_table(curation, build_tokenizer(), None, "full")
     assert full.height == 4 and full_arms[1] == {"cluster": 1, "size": 3, "ref_solve_rate": 0.75}  # None not counted
 
