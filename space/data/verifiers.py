@@ -31,6 +31,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from space.registry import Registry
 
 ExtractMode = Literal["auto", "none", "answer_tag", "boxed", "last_line"]
@@ -336,3 +338,13 @@ def numeric_verifier(extract: ExtractMode = "auto", rel_tol: float = 1e-6) -> Ve
 def solved_flags(scores: Sequence[float | None], theta_solve: float = 1.0) -> list[bool | None]:
     """c(x, y) = 1[R >= theta_solve]; None stays None (unjudged is not unsolved)."""
     return [None if s is None else bool(s >= theta_solve) for s in scores]
+
+
+class VerifierConfig(BaseModel):
+    """How completions are scored and when a completion counts as solved (the recipe's `verifier` section)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: VerifierName = Field("reasoning_gym", description="a registered verifier name (space/data/verifiers.py)")
+    extract: ExtractMode = Field("auto", description="how the answer is cut out of a completion (none: the whole text)")
+    theta_solve: float = Field(1.0, ge=0.0, le=1.0, description="a completion is solved when its score >= this")
