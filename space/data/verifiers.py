@@ -19,7 +19,7 @@ complete explicit answer marker that the extract mode reads - a closed `<answer>
 length check (space/data/lengths.py) uses the same rule to decide how many tokens an answer needs.
 
 Verifiers are safe to call from worker threads: math-verify's signal-based timeouts are switched off
-outside the main thread (they only work there, see stack.md section 9).
+outside the main thread (they only work there, see docs/libraries.md, reasoning-gym and math-verify).
 """
 
 from __future__ import annotations
@@ -233,7 +233,7 @@ class MathVerifier:
         self.extract = extract
 
     def __call__(self, completions, *, answer, metadata=None, truncated=None, **columns):
-        # signal.alarm timeouts only work in the main thread (stack.md section 9)
+        # signal.alarm timeouts only work in the main thread (docs/libraries.md, math-verify)
         timeout = 5 if threading.current_thread() is threading.main_thread() else None
         return [_math_score(text, str(gold), timeout)
                 for _, text, gold, _ in _rows(completions, answer, metadata, truncated, self.extract)]
