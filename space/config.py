@@ -17,46 +17,19 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from space.curate.clustering import ClusterConfig, kmeans_seed
-from space.curate.difficulty import DifficultyConfig
-from space.curate.embedding import EmbeddingConfig
-from space.curate.features import FeatureConfig
-from space.curate.reduction import SelectionConfig, selection_seed
+from space.curate.clustering import kmeans_seed
+from space.curate.config import CurateConfig
+from space.curate.reduction import selection_seed
 from space.data.sources import DataConfig
 from space.data.verifiers import VerifierConfig
 from space.engines import EngineConfig
 from space.hashing import fingerprint  # noqa: F401  (re-exported: callers import it from here)
-from space.models.tiny import TinyModelConfig
+from space.models.config import ModelConfig
 from space.scaleout import RayConfig
 from space.train.config import TrainConfig
 from space.train.evaluation import EvalConfig
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelConfig(BaseModel):
-    """The policy model: a built-in name (`tiny`, `smollm2-135m`), a hub name or a local directory."""
-
-    model_config = _FROZEN
-
-    name: str = Field("tiny", description="built-in model name, hub model name or local HF directory")
-    system_prompt: str | None = Field(None, description="system message put before every question, if any")
-    enable_thinking: bool | None = Field(
-        None, description="passed to the chat template (Qwen3 thinks unless false); None: the template's default"
-    )
-    tiny: TinyModelConfig = Field(default_factory=TinyModelConfig, description="how `tiny` is built")
-
-
-class CurateConfig(BaseModel):
-    """Phase 1: embed, estimate difficulty, build features, cluster, keep representatives."""
-
-    model_config = _FROZEN
-
-    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
-    difficulty: DifficultyConfig = Field(default_factory=DifficultyConfig)
-    features: FeatureConfig = Field(default_factory=FeatureConfig)
-    clusters: ClusterConfig = Field(default_factory=ClusterConfig)
-    selection: SelectionConfig = Field(default_factory=SelectionConfig)
 
 
 class Recipe(BaseModel):
