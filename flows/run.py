@@ -18,8 +18,7 @@ import tasks  # noqa: F401
 from flows.bootstrap import bootstrap_flow
 from flows.curate import curate_flow
 from flows.train import train_flow
-from space.config import Recipe, compare_keys, dump_recipe, fingerprint, flatten
-from space.provenance import code_version
+from space.config import Recipe, compare_keys, dump_recipe, flatten
 from tasks import tracking
 from tasks.gain import describe_gains, paired_gain
 
@@ -35,7 +34,8 @@ def run_flow(recipe: Recipe, register_as: str | None = None) -> dict[str, Any]:
         raise ValueError(f"recipe {recipe.name!r} has no eval set (data.path is a single file): set "
                          "data.eval_path or data.eval_fraction, or run `space curate` alone")
     model = bootstrap_flow(recipe)
-    parent = tracking.open_run(f"{recipe.name}-{recipe.train.bandit.policy}-s{recipe.seed}", _tags(recipe, model),
+    tags = tracking.run_tags("run", recipe, model, "space-run", recipe, model["sha"])
+    parent = tracking.open_run(f"{recipe.name}-{recipe.train.bandit.policy}-s{recipe.seed}", tags,
                                {**flatten(recipe), **compare_keys(recipe)}, dump_recipe(recipe))
     curation = curate_flow(recipe, model, parent_run_id=parent)
     training = train_flow(recipe, model, curation, parent_run_id=parent, register_as=register_as)
@@ -58,8 +58,3 @@ def run_flow(recipe: Recipe, register_as: str | None = None) -> dict[str, Any]:
             "eval_run_id": training["eval_run_id"], "base_eval": before, "final_eval": accuracy,
             "model_dir": training["model_dir"], "unique_prompts": training["unique_prompts"]}
 
-
-def _tags(recipe: Recipe, model: dict[str, Any]) -> dict[str, str]:
-    return {"space.stage": "run", "space.recipe": recipe.name, **compare_keys(recipe),
-            "space.selection": recipe.curate.selection.selection, "space.model": model["name"],
-            "space.fingerprint": fingerprint("space-run", code_version(), recipe, model["sha"])}

@@ -13,8 +13,7 @@ from typing import Any
 from prefect import flow
 
 import tasks  # noqa: F401
-from space.config import Recipe, compare_keys, dump_recipe, fingerprint, flatten
-from space.provenance import code_version
+from space.config import Recipe, dump_recipe, flatten
 from tasks import tracking
 from tasks.model_registry import log_final_model
 from tasks.train import evaluate, prepare_training, train_epoch
@@ -33,9 +32,11 @@ def train_flow(recipe: Recipe, model: dict[str, Any], curation: dict[str, Any],
     data = prepare_training(curation["stages"]["select"], model, recipe.model.system_prompt, cfg.pool,
                             recipe.model.enable_thinking)
     eval_split = curation["stages"]["data"]["eval"]
-    run_id = tracking.open_run(f"train-{recipe.name}-{cfg.bandit.policy}-s{recipe.seed}",
-                               _tags(recipe, model, data, parent_run_id), flatten(recipe), dump_recipe(recipe),
-                               parent_run_id)
+    # the parent is in the fingerprint: concurrent bench cells with the same training never share a run
+    tags = tracking.run_tags("train", recipe, model, "train-run", data["sha"], model["sha"], recipe.train,
+                             recipe.verifier, recipe.eval, recipe.seed, parent_run_id)
+    run_id = tracking.open_run(f"train-{recipe.name}-{cfg.bandit.policy}-s{recipe.seed}", tags, flatten(recipe),
+                               dump_recipe(recipe), parent_run_id)
     progress = start_progress(cfg.epochs)
     base = _evaluate(recipe, model["path"], model["sha"], eval_split, "base")
     tracking.log_metrics(run_id, {f"base/{k}": v for k, v in base["metrics"].items()}, step=0)
@@ -58,9 +59,7 @@ def train_flow(recipe: Recipe, model: dict[str, Any], curation: dict[str, Any],
     log_final_model(run_id, epochs[-1]["checkpoint"], register_as)
     tracking.close_run(run_id)
 
-    eval_tags = {**_tags(recipe, model, data, parent_run_id), "space.stage": "eval",
-                 "space.fingerprint": fingerprint("eval-run", code_version(), epochs[-1]["checkpoint_sha"],
-                                                  eval_split["sha"])}
+    eval_tags = tracking.run_tags("eval", recipe, model, "eval-run", epochs[-1]["checkpoint_sha"], eval_split["sha"])
     eval_run = tracking.open_run(f"eval-{recipe.name}-{cfg.bandit.policy}-s{recipe.seed}", eval_tags,
                                  flatten(recipe.eval), dump_recipe(recipe), parent_run_id or run_id)
     report_evaluation(eval_run, base, final)
@@ -78,10 +77,3 @@ def _evaluate(recipe: Recipe, model_path: str, model_sha: str, eval_split: dict[
     return named(model_path, model_sha, eval_split, recipe.model.system_prompt, recipe.verifier, recipe.eval,
                  recipe.eval_engine(), recipe.seed, recipe.model.enable_thinking)
 
-
-def _tags(recipe: Recipe, model: dict[str, Any], data: dict[str, Any], parent_run_id: str | None) -> dict[str, str]:
-    # the parent is in the fingerprint: concurrent bench cells with the same training never share a run
-    return {"space.stage": "train", "space.recipe": recipe.name, **compare_keys(recipe),
-            "space.selection": recipe.curate.selection.selection, "space.model": model["name"],
-            "space.fingerprint": fingerprint("train-run", code_version(), data["sha"], model["sha"], recipe.train,
-                                             recipe.verifier, recipe.eval, recipe.seed, parent_run_id)}

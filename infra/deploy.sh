@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Deployments on a process work pool, and the worker that runs them (needs a Prefect server: servers.sh).
 #   export PREFECT_API_URL=http://127.0.0.1:4200/api MLFLOW_TRACKING_URI=http://127.0.0.1:5000
-#   infra/deploy.sh start    # create the pool `space`, deploy infra/prefect.yaml, start a worker
+#   infra/deploy.sh start    # create the pool `space`, deploy prefect.yaml (repository root), start a worker
 #   infra/deploy.sh status   # the worker's pid and the deployments
 #   infra/deploy.sh stop     # stop the worker (SIGTERM to its process group; its runs are cancelled)
 # Flow runs execute as subprocesses of the worker, in this repository, with the worker's environment:
@@ -27,7 +27,7 @@ start() {
   # `prefect deploy --name` matches <entrypoint function>/<deployment name>, not the flow's name
   local names=(--name run-flow/builtin-nightly --name curate-job/builtin --name train-job/builtin)
   [[ -f flows/bench.py ]] && names+=(--name bench-flow/default)
-  "$VENV/bin/prefect" --no-prompt deploy --prefect-file infra/prefect.yaml "${names[@]}"
+  "$VENV/bin/prefect" --no-prompt deploy --prefect-file prefect.yaml "${names[@]}"
   if alive; then echo "worker already running (pid $(cat "$RUN/worker.pid"))"; return; fi
   setsid "$VENV/bin/prefect" worker start --pool space --type process > "$RUN/worker.log" 2>&1 < /dev/null &
   echo $! > "$RUN/worker.pid"

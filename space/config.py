@@ -17,94 +17,19 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from space.curate.clustering import ClusterConfig, kmeans_seed
-from space.curate.difficulty import DifficultyConfig
-from space.curate.embedding import EmbeddingConfig
-from space.curate.features import FeatureConfig
-from space.curate.reduction import SelectionConfig, selection_seed
+from space.curate.clustering import kmeans_seed
+from space.curate.config import CurateConfig
+from space.curate.reduction import selection_seed
 from space.data.sources import DataConfig
-from space.data.verifiers import ExtractMode, VerifierName
-from space.engines import EngineConfig, EngineKind
+from space.data.verifiers import VerifierConfig
+from space.engines import EngineConfig
 from space.hashing import fingerprint  # noqa: F401  (re-exported: callers import it from here)
-from space.models.tiny import TinyModelConfig
+from space.models.config import ModelConfig
 from space.scaleout import RayConfig
-from space.train.active_pool import RefillConfig
-from space.train.bandit import BanditConfig
-from space.train.grpo import GRPOSettings
+from space.train.config import TrainConfig
+from space.train.evaluation import EvalConfig
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelConfig(BaseModel):
-    """The policy model: a built-in name (`tiny`, `smollm2-135m`), a hub name or a local directory."""
-
-    model_config = _FROZEN
-
-    name: str = Field("tiny", description="built-in model name, hub model name or local HF directory")
-    system_prompt: str | None = Field(None, description="system message put before every question, if any")
-    enable_thinking: bool | None = Field(
-        None, description="passed to the chat template (Qwen3 thinks unless false); None: the template's default"
-    )
-    tiny: TinyModelConfig = Field(default_factory=TinyModelConfig, description="how `tiny` is built")
-
-
-class VerifierConfig(BaseModel):
-    """How completions are scored and when a completion counts as solved."""
-
-    model_config = _FROZEN
-
-    name: VerifierName = Field("reasoning_gym", description="a registered verifier name (space/data/verifiers.py)")
-    extract: ExtractMode = Field("auto", description="how the answer is cut out of a completion (none: the whole text)")
-    theta_solve: float = Field(1.0, ge=0.0, le=1.0, description="a completion is solved when its score >= this")
-
-
-class CurateConfig(BaseModel):
-    """Phase 1: embed, estimate difficulty, build features, cluster, keep representatives."""
-
-    model_config = _FROZEN
-
-    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
-    difficulty: DifficultyConfig = Field(default_factory=DifficultyConfig)
-    features: FeatureConfig = Field(default_factory=FeatureConfig)
-    clusters: ClusterConfig = Field(default_factory=ClusterConfig)
-    selection: SelectionConfig = Field(default_factory=SelectionConfig)
-
-
-class TrainConfig(BaseModel):
-    """Phase 2: bandit-paced GRPO in epochs."""
-
-    model_config = _FROZEN
-
-    epochs: int = Field(3, gt=0, description="T: number of epochs")
-    slots_per_epoch: int = Field(8, gt=0, description="M: prompt slots per epoch (M/B optimiser steps)")
-    grpo: GRPOSettings = Field(default_factory=GRPOSettings, description="the GRPO update (TRL's GRPOTrainer)")
-    bandit: BanditConfig = Field(default_factory=BanditConfig, description="how each epoch's slots go to the arms")
-    pool: Literal["reduced", "full", "refill", "informative"] = Field(
-        "reduced", description="train on the curated reduced pool; on the whole pool with every prompt in its "
-        "cluster's arm (with `uniform`: plain GRPO; with a bandit policy: the no-reduction ablation); or refill: "
-        "the reduced pool as the first active set, spent prompts replaced from their cluster each epoch "
-        "(space/train/active_pool.py, settings under `refill`); or informative: every prompt whose reference "
-        "solve rate lies strictly between 0 and 1 (a cluster without one keeps all its prompts)"
-    )
-    refill: RefillConfig = Field(default_factory=RefillConfig, description="how pool: refill retires and refills")
-
-
-class EvalConfig(BaseModel):
-    """Held-out evaluation: greedy accuracy and mean pass_at_1 over k samples."""
-
-    model_config = _FROZEN
-
-    every: int = Field(1, ge=0, description="evaluate every N epochs (0: only at the end)")
-    k: int = Field(4, gt=0, description="samples per prompt for pass_at_1")
-    temperature: float = Field(1.0, ge=0.0, description="sampling temperature for pass_at_1 (the training one)")
-    max_tokens: int | None = Field(
-        None, gt=0, description="completion length for evaluation; None = the training completion length "
-        "(train.grpo.max_completion_length)"
-    )
-    limit: int | None = Field(None, gt=0, description="evaluate on at most this many prompts")
-    engine_kind: EngineKind | None = Field(
-        None, description="rollout engine for evaluation (None: the recipe's engine)"
-    )
 
 
 class Recipe(BaseModel):

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 from prefect.utilities.hashing import hash_objects
@@ -174,3 +175,31 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
         return None
     note_reused()
     return manifest
+
+
+class OpenStage(NamedTuple):
+    """A stage folder as a task finds it: `done` is its finished manifest (return it), else None and the
+    upstream inputs were verified before `start` (a `time.perf_counter()` reading) was taken."""
+
+    dir: Path
+    done: dict[str, Any] | None
+    start: float
+
+
+def open_stage_dir(directory: Path, *inputs: dict[str, Any] | None) -> OpenStage:
+    """The preamble of every stage task: reuse a finished folder, else check the upstream manifests' files
+    (`verify_files`) and start the clock."""
+    done = read_manifest(directory)
+    if done is None:
+        verify_files(*inputs)
+    return OpenStage(directory, done, time.perf_counter())
+
+
+def open_stage(stage: str, *key_parts: Any, inputs: tuple[dict[str, Any] | None, ...] = ()) -> OpenStage:
+    """`open_stage_dir` on `stage_dir(stage, *key_parts)`:
+
+        out, done, start = open_stage("embed", pool["sha"], cfg, inputs=(pool,))
+        if done is not None:
+            return done
+    """
+    return open_stage_dir(stage_dir(stage, *key_parts), *inputs)

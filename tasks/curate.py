@@ -25,7 +25,7 @@ from space.curate.embedding import EmbeddingConfig
 from space.engines import EngineConfig
 from space.curate.features import FeatureConfig
 from space.curate.reduction import SelectionConfig
-from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, verify_files, write_manifest
+from tasks.common import CACHED, file_sha256, open_stage, write_manifest
 from tasks.progress import generate_with_progress, progress_bar, start_engine
 from tasks.stages import STAGE_OPTIONS
 
@@ -35,10 +35,10 @@ def load_data(data: DataConfig) -> dict[str, Any]:
     """The pool and eval splits as parquet, with their load reports."""
     from space.data.sources import load_split
 
-    out = stage_dir("data", data)
-    if (done := read_manifest(out)) is not None:
+    out, done, start = open_stage("data", data)
+    if done is not None:
         return done
-    start, manifest = time.perf_counter(), {}
+    manifest = {}
     for split in ("pool", "eval"):
         loaded = load_split(data, split)
         manifest[split] = None if loaded is None else _split_manifest(out, split, *loaded)
@@ -89,12 +89,11 @@ def fit_context(data: dict[str, Any], model: dict[str, Any], system_prompt: str 
     from space.data.sources import DataError
     from space.data.prompting import model_context, prompt_lengths, render_prompts, too_long
 
-    out = stage_dir("fit-context", data["pool"]["sha"], (data["eval"] or {}).get("sha"), model["sha"],
-                    system_prompt, max_new_tokens, bad_rows, enable_thinking)
-    if (done := read_manifest(out)) is not None:
+    out, done, start = open_stage("fit-context", data["pool"]["sha"], (data["eval"] or {}).get("sha"), model["sha"],
+                                  system_prompt, max_new_tokens, bad_rows, enable_thinking,
+                                  inputs=(data["pool"], data["eval"]))
+    if done is not None:
         return done
-    verify_files(data["pool"], data["eval"])
-    start = time.perf_counter()
     tokenizer, context = AutoTokenizer.from_pretrained(model["path"]), model_context(model["path"])
     manifest: dict[str, Any] = {"context": context, "max_new_tokens": max_new_tokens}
     for split in ("pool", "eval"):
@@ -128,11 +127,9 @@ def embed(pool: dict[str, Any], cfg: EmbeddingConfig) -> dict[str, Any]:
     """Sentence embeddings of the question texts (not the chat-rendered prompts; method.md 2.1)."""
     from space.curate.embedding import embed_prompts, load_embedder, save_embeddings
 
-    out = stage_dir("embed", pool["sha"], cfg)
-    if (done := read_manifest(out)) is not None:
+    out, done, start = open_stage("embed", pool["sha"], cfg, inputs=(pool,))
+    if done is not None:
         return done
-    verify_files(pool)
-    start = time.perf_counter()
     table = pl.read_parquet(pool["path"])
     with progress_bar("embed", table.height, "prompts") as update:
         vectors = embed_prompts(load_embedder(cfg), table["question"].to_list(), cfg, progress=update)
@@ -162,12 +159,10 @@ def estimate_difficulty(
     from space.curate import difficulty
 
     keyed_embeddings = embedded["sha"] if cfg.source == "propagate" and embedded is not None else None
-    out = stage_dir("difficulty", pool["sha"], model["sha"], system_prompt, verifier, cfg, engine, seed,
-                    enable_thinking, *([keyed_embeddings] if keyed_embeddings else []))
-    if (done := read_manifest(out)) is not None:
+    out, done, start = open_stage("difficulty", pool["sha"], model["sha"], system_prompt, verifier, cfg, engine, seed,
+                                  enable_thinking, *([keyed_embeddings] if keyed_embeddings else []), inputs=(pool,))
+    if done is not None:
         return done
-    verify_files(pool)
-    start = time.perf_counter()
     table = pl.read_parquet(pool["path"])
     fit = None
     if cfg.source == "label":
@@ -261,11 +256,9 @@ def build_features(embedded: dict[str, Any], difficulty: dict[str, Any], cfg: Fe
     from space.curate.embedding import load_embeddings
     from space.curate.features import fit_transform
 
-    out = stage_dir("features", embedded["sha"], difficulty["sha"], cfg)
-    if (done := read_manifest(out)) is not None:
+    out, done, start = open_stage("features", embedded["sha"], difficulty["sha"], cfg, inputs=(embedded, difficulty))
+    if done is not None:
         return done
-    verify_files(embedded, difficulty)
-    start = time.perf_counter()
     ids, vectors = load_embeddings(embedded["path"])
     d = difficulty_array(pl.read_parquet(difficulty["path"]), ids)
     transform, features, info = fit_transform(vectors, d, cfg)
@@ -280,11 +273,9 @@ def cluster(features: dict[str, Any], cfg: ClusterConfig) -> dict[str, Any]:
     """faiss k-means on the features; empty clusters dropped (arms = non-empty clusters)."""
     from space.curate.clustering import cluster_features
 
-    out = stage_dir("cluster", features["sha"], cfg)
-    if (done := read_manifest(out)) is not None:
+    out, done, start = open_stage("cluster", features["sha"], cfg, inputs=(features,))
+    if done is not None:
         return done
-    verify_files(features)
-    start = time.perf_counter()
     stored = np.load(features["path"])
     labels, centroids, info = cluster_features(stored["features"], cfg)
     np.savez(out / "clusters.npz", ids=stored["ids"], labels=labels, centroids=centroids)
@@ -301,11 +292,10 @@ def select(
     """Keep l representatives per cluster; write the curation table and the reduced pool."""
     from space.curate.reduction import select_representatives
 
-    out = stage_dir("select", pool["sha"], difficulty["sha"], features["sha"], clusters["sha"], cfg)
-    if (done := read_manifest(out)) is not None:
+    out, done, start = open_stage("select", pool["sha"], difficulty["sha"], features["sha"], clusters["sha"], cfg,
+                                  inputs=(pool, difficulty, features, clusters))
+    if done is not None:
         return done
-    verify_files(pool, difficulty, features, clusters)
-    start = time.perf_counter()
     feats, grouped = np.load(features["path"]), np.load(clusters["path"])
     ids = [str(i) for i in grouped["ids"]]
     mask, distances = select_representatives(feats["features"], grouped["labels"], grouped["centroids"], ids, cfg)

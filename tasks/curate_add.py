@@ -14,7 +14,7 @@ import polars as pl
 from prefect import task
 
 from space.data.sources import DataConfig
-from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, write_manifest
+from tasks.common import CACHED, file_sha256, open_stage, write_manifest
 from tasks.stages import STAGE_OPTIONS
 
 
@@ -23,8 +23,8 @@ def load_additions(data: DataConfig, file_sha: str, pool: dict[str, Any]) -> dic
     """The new file as a normalised table, minus prompts already in the pool (counted)."""
     from space.data.sources import load_split
 
-    out = stage_dir("additions-data", data, file_sha, pool["sha"])
-    if (done := read_manifest(out)) is not None:
+    out, done, _ = open_stage("additions-data", data, file_sha, pool["sha"])
+    if done is not None:
         return done
     table, report = load_split(data, "pool")
     known = set(pl.read_parquet(pool["path"], columns=["prompt_id"])["prompt_id"].to_list())
@@ -46,11 +46,10 @@ def place_additions(additions: dict[str, Any], embedded: dict[str, Any], difficu
     from space.curate.features import FeatureTransform
     from space.curate.incremental import place_new_prompts
 
-    out = stage_dir("place-additions", additions["sha"], embedded["sha"], difficulty["sha"], features["sha"],
-                    clusters["sha"], quantile)
-    if (done := read_manifest(out)) is not None:
+    out, done, start = open_stage("place-additions", additions["sha"], embedded["sha"], difficulty["sha"],
+                                  features["sha"], clusters["sha"], quantile)
+    if done is not None:
         return done
-    start = time.perf_counter()
     ids, vectors = load_embeddings(embedded["path"])
     stored, grouped = np.load(features["path"]), np.load(clusters["path"])
     new_features = FeatureTransform.from_arrays(stored).apply(

@@ -1,7 +1,7 @@
 """The held-out gain of a run: final minus base model, per eval prompt, with a paired bootstrap CI.
 
 Reads the per-prompt tables that the `evaluate` task wrote (their paths are in its manifests), calls
-`space.train.evaluation.paired_gain` and logs `gain/<metric>/{diff,lo,hi}` to the run.
+`space.analysis.gain.paired_gain` and logs `gain/<metric>/{diff,lo,hi}` to the run.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ METRICS = {"pass_at_1": "pass1", "greedy_acc": "greedy"}
 @task(**STAGE_OPTIONS, name="paired-gain")
 def paired_gain(run_id: str, base_eval: dict[str, Any], final_eval: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     """{metric: {base, final, diff, lo, hi, prompts, dropped}} for pass_at_1 and greedy_acc; logged to `run_id`."""
-    from space.train.evaluation import paired_gain as compute
+    from space.analysis.gain import paired_gain as compute
 
     base, final = pl.read_parquet(base_eval["path"]), pl.read_parquet(final_eval["path"])
     gains = {name: compute(base, final, column, seed=seed) for name, column in METRICS.items()}

@@ -24,7 +24,7 @@ from space.curate.difficulty import DifficultyConfig
 from space.curate.embedding import EmbeddingConfig
 from space.engines import EngineConfig
 from space.scaleout import RayConfig, shard_digest
-from tasks.common import CACHED, MANIFEST, file_problems, file_sha256, read_manifest, stage_dir, write_manifest
+from tasks.common import CACHED, MANIFEST, file_problems, file_sha256, open_stage_dir, stage_dir, write_manifest
 from tasks.stages import STAGE_OPTIONS
 
 
@@ -76,10 +76,10 @@ def embed_shard(pool: dict[str, Any], shard: dict[str, Any], cfg: EmbeddingConfi
     """Embeddings of one shard's questions, computed on Ray Data actors, as shard.parquet in shard["out"]."""
     from space.scaleout import embed_on_actors
 
-    out = _shard_folder(shard)
-    if (done := read_manifest(out)) is not None:
+    out, done, start = open_stage_dir(_shard_folder(shard))
+    if done is not None:
         return done
-    start, rows = time.perf_counter(), _shard_rows(pool, shard)
+    rows = _shard_rows(pool, shard)
     vectors = embed_on_actors(rows["question"].to_list(), cfg.model_dump_json(), ray_cfg)
     table = pl.DataFrame({"prompt_id": rows["prompt_id"],
                           "embedding": pl.Series(vectors, dtype=pl.Array(pl.Float32, vectors.shape[1]))})
@@ -98,10 +98,10 @@ def difficulty_shard(pool: dict[str, Any], shard: dict[str, Any], model: dict[st
     from space.scaleout import generate_on_actors, replay
     from tasks.curate import difficulty_of, render_pool_prompts
 
-    out = _shard_folder(shard)
-    if (done := read_manifest(out)) is not None:
+    out, done, start = open_stage_dir(_shard_folder(shard))
+    if done is not None:
         return done
-    start, rows = time.perf_counter(), _shard_rows(pool, shard)
+    rows = _shard_rows(pool, shard)
     ids = rows["prompt_id"].to_list()
     prompts = render_pool_prompts(rows, model, prompting["system_prompt"], prompting["enable_thinking"])
     sampling = {"n": cfg.k, "temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "seed": seed}

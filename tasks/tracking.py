@@ -101,6 +101,22 @@ def reachable_experiment_id() -> str:
         raise _unreachable(err, "opening the experiment") from err
 
 
+def run_tags(stage: str, recipe: Any, model: dict[str, Any], key: str, *key_parts: Any,
+             compare: bool = True) -> dict[str, str]:
+    """The tags of a space MLflow run: its stage, recipe, selection rule and model, and `space.fingerprint`,
+    a hash of `key`, the code version and `key_parts` that `open_run` resumes an unfinished run by.
+
+    `compare` adds the keys runs are compared on (`space.policy`, `space.pool`, `space.K`, `space.l`,
+    `space.seed`); without it only `space.seed` (curation does not depend on the bandit)."""
+    from space.config import compare_keys, fingerprint
+    from space.provenance import code_version
+
+    keys = compare_keys(recipe) if compare else {"space.seed": str(recipe.seed)}
+    return {"space.stage": stage, "space.recipe": recipe.name, **keys,
+            "space.selection": recipe.curate.selection.selection, "space.model": model["name"],
+            "space.fingerprint": fingerprint(key, code_version(), *key_parts)}
+
+
 def _flow_run_tags() -> dict[str, str]:
     """The Prefect flow run's id and, when a Prefect UI is configured, the URL of its page."""
     from prefect.runtime import flow_run

@@ -20,7 +20,7 @@ from prefect.runtime import task_run
 
 from space.config import EvalConfig, TrainConfig, VerifierConfig
 from space.engines import EngineConfig
-from tasks.common import CACHED, file_sha256, read_manifest, stage_dir, verify_files, write_manifest
+from tasks.common import CACHED, file_sha256, open_stage, open_stage_dir, stage_dir, write_manifest
 from tasks.progress import generate_with_progress, grpo_progress, progress_bar, start_engine
 from tasks.stages import STAGE_OPTIONS
 
@@ -33,10 +33,10 @@ def prepare_training(curation: dict[str, Any], model: dict[str, Any], system_pro
 
     from space.train.epoch import training_table
 
-    out = stage_dir("train-data", curation["sha"], model["sha"], system_prompt, pool, enable_thinking)
-    if (done := read_manifest(out)) is not None:
+    out, done, _ = open_stage("train-data", curation["sha"], model["sha"], system_prompt, pool, enable_thinking,
+                              inputs=(curation,))
+    if done is not None:
         return done
-    verify_files(curation)
     table, arms = training_table(pl.read_parquet(curation["path"]), AutoTokenizer.from_pretrained(model["path"]),
                                  system_prompt, pool, enable_thinking)
     table.write_parquet(out / "train.parquet")
@@ -60,10 +60,9 @@ def train_epoch(
     run_dir = stage_dir("train", data["sha"], model["sha"], cfg, verifier, seed)
     out = run_dir / f"epoch_{epoch:03d}"
     out.mkdir(parents=True, exist_ok=True)
-    if (done := read_manifest(out)) is not None:
+    out, done, start = open_stage_dir(out, data, previous)
+    if done is not None:
         return done
-    verify_files(data, previous)
-    start = time.perf_counter()
     with progress_bar(f"train epoch {epoch + 1}/{cfg.epochs}", unit="GRPO steps") as update:
         outcome = run_epoch(
             pl.read_parquet(data["path"]), data["arms"], cfg, verifier, Path(model["path"]), seed=seed, epoch=epoch,
@@ -92,11 +91,10 @@ def evaluate(model_path: str, model_sha: str, eval_split: dict[str, Any], system
     from space.data.prompting import render_prompts
     from space.data.verifiers import get_verifier
 
-    out = stage_dir("eval", model_sha, eval_split["sha"], system_prompt, verifier, cfg, engine, seed, enable_thinking)
-    if (done := read_manifest(out)) is not None:
+    out, done, start = open_stage("eval", model_sha, eval_split["sha"], system_prompt, verifier, cfg, engine, seed,
+                                  enable_thinking, inputs=(eval_split,))
+    if done is not None:
         return done
-    verify_files(eval_split)
-    start = time.perf_counter()
     table = pl.read_parquet(eval_split["path"])
     if cfg.limit is not None:
         table = table.head(cfg.limit)

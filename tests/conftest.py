@@ -21,6 +21,16 @@ import pytest  # noqa: E402  (after the environment above: imports below must se
 E2E_RECIPE = os.path.join(os.path.dirname(__file__), "recipes", "e2e.yaml")
 
 
+def pytest_collection_modifyitems(items):
+    """A test that needs the session's end-to-end run (directly or through another fixture) is an `e2e` and
+    `slow` test, whatever its own markers say: `make test-fast` must never start that run."""
+    for item in items:
+        if "e2e_run" in getattr(item, "fixturenames", ()):
+            for name in ("e2e", "slow"):
+                if name not in {m.name for m in item.iter_markers()}:
+                    item.add_marker(name)
+
+
 @pytest.fixture(scope="session")
 def e2e_recipe():
     """The small end-to-end recipe (tests/recipes/e2e.yaml), resolved."""
@@ -49,3 +59,21 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """A random-init tiny causal LM saved as a Hugging Face folder (tests/conftest_models.py), built once per
+    session and only read by the tests (engines, likelihood, console progress, server pools)."""
+    from conftest_models import make_tiny_model_dir
+
+    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="module")
+def embedder(one_torch_thread):
+    """The default sentence embedder (all-MiniLM-L6-v2 from its wheel) on CPU, loaded per module because it runs
+    under the module's single torch thread (`one_torch_thread`)."""
+    from space.curate.embedding import EmbeddingConfig, load_embedder
+
+    return load_embedder(EmbeddingConfig(device="cpu"))

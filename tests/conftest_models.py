@@ -4,7 +4,8 @@
     model_dir = make_tiny_model_dir(tmp_path / "tiny")
 
 The built-in tiny model's character tokenizer and chat template with a random-init Llama of hidden 128,
-2 heads (head dim 64: vLLM's CPU attention rejects small head dims, stack.md 5), 2 layers, untied output.
+2 heads (head dim 64: vLLM's CPU attention rejects small head dims, docs/libraries.md), 2 layers, untied
+output.
 The weights are random (seeded), so outputs are gibberish but deterministic: enough to test engines'
 shapes, seeding and agreement between backends without the minutes an SFT build takes.
 """

@@ -198,6 +198,8 @@ def test_unknown_run_id_and_empty_filter_are_named(two_runs):
     assert "no runs in experiment 'space' match" in empty.output and "no-such-policy" in empty.output
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_allocation_comes_from_the_arm_tables_and_agrees_with_the_share_metrics(two_runs):
     from mlflow.tracking import MlflowClient
 

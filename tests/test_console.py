@@ -87,13 +87,6 @@ def test_adapters_turn_library_callbacks_into_updates():
     assert calls == [(50, 60, "loss 1.235"), (1, 4, "reward 0.500"), (2, 4, "")]
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from conftest_models import make_tiny_model_dir
-
-    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny"))
-
-
 def test_engine_progress_reports_every_piece_and_changes_no_completion(tiny_dir, monkeypatch, capsys):
     from space.engines import EngineConfig, make_engine
 
@@ -173,6 +166,7 @@ def test_summary_renders_exact_rows_accuracy_and_ids():
     ]
 
 
+@pytest.mark.server  # the flow starts Prefect's temporary local server
 def test_stage_options_record_computed_and_cached_task_runs():
     import tasks  # noqa: F401  (Prefect's home and result storage under the test SPACE_HOME)
     from prefect import flow, task
@@ -200,6 +194,7 @@ def _uses_numpy(x):
     return np.sum(x)
 
 
+@pytest.mark.server  # the flow starts Prefect's temporary local server
 def test_stage_tasks_leave_stdout_to_library_code_under_a_printing_flow():
     """dill reads a function's globals off `dis.dis` written to a swapped `sys.stdout` (datasets fingerprints
     TRL's maps so). Under a flow with log_prints, a plain task loses that output to Prefect's log; a stage

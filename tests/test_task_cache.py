@@ -204,3 +204,20 @@ def test_editing_a_function_in_a_copy_of_the_package_recomputes_the_stage(tmp_pa
     edited = _probe_in_copy(tmp_path / "code", home)
     assert first[0] == "Completed" and again == ("Cached", first[1])
     assert edited[0] == "Completed" and edited[1] != first[1]
+
+
+def test_open_stage_reuses_a_finished_folder_and_checks_inputs_only_for_a_stage_that_runs(tmp_path, monkeypatch):
+    from tasks.common import ArtifactError, open_stage, write_manifest
+
+    monkeypatch.setenv("SPACE_HOME", str(tmp_path))
+    first = open_stage("probe", "a")
+    assert first.done is None and first.dir.is_dir() and first.dir.is_relative_to(tmp_path)
+    (first.dir / "x.txt").write_text("x")
+    write_manifest(first.dir, {"n": 1})
+    again = open_stage("probe", "a")
+    assert again.dir == first.dir and again.done["n"] == 1
+    upstream = {"path": str(tmp_path / "up.txt"), "sha": "0" * 16}
+    (tmp_path / "up.txt").write_text("not what the manifest recorded")
+    with pytest.raises(ArtifactError, match="up.txt: content differs"):
+        open_stage("probe", "b", inputs=(upstream,))
+    assert open_stage("probe", "a", inputs=(upstream,)).done["n"] == 1  # finished: its inputs are not re-read

@@ -1,5 +1,5 @@
-"""Work-pool deployments (infra/prefect.yaml, infra/deploy.sh): the shipped default recipe is the builtin one,
-and against a real `prefect server start` a deployment runs on a process worker and completes."""
+"""Work-pool deployments (prefect.yaml at the repository root, infra/deploy.sh): the shipped default recipe is the
+builtin one, and against a real `prefect server start` a deployment runs on a process worker and completes."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ DEPLOY = str(REPO / "infra" / "deploy.sh")
 
 
 def _deployments() -> list[dict]:
-    return yaml.safe_load((REPO / "infra" / "prefect.yaml").read_text())["deployments"]
+    return yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
 
 
 def test_prefect_yaml_deploys_the_builtin_recipe_on_the_space_pool():

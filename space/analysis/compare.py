@@ -3,7 +3,7 @@
 Pure: takes one plain dict per run (a "run record", built from MLflow by `tasks.compare`) and returns
 table rows, markdown, a polars frame and matplotlib figures. A value a run did not log is None in the
 record and "-" in every rendered table (never 0). The pass@1 change and its paired 95% CI are the ones the
-run logged (`space.train.evaluation.paired_gain`); nothing is re-estimated here.
+run logged (`space.analysis.gain.paired_gain`); nothing is re-estimated here.
 
 A run record:
     {"run_id": "...", "run_name": "...", "policy": "ts_lp", "pool": "reduced", "K": 3, "l": 4, "seed": 3,

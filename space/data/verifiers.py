@@ -19,7 +19,7 @@ complete explicit answer marker that the extract mode reads - a closed `<answer>
 length check (space/data/lengths.py) uses the same rule to decide how many tokens an answer needs.
 
 Verifiers are safe to call from worker threads: math-verify's signal-based timeouts are switched off
-outside the main thread (they only work there, see stack.md section 9).
+outside the main thread (they only work there, see docs/libraries.md, reasoning-gym and math-verify).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from space.registry import Registry
 
@@ -231,7 +233,7 @@ class MathVerifier:
         self.extract = extract
 
     def __call__(self, completions, *, answer, metadata=None, truncated=None, **columns):
-        # signal.alarm timeouts only work in the main thread (stack.md section 9)
+        # signal.alarm timeouts only work in the main thread (docs/libraries.md, math-verify)
         timeout = 5 if threading.current_thread() is threading.main_thread() else None
         return [_math_score(text, str(gold), timeout)
                 for _, text, gold, _ in _rows(completions, answer, metadata, truncated, self.extract)]
@@ -336,3 +338,13 @@ def numeric_verifier(extract: ExtractMode = "auto", rel_tol: float = 1e-6) -> Ve
 def solved_flags(scores: Sequence[float | None], theta_solve: float = 1.0) -> list[bool | None]:
     """c(x, y) = 1[R >= theta_solve]; None stays None (unjudged is not unsolved)."""
     return [None if s is None else bool(s >= theta_solve) for s in scores]
+
+
+class VerifierConfig(BaseModel):
+    """How completions are scored and when a completion counts as solved (the recipe's `verifier` section)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: VerifierName = Field("reasoning_gym", description="a registered verifier name (space/data/verifiers.py)")
+    extract: ExtractMode = Field("auto", description="how the answer is cut out of a completion (none: the whole text)")
+    theta_solve: float = Field(1.0, ge=0.0, le=1.0, description="a completion is solved when its score >= this")

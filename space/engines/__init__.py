@@ -9,9 +9,9 @@ adds special tokens of its own (no second BOS), as TRL's GRPO trainer does when 
 
 **Seeds.** Every prompt gets its own seed, `derive_seed(seed, "engine-prompt", prompt_id, occurrence)`
 (space/seeding.py), stable across processes and Python versions (`hash()` is salted per process). One seed shared by all
-prompts makes samples of different prompts nearly identical in vLLM (stack.md 5), hence one SamplingParams
-per prompt. Without prompt_ids the key is a hash of the prompt text; a key that repeats inside one call gets
-its occurrence number mixed in, so repeated prompts still get independent samples.
+prompts makes samples of different prompts nearly identical in vLLM (docs/libraries.md, vLLM on CPU),
+hence one SamplingParams per prompt. Without prompt_ids the key is a hash of the prompt text; a key that
+repeats inside one call gets its occurrence number mixed in, so repeated prompts still get independent samples.
 
 **Greedy.** temperature == 0 decodes greedily once per prompt and repeats that completion n times (all n are
 identical by definition; no wasted compute). Seeds play no role then.
@@ -90,7 +90,7 @@ class EngineConfig(BaseModel):
     )
     gpu_memory_utilization: float | None = Field(
         None, gt=0.0, le=1.0, description="vllm: share of GPU memory, or on CPU of machine RAM, vLLM may reserve; "
-        "None = 0.3 on CPU (vLLM's 0.92 refuses to start beside other processes, stack.md 12), 0.9 on GPU"
+        "None = 0.3 on CPU (vLLM's 0.92 refuses to start beside other processes: docs/libraries.md), 0.9 on GPU"
     )
     enforce_eager: bool | None = Field(
         None, description="vllm: skip graph capture/compilation; None = True on CPU, False on GPU"

@@ -71,7 +71,7 @@ def in_process_threads(threads: int | None) -> Iterator[None]:
 
 
 def vllm_engine_kwargs(cfg: EngineConfig, model_dir: str | Path, gpu: bool) -> dict[str, Any]:
-    """Arguments for vllm.LLM with the CPU/GPU defaults of stack.md 5 and 12.
+    """Arguments for vllm.LLM with the CPU/GPU defaults of docs/libraries.md (vLLM on CPU).
 
     On CPU, chunked prefill is switched off: when a seeded request's prompt is split across steps, vLLM rewinds
     its torch.Generator with `set_offset`, which CPU generators do not support, and the engine dies with
@@ -125,8 +125,8 @@ def torch_set_num_threads_kept() -> Iterator[None]:
 class VLLMEngine(BaseEngine):
     """In-process `vllm.LLM`; one SamplingParams per prompt with its own seed and n, max_tokens always set.
 
-    Same seed and inputs reproduce exactly (stack.md 5). On CPU the engine core runs in this process
-    (`vllm_cpu_env`); close() shuts it down and frees its KV cache (measured: four engines opened and closed
+    Same seed and inputs reproduce exactly (docs/libraries.md, vLLM on CPU). On CPU the engine core runs in this
+    process (`vllm_cpu_env`); close() shuts it down and frees its KV cache (measured: four engines opened and closed
     in turn leave 70 MB of 0.9 GB). On GPU it is vLLM's spawned process; close() asks it to exit.
     """
 

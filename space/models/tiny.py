@@ -8,8 +8,9 @@ able on the builtin reasoning-gym mix (space/data/builtin_tasks.py) without down
 
 The directory loads with `AutoTokenizer`, `AutoModelForCausalLM` and `vllm.LLM`. Prompts go through the
 tokenizer's chat template, `Q: {question}\\nA: `, and the model answers with the bare answer and `</s>`.
-Recipes follow stack.md section 11 (char-level WordLevel tokenizer, Llama config with head dim 64, which
-vLLM's CPU attention needs). `space_manifest.json` is written last: its presence means "complete".
+Built as docs/libraries.md describes (Tokenizers, the tiny model and SmolLM2): a char-level WordLevel tokenizer
+and a Llama config with head dim 64, which vLLM's CPU attention needs. `space_manifest.json` is written last:
+its presence means "complete".
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from space.data.prompting import render_prompts
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")  # ids 0, 1, 2, 3
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
-HEAD_DIM = 64  # vLLM's CPU attention rejects small head dims (16 fails), 64 runs (stack.md 5)
+HEAD_DIM = 64  # vLLM's CPU attention rejects small head dims (16 fails), 64 runs (docs/libraries.md, vLLM on CPU)
 
 # User turns become "Q: ...\n", the generation prompt is "A: ", assistant turns end with </s>.
 # System messages are ignored: the tiny model was never trained on them.
@@ -101,7 +102,7 @@ def build_tokenizer() -> Any:
     core = Tokenizer(models.WordLevel(build_vocab(), unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")  # one token per character
     core.decoder = decoders.Fuse()  # join characters back without spaces
-    # padding_side must go to the constructor: set afterwards it is not saved (stack.md 11)
+    # padding_side must go to the constructor: set afterwards it is not saved (docs/libraries.md)
     return PreTrainedTokenizerFast(
         tokenizer_object=core,
         bos_token="<s>",

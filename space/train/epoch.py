@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from space.config import TrainConfig, VerifierConfig
+from space.data.verifiers import VerifierConfig
+from space.train.config import TrainConfig
 
 
 @dataclass

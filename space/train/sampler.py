@@ -1,4 +1,4 @@
-"""Adapter between the bandit's plan and TRL's GRPOTrainer (method.md section 3, stack.md section 4).
+"""Adapter between the bandit's plan and TRL's GRPOTrainer (method.md section 3, docs/libraries.md, TRL).
 
 `ClusterPromptPicker` turns an arm-per-slot plan into dataset row indices (uniform without replacement
 inside a cluster, reshuffled when used up); `EpochSampler` serves one epoch's fixed list of row indices in

@@ -115,13 +115,6 @@ def test_gpu_choice_follows_faiss():
 RG_TASKS = ["basic_arithmetic", "leg_counting", "spell_backward", "number_sorting", "gcd"]
 
 
-@pytest.fixture(scope="module")
-def embedder(one_torch_thread):
-    from space.curate.embedding import EmbeddingConfig, load_embedder
-
-    return load_embedder(EmbeddingConfig(device="cpu"))
-
-
 def task_ari(embedder, questions: list[str], tasks: list[str]) -> float:
     """Embed, semantic-only features (w_d = 0), K = number of tasks, ARI of clusters vs task labels."""
     from space.curate.embedding import embed_texts

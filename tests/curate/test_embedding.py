@@ -14,7 +14,6 @@ from space.curate.embedding import (
     embed_prompts,
     embed_texts,
     embedding_dim,
-    load_embedder,
     load_embeddings,
     resolve_model_path,
     save_embeddings,
@@ -31,11 +30,6 @@ TEXTS = [
     "Sort these numbers in ascending order: 19.0, -26.01, -5.19",
     "Find the Greatest Common Divisor (GCD) of these numbers: 780, 461.",
 ]
-
-
-@pytest.fixture(scope="module")
-def embedder(one_torch_thread):
-    return load_embedder(EmbeddingConfig(device="cpu"))
 
 
 def test_builtin_resolves_to_bundled_files():

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest_models import make_tiny_model_dir
 
 from space.curate.likelihood import answer_logprobs, gold_forms
 from space.engines import EngineConfig, make_engine
@@ -15,11 +14,6 @@ from space.engines import EngineConfig, make_engine
 PROMPTS = ["Q: What is 2+3?\nA: ", "Q: spell cat backwards\nA: ", "Q: hi\nA: "]
 ANSWERS = ["5", "tac", "hello there"]
 EOS_ID = 2  # conftest_models' tiny model
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return make_tiny_model_dir(tmp_path_factory.mktemp("likelihood") / "tiny")
 
 
 def by_hand(model_dir: Path, prompt: str, answer: str, temperature: float) -> float:

@@ -7,10 +7,7 @@ Nothing here builds an engine at import time, so the module is safe under a spaw
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from conftest_models import make_tiny_model_dir
 from conftest_servers import start_vllm_server, stop_process, wait_vllm_healthy
 
 from space.engines import (
@@ -28,11 +25,6 @@ from space.engines import (
 PROMPTS = ["Q: What is 2+3?\nA: ", "Q: hi\nA: ", "Q: spell cat backwards\nA: "]
 IDS = ["p-add", "p-hi", "p-rev"]
 MAX_TOKENS = 24
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return make_tiny_model_dir(tmp_path_factory.mktemp("engines") / "tiny")
 
 
 @pytest.fixture(scope="module")

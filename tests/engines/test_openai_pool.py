@@ -12,10 +12,8 @@ import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
-from conftest_models import make_tiny_model_dir
 from conftest_servers import start_vllm_server, stop_process, wait_vllm_healthy
 
 from space.engines import EngineConfig, make_engine
@@ -29,11 +27,6 @@ IDS = [f"q{i}" for i in range(40)]
 LONG_PROMPTS = [f"Q: What is {i}+{2 * i + 1}?\nA: " for i in range(160)]
 LONG_IDS = [f"q{i}" for i in range(160)]
 N, MAX_TOKENS = 4, 24
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return make_tiny_model_dir(tmp_path_factory.mktemp("pool") / "tiny")
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,7 @@ WRITTEN_BEFORE_MANIFEST: set[str] = set()
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, sft_items) -> Path:
+def built_dir(tmp_path_factory, sft_items) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "model"
     out.mkdir()
     (out / MANIFEST_NAME).write_text("{}")  # a stale manifest from an earlier, interrupted build
@@ -166,19 +166,19 @@ def test_sft_loss_decreases_and_is_reproducible(sft_items):
 # ------------------------------------------------------------------------------------------------ bootstrap
 
 
-def test_bootstrap_writes_a_directory_that_transformers_reloads_and_generates_from(tiny_dir):
+def test_bootstrap_writes_a_directory_that_transformers_reloads_and_generates_from(built_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    files = {p.name for p in tiny_dir.iterdir()}
+    files = {p.name for p in built_dir.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", MANIFEST_NAME} <= files
     assert files - {MANIFEST_NAME} <= WRITTEN_BEFORE_MANIFEST  # the manifest came last
     assert MANIFEST_NAME not in WRITTEN_BEFORE_MANIFEST  # the stale one was removed before the build
-    manifest = read_manifest(tiny_dir)
+    manifest = read_manifest(built_dir)
     assert manifest["kind"] == "space-tiny" and len(manifest["sft_items_sha256"]) == 64
     assert manifest["metrics"]["sft/steps"] == SMALL.sft_steps
 
-    tok = AutoTokenizer.from_pretrained(tiny_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    tok = AutoTokenizer.from_pretrained(built_dir)
+    model = AutoModelForCausalLM.from_pretrained(built_dir)
     assert tok.padding_side == "left"
     prompts = render_prompts(tok, ["rev abc", "count a in banana"])
     batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -195,20 +195,20 @@ def test_read_manifest_is_none_for_an_unfinished_directory(tmp_path):
 
 @pytest.mark.vllm
 @pytest.mark.slow
-def test_vllm_loads_the_bootstrapped_directory_and_agrees_with_transformers(tiny_dir):
+def test_vllm_loads_the_bootstrapped_directory_and_agrees_with_transformers(built_dir):
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from vllm import LLM, SamplingParams
 
-    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    tok = AutoTokenizer.from_pretrained(built_dir)
     prompts = render_prompts(tok, ["rev abc", "pal aab", "rot90\n1 2\n3 4"])
-    llm = LLM(model=str(tiny_dir), dtype="float32", max_model_len=256, enforce_eager=True, seed=0,
+    llm = LLM(model=str(built_dir), dtype="float32", max_model_len=256, enforce_eager=True, seed=0,
               gpu_memory_utilization=0.2)
     try:
         outs = llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=8), use_tqdm=False)
     finally:
         llm.llm_engine.engine_core.shutdown()  # else vLLM force-kills its engine process at exit
-    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    model = AutoModelForCausalLM.from_pretrained(built_dir)
     for prompt, out in zip(prompts, outs, strict=True):
         ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
         hf = model.generate(**ids, max_new_tokens=8, do_sample=False)[0, ids["input_ids"].shape[1]:].tolist()

@@ -1,5 +1,5 @@
 """space/train/evaluation.py: greedy accuracy, pass@1 and the truncated share, hand-counted on scripted completions
-and checked against a real transformers engine's finish reasons; the paired gain of a run over its base model."""
+and checked against a real transformers engine's finish reasons."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from conftest_models import make_tiny_model_dir
 
 from space.engines import Completion, EngineConfig, make_engine
-from space.train.evaluation import evaluate, paired_gain
+from space.train.evaluation import evaluate
 from space.data.verifiers import get_verifier
 
 TABLE = pl.DataFrame({"prompt_id": ["a", "b"], "source": ["s1", "s2"], "answer": ["4", "7"],
@@ -48,19 +48,3 @@ def test_truncated_share_matches_a_real_engines_finish_reasons(tmp_path):
     assert per_prompt["truncated"].to_list() == expected
     assert 0 < sum(expected) < 10  # the random tiny model stops early sometimes, not always
     assert metrics["eval/all/truncated"] == pytest.approx(sum(expected) / 10)
-
-
-def test_paired_gain_matches_prompts_by_id_and_drops_unjudged_ones():
-    base = pl.DataFrame({"prompt_id": ["a", "b", "c", "d"], "pass1": [0.0, 0.5, None, 1.0]})
-    final = pl.DataFrame({"prompt_id": ["d", "c", "b", "a"], "pass1": [1.0, 0.25, 0.75, 0.25]})
-    gain = paired_gain(base, final)
-    # differences a: +0.25, b: +0.25, d: 0 (c unjudged at base). Resampled means of three: the smallest, 0,
-    # has probability (1/3)^3 = 3.7% > 2.5% and the largest, 0.25, (2/3)^3 = 30%: the interval is [0, 0.25]
-    assert gain == pytest.approx({"base": 0.5, "final": 2 / 3, "diff": 1 / 6, "lo": 0.0, "hi": 0.25,
-                                  "prompts": 3, "dropped": 1})
-
-
-def test_paired_gain_needs_the_column_in_both_tables():
-    table = pl.DataFrame({"prompt_id": ["a"], "pass1": [0.5]})
-    with pytest.raises(ValueError, match="final eval table lacks columns \\['greedy'\\]"):
-        paired_gain(table.with_columns(greedy=pl.lit(1.0)), table, column="greedy")

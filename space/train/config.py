@@ -1,0 +1,34 @@
+"""The train phase's configuration (the recipe's `train` section): epochs, slots, the GRPO update, the bandit.
+
+It lives beside the code it configures, so `space/train/epoch.py` needs nothing from the aggregate
+`space/config.py`, which only assembles the sections into a `Recipe`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from space.train.active_pool import RefillConfig
+from space.train.bandit import BanditConfig
+from space.train.grpo import GRPOSettings
+
+
+class TrainConfig(BaseModel):
+    """Phase 2: bandit-paced GRPO in epochs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(3, gt=0, description="T: number of epochs")
+    slots_per_epoch: int = Field(8, gt=0, description="M: prompt slots per epoch (M/B optimiser steps)")
+    grpo: GRPOSettings = Field(default_factory=GRPOSettings, description="the GRPO update (TRL's GRPOTrainer)")
+    bandit: BanditConfig = Field(default_factory=BanditConfig, description="how each epoch's slots go to the arms")
+    pool: Literal["reduced", "full", "refill", "informative"] = Field(
+        "reduced", description="train on the curated reduced pool; on the whole pool with every prompt in its "
+        "cluster's arm (with `uniform`: plain GRPO; with a bandit policy: the no-reduction ablation); or refill: "
+        "the reduced pool as the first active set, spent prompts replaced from their cluster each epoch "
+        "(space/train/active_pool.py, settings under `refill`); or informative: every prompt whose reference "
+        "solve rate lies strictly between 0 and 1 (a cluster without one keeps all its prompts)"
+    )
+    refill: RefillConfig = Field(default_factory=RefillConfig, description="how pool: refill retires and refills")
