@@ -126,6 +126,48 @@ def test_data_unreadable_parquet_names_the_file(tmp_path):
         load_split(DataConfig(source="hf", path=str(tmp_path / "pool.parquet"), eval_split=None), "pool")
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_data_level_outside_int64_is_a_bad_row_naming_file_and_line(tmp_path, suffix):
+    path = tmp_path / f"pool{suffix}"
+    if suffix == ".jsonl":
+        _lines(path, json.dumps({**GOOD, "level": 1}), json.dumps({"question": "b?", "answer": "2", "level": 10**30}))
+    else:  # polars reads this column as i128
+        path.write_text(f"question,answer,level\na?,1,1\nb?,2,{10**30}\n")
+    table, report = load_split(DataConfig(source="hf", path=str(path), eval_split=None, level_column="level"), "pool")
+    assert table["level"].to_list() == [1]
+    assert report.bad_rows[0]["where"] == f"{path} line {2 if suffix == '.jsonl' else 3}"
+    assert report.bad_rows[0]["problem"] == f"{10**30} is outside the int64 range of levels"
+
+
+def test_data_csv_rows_with_a_missing_or_extra_field_are_bad_rows_and_the_hold_out_says_so(tmp_path):
+    path = tmp_path / "pool.csv"
+    path.write_text("question,answer\nWhat is 1+1?,2\nWhat is 2+2?\nWhat is 3+3?,6,extra\n")
+    table, report = load_split(DataConfig(source="hf", path=str(path), eval_split=None), "pool")
+    assert table["question"].to_list() == ["What is 1+1?"]
+    assert [(b["where"], b["problem"]) for b in report.bad_rows] == [
+        (f"{path} line 3", "1 field where the header has 2"), (f"{path} line 4", "3 fields where the header has 2")]
+    with pytest.raises(DataError, match=r"eval_fraction needs at least 2 usable rows to hold some out, got 1: .*"
+                       r"read 3 rows, kept 1; skipped 2 bad.*line 3: 1 field where the header has 2"):
+        load_split(DataConfig(source="hf", path=str(path), eval_fraction=0.3), "pool")
+
+
+def test_data_same_question_with_different_answers_is_a_bad_row_group_naming_the_lines(tmp_path):
+    rows = [{"question": "What is 2+2?", "answer": "4"}, *_numbered(2), {"question": "what is  2+2?", "answer": "5"}]
+    table, report = _pool(tmp_path / "pool.jsonl", rows)
+    assert table.height == 2 and "What is 2+2?" not in table["question"].to_list()
+    assert [b["where"] for b in report.bad_rows] == [f"{tmp_path / 'pool.jsonl'} line {n}" for n in (1, 4)]
+    assert "'4' at " in report.bad_rows[0]["problem"] and "line 4)" in report.bad_rows[0]["problem"]
+    with pytest.raises(BadRowsError, match=r"pool.jsonl line 1, field 'answer': conflicts with another row: the same "
+                       r"question 'What is 2\+2\?' has 2 different answers \('4' at .*line 1, '5' at .*line 4\)"):
+        _pool(tmp_path / "pool.jsonl", rows, bad_rows="reject")
+
+
+def test_data_eval_set_holding_every_pool_row_is_named_not_a_pca_error(tmp_path):
+    path = _lines(tmp_path / "pool.jsonl", *(json.dumps(r) for r in _numbered(4)))
+    with pytest.raises(DataError, match=r"all 4 pool rows also appear in the eval set \(.*pool.jsonl\)"):
+        load_split(DataConfig(source="hf", path=str(path), eval_path=str(path)), "pool")
+
+
 def test_data_more_clusters_than_prompts_names_the_key():
     from space.curate.clustering import ClusterConfig, cluster_features
 
@@ -144,11 +186,31 @@ def test_data_more_clusters_than_prompts_names_the_key():
     ("engine.kind=vllmm", "engine.kind"),  # unknown engine
     ("curate.selection.selection=farthst", "curate.selection.selection"),  # unknown selection rule
     ("data.eval_fraction=1.5", "data.eval_fraction"),  # out of range
+    ("seed=-1", "seed: Input should be greater than or equal to 0"),  # refused at load, not in the first epoch
+    ("data.seed=-1", "data.seed"),
 ])
 def test_recipe_bad_value_fails_at_load_naming_key_and_file(override, named):
     with pytest.raises(RecipeError) as err:
         load_recipe("builtin", [override])
     assert named in str(err.value) and "space/recipes/builtin.yaml" in str(err.value)
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("base: builtin\nseed: !!python/object/apply:os.system [\"touch {dir}/pwned\"]\n", 2),  # a tag safe_load refuses
+    ("base: builtin\ntrain:\n  epochs: [3\n", 4),  # a syntax error (the flow sequence never closes)
+])
+def test_recipe_yaml_with_a_foreign_tag_or_a_syntax_error_is_a_recipe_error_naming_file_and_line(tmp_path, text, line):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(text.replace("{dir}", str(tmp_path)))
+    with pytest.raises(RecipeError, match=rf"bad.yaml line {line}, column \d+: not a valid recipe YAML"):
+        load_recipe(str(recipe))
+    result = CliRunner().invoke(app, ["recipe", "--recipe", str(recipe)])
+    assert result.exit_code == 2 and f"bad.yaml line {line}" in result.output
+    assert "unexpected error" not in result.output and not (tmp_path / "pwned").exists()
 
 
 # ------------------------------------------------------------------------------------------------ models
