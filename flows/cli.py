@@ -20,7 +20,7 @@ import typer
 
 app = typer.Typer(help="SPaCe: self-paced curriculum RL fine-tuning on Prefect and MLflow.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-_STATE = {"debug": False, "verbose": False}
+_STATE: dict[str, Any] = {"debug": False, "verbose": False}
 # Errors the user can fix (a bad recipe, data file, artifact, verifier or path): a paragraph, exit 2.
 # Anything else is likely a bug: the same paragraph, exit 1. `--debug` shows the traceback of both.
 KNOWN_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError, RuntimeError)
@@ -55,11 +55,12 @@ class _NoTraceback(logging.Filter):
 
 def _set_up_console() -> None:
     """Without --debug, console log handlers print no tracebacks (Prefect's API handler still records them,
-    so the Prefect UI shows them); the error itself ends the command as one paragraph. Without --verbose, the
+    so the Prefect UI shows them), and without --verbose either, no ERROR lines about failed task and flow runs;
+    the error itself ends the command as one paragraph. Without --verbose, the
     console shows warnings and errors only (flows/console.py); with rich bars, log lines print above them."""
     from prefect.logging.configuration import ensure_logging_setup
 
-    from flows.console import console_handlers, quiet_loggers, route_logs_above_bars
+    from flows.console import NoRunFailures, console_handlers, quiet_loggers, route_logs_above_bars
     from tasks.progress import progress_mode
 
     ensure_logging_setup()  # Prefect's handlers exist from here on (later setups are incremental)
@@ -69,6 +70,8 @@ def _set_up_console() -> None:
     if not _STATE["debug"]:
         for handler in console_handlers():
             handler.addFilter(_NoTraceback())
+            if not _STATE["verbose"]:
+                handler.addFilter(NoRunFailures())
 
 
 def _describe_error(err: BaseException) -> str:
@@ -119,6 +122,24 @@ def _resolve(recipe: str, overrides: list[str] | None):
     return resolved
 
 
+def _probe(command: str) -> None:
+    """First thing in a command: MLflow and Prefect reachable (flows/preflight.py), in seconds."""
+    from flows.preflight import probe_services
+
+    _STATE["services"] = probe_services(command, typer.echo)
+
+
+def _preflight(command: str, recipes: dict[str, Any], runs: int = 1) -> None:
+    """The checks every command runs before any model, engine or embedding loads (flows/preflight.py): one
+    block on the console; a failure ends the command as one paragraph, exit 2."""
+    from flows.preflight import preflight
+    from flows.watchdog import start_watchdog
+
+    if command != "compare" and "watchdog" not in _STATE:  # stops what this command starts, should it be killed
+        _STATE["watchdog"] = start_watchdog()
+    preflight(command, recipes, typer.echo, runs, _STATE.pop("services", None))
+
+
 @app.command()
 @friendly_errors
 def recipe(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
@@ -145,7 +166,9 @@ def recipes() -> None:
 @friendly_errors
 def bootstrap_model(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
     """Build (tiny), convert (smollm2-135m) or locate the recipe's policy model."""
+    _probe("bootstrap-model")
     resolved = _resolve(recipe, set)
+    _preflight("bootstrap-model", {resolved.name: resolved})
     from flows.bootstrap import bootstrap_flow
 
     model = bootstrap_flow(resolved)
@@ -164,7 +187,9 @@ def curate(
 ) -> None:
     """Phase 1: embed, estimate difficulty, cluster and keep representatives (or, with --add, place new prompts)."""
     start = time.monotonic()
+    _probe("curate")
     resolved = _resolve(recipe, set)
+    _preflight("curate", {resolved.name: resolved})
     from flows.bootstrap import bootstrap_flow
     from flows.console import render_summary, stage_rows
     from flows.curate import curate_add_flow, curate_flow
@@ -187,7 +212,9 @@ def curate(
 def train(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
     """Phase 2: bandit-paced GRPO epochs on the curated pool (runs bootstrap and curation first, cached)."""
     start = time.monotonic()
+    _probe("train")
     resolved = _resolve(recipe, set)
+    _preflight("train", {resolved.name: resolved})
     from flows.bootstrap import bootstrap_flow
     from flows.console import accuracy_pairs, render_summary, stage_rows
     from flows.curate import curate_flow
@@ -214,7 +241,9 @@ def run(
 ) -> None:
     """The main job: bootstrap -> curate -> train -> final eval, as one Prefect flow and one MLflow parent run."""
     start = time.monotonic()
+    _probe("run")
     resolved = _resolve(recipe, set)
+    _preflight("run", {resolved.name: resolved})
     from flows.console import run_summary
     from flows.run import run_flow
     from tasks.gain import describe_gains
@@ -235,6 +264,7 @@ def bench(
     out: Annotated[Path | None, typer.Option(help="results folder (default: SPACE_HOME/bench/<name>)")] = None,
 ) -> None:
     """Run a grid of arms x seeds at one rollout budget and write a report (markdown + figures)."""
+    _probe("bench")
     from space.analysis.bench import BenchSpecError, load_bench_spec, resolve_cells
 
     try:
@@ -245,6 +275,9 @@ def bench(
         raise typer.Exit(2) from None
     _set_up_console()  # the console of `space run`: progress lines, no library INFO logs unless --verbose
     typer.echo(f"bench {parsed.name}: {len(parsed.arms)} arms x {len(parsed.seeds)} seeds = {len(cells)} cells")
+    from flows.preflight import bench_recipes
+
+    _preflight("bench", bench_recipes(cells), runs=len(cells))
     from flows.bench import run_bench
     from flows.console import render_summary, stage_rows
     from tasks.stages import RECORDED
@@ -293,6 +326,7 @@ def compare(
     from tasks.tracking import EXPERIMENT
 
     tags = _parse_tags(tag)
+    _preflight("compare", {})
     name = experiment or EXPERIMENT
     records = run_records(name, tags, list(run or []))
     folder = out or space_home() / "compare" / datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -327,7 +361,9 @@ def serve(
         typer.echo("serve needs a Prefect server: run `prefect server start` (see infra/servers.sh) and set "
                    "PREFECT_API_URL=http://127.0.0.1:4200/api; the temporary local server runs no scheduler", err=True)
         raise typer.Exit(2)
+    _probe("serve")
     resolved = _resolve(recipe, set)
+    _preflight("serve", {resolved.name: resolved})
     from flows.run import run_flow
     from flows.serve import serve_flow
 

@@ -3,7 +3,9 @@
 Quiet (the default): vLLM logs errors only, transformers, datasets, sentence-transformers, torch, httpx and
 MLflow warnings and errors, library tqdm bars and FutureWarnings are off, and Prefect's console handlers print
 warnings and errors (Prefect's API handler still records every INFO line, so the Prefect UI keeps the full log).
-`--verbose` leaves all of them at their own defaults. Progress bars come from `tasks.progress`.
+`--verbose` leaves all of them at their own defaults. Prefect's ERROR lines about a failed task or flow run stay
+off the console unless `--verbose` or `--debug` (`NoRunFailures`): the command's own paragraph says what failed.
+Progress bars come from `tasks.progress`.
 """
 
 from __future__ import annotations
@@ -53,6 +55,17 @@ def quiet_loggers(verbose: bool) -> None:
         logging.getLogger(name).setLevel(level)
     for handler in console_handlers():
         handler.setLevel(max(handler.level, logging.WARNING))
+
+
+class NoRunFailures(logging.Filter):
+    """Drops Prefect's ERROR records about failed task and flow runs ("Task run ... Finished in state Failed",
+    the exception before it) from a console handler: the command ends with space's own paragraph naming the
+    culprit, and Prefect's API handler still sends the records to its log and UI."""
+
+    LOGGERS = ("prefect.task_runs", "prefect.flow_runs")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and record.name.startswith(self.LOGGERS))
 
 
 def console_handlers() -> list[logging.StreamHandler]:

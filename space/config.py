@@ -39,7 +39,7 @@ class Recipe(BaseModel):
 
     name: str = Field("builtin", description="recipe name, used in run names and tags")
     seed: int = Field(
-        0, description="the run seed: k-means initialisation, random selection, bandit, prompt picker, GRPO and "
+        0, ge=0, description="the run seed: k-means initialisation, random selection, bandit, prompt picker, GRPO and "
         "evaluation sampling derive distinct streams from it (space/seeding.py). Data generation (data.seed) and "
         "difficulty rollouts (curate.difficulty.seed) keep their own seeds, so runs of several seeds share them"
     )
@@ -113,9 +113,21 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _parse_yaml(text: str, origin: str) -> Any:
+    """`yaml.safe_load`, with a syntax error or a tag safe_load refuses (`!!python/object/apply:...`, which is
+    never constructed) reported as a RecipeError naming the file, line and column."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        where = f"{origin} line {mark.line + 1}, column {mark.column + 1}" if mark is not None else origin
+        problem = getattr(err, "problem", None) or str(err)
+        raise RecipeError(f"{where}: not a valid recipe YAML: {' '.join(str(problem).split())}") from None
+
+
 def _read_layers(name_or_path: str, seen: tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
     text, origin = _recipe_text(name_or_path)
-    data = yaml.safe_load(text) or {}
+    data = _parse_yaml(text, origin) or {}
     if not isinstance(data, dict):
         raise RecipeError(f"{origin}: a recipe must be a mapping of sections, got {type(data).__name__}")
     base = data.pop("base", None)
@@ -132,7 +144,7 @@ def parse_override(item: str) -> dict[str, Any]:
     if "=" not in item:
         raise RecipeError(f"override {item!r} must look like section.key=value")
     key, raw = item.split("=", 1)
-    value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    value: Any = _parse_yaml(raw, f"override {item!r}") if raw.strip() else ""
     for part in reversed(key.strip().split(".")):
         value = {part: value}
     return value

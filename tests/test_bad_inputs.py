@@ -6,6 +6,7 @@ field, key or prompt. CLI cases also assert a non-zero exit and no traceback unl
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -126,6 +127,48 @@ def test_data_unreadable_parquet_names_the_file(tmp_path):
         load_split(DataConfig(source="hf", path=str(tmp_path / "pool.parquet"), eval_split=None), "pool")
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_data_level_outside_int64_is_a_bad_row_naming_file_and_line(tmp_path, suffix):
+    path = tmp_path / f"pool{suffix}"
+    if suffix == ".jsonl":
+        _lines(path, json.dumps({**GOOD, "level": 1}), json.dumps({"question": "b?", "answer": "2", "level": 10**30}))
+    else:  # polars reads this column as i128
+        path.write_text(f"question,answer,level\na?,1,1\nb?,2,{10**30}\n")
+    table, report = load_split(DataConfig(source="hf", path=str(path), eval_split=None, level_column="level"), "pool")
+    assert table["level"].to_list() == [1]
+    assert report.bad_rows[0]["where"] == f"{path} line {2 if suffix == '.jsonl' else 3}"
+    assert report.bad_rows[0]["problem"] == f"{10**30} is outside the int64 range of levels"
+
+
+def test_data_csv_rows_with_a_missing_or_extra_field_are_bad_rows_and_the_hold_out_says_so(tmp_path):
+    path = tmp_path / "pool.csv"
+    path.write_text("question,answer\nWhat is 1+1?,2\nWhat is 2+2?\nWhat is 3+3?,6,extra\n")
+    table, report = load_split(DataConfig(source="hf", path=str(path), eval_split=None), "pool")
+    assert table["question"].to_list() == ["What is 1+1?"]
+    assert [(b["where"], b["problem"]) for b in report.bad_rows] == [
+        (f"{path} line 3", "1 field where the header has 2"), (f"{path} line 4", "3 fields where the header has 2")]
+    with pytest.raises(DataError, match=r"eval_fraction needs at least 2 usable rows to hold some out, got 1: .*"
+                       r"read 3 rows, kept 1; skipped 2 bad.*line 3: 1 field where the header has 2"):
+        load_split(DataConfig(source="hf", path=str(path), eval_fraction=0.3), "pool")
+
+
+def test_data_same_question_with_different_answers_is_a_bad_row_group_naming_the_lines(tmp_path):
+    rows = [{"question": "What is 2+2?", "answer": "4"}, *_numbered(2), {"question": "what is  2+2?", "answer": "5"}]
+    table, report = _pool(tmp_path / "pool.jsonl", rows)
+    assert table.height == 2 and "What is 2+2?" not in table["question"].to_list()
+    assert [b["where"] for b in report.bad_rows] == [f"{tmp_path / 'pool.jsonl'} line {n}" for n in (1, 4)]
+    assert "'4' at " in report.bad_rows[0]["problem"] and "line 4)" in report.bad_rows[0]["problem"]
+    with pytest.raises(BadRowsError, match=r"pool.jsonl line 1, field 'answer': conflicts with another row: the same "
+                       r"question 'What is 2\+2\?' has 2 different answers \('4' at .*line 1, '5' at .*line 4\)"):
+        _pool(tmp_path / "pool.jsonl", rows, bad_rows="reject")
+
+
+def test_data_eval_set_holding_every_pool_row_is_named_not_a_pca_error(tmp_path):
+    path = _lines(tmp_path / "pool.jsonl", *(json.dumps(r) for r in _numbered(4)))
+    with pytest.raises(DataError, match=r"all 4 pool rows also appear in the eval set \(.*pool.jsonl\)"):
+        load_split(DataConfig(source="hf", path=str(path), eval_path=str(path)), "pool")
+
+
 def test_data_more_clusters_than_prompts_names_the_key():
     from space.curate.clustering import ClusterConfig, cluster_features
 
@@ -144,11 +187,31 @@ def test_data_more_clusters_than_prompts_names_the_key():
     ("engine.kind=vllmm", "engine.kind"),  # unknown engine
     ("curate.selection.selection=farthst", "curate.selection.selection"),  # unknown selection rule
     ("data.eval_fraction=1.5", "data.eval_fraction"),  # out of range
+    ("seed=-1", "seed: Input should be greater than or equal to 0"),  # refused at load, not in the first epoch
+    ("data.seed=-1", "data.seed"),
 ])
 def test_recipe_bad_value_fails_at_load_naming_key_and_file(override, named):
     with pytest.raises(RecipeError) as err:
         load_recipe("builtin", [override])
     assert named in str(err.value) and "space/recipes/builtin.yaml" in str(err.value)
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("base: builtin\nseed: !!python/object/apply:os.system [\"touch {dir}/pwned\"]\n", 2),  # a tag safe_load refuses
+    ("base: builtin\ntrain:\n  epochs: [3\n", 4),  # a syntax error (the flow sequence never closes)
+])
+def test_recipe_yaml_with_a_foreign_tag_or_a_syntax_error_is_a_recipe_error_naming_file_and_line(tmp_path, text, line):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(text.replace("{dir}", str(tmp_path)))
+    with pytest.raises(RecipeError, match=rf"bad.yaml line {line}, column \d+: not a valid recipe YAML"):
+        load_recipe(str(recipe))
+    result = CliRunner().invoke(app, ["recipe", "--recipe", str(recipe)])
+    assert result.exit_code == 2 and f"bad.yaml line {line}" in result.output
+    assert "unexpected error" not in result.output and not (tmp_path / "pwned").exists()
 
 
 # ------------------------------------------------------------------------------------------------ models
@@ -344,12 +407,31 @@ def test_mlflow_unreachable_at_start_names_the_uri(monkeypatch):
 # ------------------------------------------------------------------------------------------------ CLI
 
 
-def _cli(home: Path, *args: str, debug: bool = False) -> subprocess.CompletedProcess:
+def _env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("PREFECT_HOME", "PREFECT_RESULTS_LOCAL_STORAGE_PATH", "MLFLOW_TRACKING_URI", "SPACE_DEBUG")}
-    env.update(SPACE_HOME=str(home), PYTHONPATH=str(ROOT))
+    return {**env, "SPACE_HOME": str(home), "PYTHONPATH": str(ROOT), "SPACE_PROGRESS": "plain", **extra}
+
+
+def _cli(home: Path, *args: str, debug: bool = False, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "flows.cli", *(["--debug"] if debug else []), *args],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+                          capture_output=True, text=True, env=_env(home, **env), cwd=ROOT, timeout=600)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:  # bound, never listening, closed: nothing answers there
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _plain_recipe(tmp_path: Path, rows: list[dict], *sets: str) -> tuple[str, ...]:
+    """`--set` arguments for a plain question/answer jsonl pool (a quarter held out) and a local tiny model."""
+    from conftest_models import make_tiny_model_dir
+
+    path = _lines(tmp_path / "pool.jsonl", *(json.dumps(r) for r in rows))
+    model = tmp_path / "m" if (tmp_path / "m").is_dir() else make_tiny_model_dir(tmp_path / "m")
+    sets = ("data.source=hf", f"data.path={path}", "data.eval_fraction=0.25", f"model.name={model}", *sets)
+    return tuple(a for item in sets for a in ("--set", item))
 
 
 def test_cli_bad_recipe_exits_2_with_one_paragraph(tmp_path):
@@ -370,3 +452,106 @@ def test_cli_missing_pool_file_exits_2_naming_it_and_debug_shows_the_traceback(t
     assert "nope.jsonl" in out.stderr and "Traceback" not in out.stdout + out.stderr
     debug = _cli(tmp_path / "home", *args, debug=True)
     assert debug.returncode != 0 and "Traceback" in debug.stdout + debug.stderr
+
+
+# ------------------------------------------------------------------------------------------------ pre-flight
+
+
+def test_cli_unreachable_mlflow_fails_the_preflight_in_seconds_naming_the_uri(tmp_path):
+    import time
+
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    start = time.monotonic()
+    out = _cli(tmp_path, "curate", MLFLOW_TRACKING_URI=uri)
+    elapsed = time.monotonic() - start
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"MLflow: {uri} cannot be reached" in out.stderr and "unset MLFLOW_TRACKING_URI" in out.stderr
+    assert "Retrying" not in out.stdout + out.stderr and "Traceback" not in out.stdout + out.stderr
+    assert not (tmp_path / "models").exists()  # nothing was built
+    assert elapsed < 60, elapsed  # the issue's case ran for 10 minutes; 15 s is the target on a quiet machine
+
+
+def test_preflight_unreachable_prefect_api_is_named():
+    from tasks.probes import probe_prefect
+
+    url = f"http://127.0.0.1:{_closed_port()}/api"
+    check = probe_prefect(url, timeout=2)
+    assert not check.ok and check.detail.startswith(f"{url} cannot be reached") and "PREFECT_API_URL" in check.detail
+
+
+def test_cli_reasoning_gym_verifier_on_plain_rows_fails_before_any_model_naming_the_key(tmp_path):
+    out = _cli(tmp_path / "home", "curate", *_plain_recipe(tmp_path, _numbered(12), "curate.clusters.num_clusters=2"))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "verifier.name = 'reasoning_gym'" in out.stderr and "('source_dataset')" in out.stderr
+    assert "9 of 9 pool rows" in out.stderr and "one of exact, math, numeric" in out.stderr
+    assert "verifier  FAILED" in out.stderr  # the pre-flight block, on stderr when it fails
+    assert not (tmp_path / "home" / "artifacts" / "embed").exists()  # no embedding, no engine ran
+
+
+def test_preflight_data_sizes_name_the_pool_left_and_what_curation_needs():
+    from space.preflight import pool_size_check
+
+    check = pool_size_check(1, 1, "pool: read 3 rows, kept 1; skipped 2 bad", num_clusters=4, per_cluster=2,
+                            needs_eval=True)
+    assert not check.ok
+    assert check.detail.startswith("the pool has 1 usable rows, but curation needs at least 4 "
+                                   "(curate.clusters.num_clusters = 4 clusters, and 2 rows for the features' PCA)")
+    assert check.detail.endswith("[pool: read 3 rows, kept 1; skipped 2 bad]")
+    no_eval = pool_size_check(10, None, "", num_clusters=2, per_cluster=2, needs_eval=True)
+    assert not no_eval.ok and "has none: set data.eval_path" in no_eval.detail
+    assert pool_size_check(10, 3, "", 2, 8, needs_eval=True).detail == (
+        "pool 10 rows, eval 3; K x l = 2 x 8 = 16 (no reduction: selection keeps every prompt)")
+
+
+def test_preflight_disk_below_the_estimate_fails_naming_space_home():
+    from space.preflight import GB, MB, disk_check, disk_estimate
+
+    estimate, how = disk_estimate(100 * MB, epochs=3, cells=2)
+    assert estimate == 2 * (11 * 100 * MB + GB // 2)
+    check = disk_check("/data/space", int(1.5 * GB), estimate, how)
+    assert not check.ok and check.detail.startswith("1.5 GB free under /data/space, the estimate is 3.1 GB (2 x ")
+    assert check.detail.endswith("point SPACE_HOME at a larger disk")
+    assert disk_check("/data/space", 4 * GB, estimate, how).ok
+
+
+@pytest.mark.slow
+def test_cli_failing_task_prints_only_spaces_paragraph_unless_verbose(tmp_path):
+    rows = [*_numbered(12), {"question": "x" * 3000, "answer": "1"}]  # one prompt too long for the 512 context
+    args = ("curate", *_plain_recipe(tmp_path, rows, "verifier.name=exact", "curate.clusters.num_clusters=2",
+                                     "data.bad_rows=reject"))
+    out = _cli(tmp_path / "home", *args)
+    assert out.returncode == 2, out.stdout + out.stderr
+    lines = out.stderr.splitlines()  # the paragraph and its hint, nothing else
+    assert len(lines) == 2 and lines[1] == "(run `space --debug ...` for the traceback)", out.stderr
+    assert re.match(r"error: DataError: (pool|eval): 1 prompts do not fit the model's context of 512 tokens", lines[0])
+    verbose = _cli(tmp_path / "home", "--verbose", *args)  # the lines the quiet console leaves to Prefect's log
+    assert verbose.returncode == 2 and "Finished in state Failed" in verbose.stdout + verbose.stderr
+
+
+@pytest.mark.slow
+def test_cli_run_killed_with_sigkill_leaves_no_descendant_alive(tmp_path):
+    """`space run` SIGKILLed (its pid alone, as `kill -9` does) while its difficulty rollouts run: the temporary
+    Prefect server and everything else it started are gone soon after (flows/watchdog.py)."""
+    import signal
+    import time
+
+    import psutil
+
+    args = _plain_recipe(tmp_path, _numbered(16), "verifier.name=exact", "curate.clusters.num_clusters=2",
+                         "curate.selection.per_cluster=2", "engine.kind=transformers")
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", *args], env=_env(tmp_path / "home"), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("difficulty rollouts") and "started" in line:
+            break
+    descendants = psutil.Process(proc.pid).children(recursive=True)
+    commands = [" ".join(p.cmdline()) for p in descendants]
+    assert any("prefect.server" in c for c in commands), (commands, "".join(seen)[-3000:])  # something to leave
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    start = time.monotonic()
+    _, alive = psutil.wait_procs(descendants, timeout=60)
+    assert alive == [], [(p.pid, " ".join(p.cmdline())) for p in alive]
+    assert time.monotonic() - start < 30  # the watchdog looks every 0.5 s; the server stops on SIGTERM

@@ -36,6 +36,7 @@ FLOORS: list[tuple[str, int, tuple[str, ...]]] = [
     ("scaleout", 4, ("space.scaleout",)),
     ("config", 5, ("space.config",)),
     ("analysis", 6, ("space.analysis",)),
+    ("preflight", 6, ("space.preflight",)),
     ("tasks", 7, ("tasks",)),
     ("flows", 8, ("flows",)),
 ]

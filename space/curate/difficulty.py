@@ -70,7 +70,7 @@ class DifficultyConfig(BaseModel):
         "(train.grpo.max_completion_length, filled in by Recipe.resolved)."
     )
     seed: int = Field(
-        0, description="Seed of the reference rollouts. Independent of the recipe seed on purpose: runs with "
+        0, ge=0, description="Seed of the reference rollouts. Independent of the recipe seed on purpose: runs with "
         "different seeds share one difficulty estimate (and its cache)."
     )
     measure_fraction: float = Field(

@@ -70,23 +70,54 @@ def read_json(path: Path) -> Iterator[Item]:
         yield f"{path} item {index}", row if problem is None else None, problem
 
 
+def _csv_records(path: Path) -> tuple[str, list[int], list[tuple[int, Item]]]:
+    """The CSV re-written without its ragged records, the first line of each kept record, and one bad item per
+    record with more or fewer fields than the header (polars would refuse the whole file, naming no line)."""
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(_decode(path), newline=""))
+    header = next(reader, None)
+    out, kept_lines, ragged = io.StringIO(), [], []
+    writer = csv.writer(out, lineterminator="\n")
+    if header is not None:
+        writer.writerow(header)
+    start = reader.line_num + 1
+    for record in reader:
+        if record and len(record) != len(header):
+            fields = f"{len(record)} field" + ("s" if len(record) != 1 else "")
+            ragged.append((start, (f"{path} line {start}", None, f"{fields} where the header has {len(header)}")))
+        elif record:
+            writer.writerow(record)
+            kept_lines.append(start)
+        start = reader.line_num + 1
+    return out.getvalue(), kept_lines, ragged
+
+
 def read_table(path: Path) -> Iterator[Item]:
-    """CSV (row locations are file lines, after the header) or parquet (row indices) through polars."""
+    """CSV (row locations are file lines; a record with more or fewer fields than the header is a bad row) or
+    parquet (row indices) through polars."""
+    import io
+
     import polars as pl
 
+    lines: list[int] = []
+    ragged: list[tuple[int, Item]] = []
     try:
         if path.suffix == ".csv":
-            _decode(path)
-            table = pl.read_csv(path, infer_schema_length=None)
+            text, lines, ragged = _csv_records(path)
+            table = pl.read_csv(io.StringIO(text), infer_schema_length=None)
         else:
             table = pl.read_parquet(path)
     except DataFileError:
         raise
     except Exception as err:  # polars' own errors: re-raised naming the file
         raise DataFileError(f"{path}: cannot be read as {path.suffix[1:]}: {str(err).splitlines()[0]}") from err
-    for index, row in enumerate(table.iter_rows(named=True)):
-        where = f"{path} line {index + 2}" if path.suffix == ".csv" else f"{path} row {index}"
-        yield where, row, None
+    if path.suffix != ".csv":
+        yield from ((f"{path} row {index}", row, None) for index, row in enumerate(table.iter_rows(named=True)))
+        return
+    good = [(line, (f"{path} line {line}", row, None)) for line, row in zip(lines, table.iter_rows(named=True))]
+    yield from (item for _, item in sorted([*good, *ragged], key=lambda pair: pair[0]))
 
 
 def read_file(path: Path) -> Iterator[Item]:

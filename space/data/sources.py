@@ -12,8 +12,8 @@ Sources:
   files, with a column mapping (GSM8K's `#### 42` answers are understood) and split selection.
 
 Exact duplicates (same prompt_id) are dropped and counted. Bad rows (missing or empty question or
-answer, wrong types) are counted with their row number and field, and either skipped or rejected as
-the recipe says; never silently.
+answer, wrong types, a level outside int64, one question with conflicting answers: space/data/rows.py) are
+counted with their row number and field, and either skipped or rejected as the recipe says; never silently.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +28,10 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from space.data.rows import (  # noqa: F401  (BadRowsError, DataError, LoadReport: re-exported for callers)
+    BadRowsError, DataError, LoadReport, drop_conflicting_labels, field_problem, reject_or_record,
+    remove_eval_overlap,
+)
 from space.seeding import derive_rng
 
 SCHEMA = {
@@ -40,6 +43,7 @@ SCHEMA = {
     "metadata": pl.String,
 }
 Split = Literal["pool", "eval", "sft"]
+INT64 = (-(2**63), 2**63 - 1)  # the range of the `level` column
 
 
 class DataConfig(BaseModel):
@@ -52,7 +56,7 @@ class DataConfig(BaseModel):
     eval_size: int = Field(400, gt=0, description="builtin: held-out evaluation prompts")
     sft_size: int = Field(12000, gt=0, description="builtin: items in the SFT split the tiny model trains on")
     seed: int = Field(
-        0, description="builtin: base seed; splits use disjoint streams derived from it. Independent of the recipe "
+        0, ge=0, description="builtin: base seed; splits use disjoint streams derived from it. Independent of the recipe "
         "seed on purpose: runs with different seeds share the data (and the curation cache)"
     )
     builtin_question: Literal["compact", "original"] = Field(
@@ -91,50 +95,6 @@ class DataConfig(BaseModel):
         return self.eval_split is not None and not path.is_file()
 
 
-@dataclass
-class LoadReport:
-    """What loading did to the raw rows: nothing dropped goes unreported."""
-
-    raw_rows: int = 0
-    kept_rows: int = 0
-    duplicates: int = 0
-    overlap_removed: int = 0
-    held_out: int = 0
-    bad_rows: list[dict[str, Any]] = field(default_factory=list)
-    overlap: list[dict[str, Any]] = field(default_factory=list)
-
-    def as_metrics(self, prefix: str) -> dict[str, float]:
-        return {
-            f"{prefix}/raw_rows": self.raw_rows,
-            f"{prefix}/kept_rows": self.kept_rows,
-            f"{prefix}/duplicates": self.duplicates,
-            f"{prefix}/overlap_removed": self.overlap_removed,
-            f"{prefix}/bad_rows": len(self.bad_rows),
-        }
-
-    def summary(self, name: str) -> str:
-        """One console paragraph: rows read, kept and skipped, with the reasons and the first culprits."""
-        text = (f"{name}: read {self.raw_rows} rows, kept {self.kept_rows}; skipped {len(self.bad_rows)} bad, "
-                f"{self.duplicates} duplicate, {self.overlap_removed} also in the eval set"
-                + (f", {self.held_out} in the other split of data.eval_fraction" if self.held_out else ""))
-        shown = [f"{b.get('where', 'row ' + str(b['row']))}: {_field_problem(b)}"
-                 for b in self.bad_rows[:3]]
-        return text + (f" (e.g. {'; '.join(shown)})" if shown else "")
-
-
-def _field_problem(bad: dict[str, Any]) -> str:
-    """`answer missing`, or the problem alone for a line that could not be parsed at all."""
-    return f"{bad['field']} {bad['problem']}" if bad["field"] else bad["problem"]
-
-
-class DataError(ValueError):
-    """Data that cannot be used; the message names the file, row and field."""
-
-
-class BadRowsError(DataError):
-    """Raised when `bad_rows: reject` meets a bad row; the message names the row and the field."""
-
-
 def make_prompt_id(question: str, answer: str) -> str:
     """A stable 16-hex-digit id from the prompt's content."""
     digest = hashlib.sha256(f"{question}\x1f{answer}".encode()).hexdigest()
@@ -153,6 +113,8 @@ def _check_level(level: Any) -> tuple[int | None, str | None]:
         return None, f"expected int, got {type(level).__name__} {level!r}"
     if isinstance(level, float) and not level.is_integer():
         return None, f"expected int, got {level!r}"
+    if not INT64[0] <= level <= INT64[1]:
+        return None, f"{level!r} is outside the int64 range of levels"
     return int(level), None
 
 
@@ -181,14 +143,6 @@ def _check_row(
     return {"question": question.strip(), "answer": answer, "level": level, "metadata": meta}, None
 
 
-def _reject_or_record(bad: dict[str, Any], report: LoadReport, cfg: DataConfig, source: str) -> None:
-    if cfg.bad_rows == "reject":
-        where = bad.get("where", f"{source}: row {bad['row']}")
-        field_name = f"field {bad['field']!r}: " if bad["field"] else ""
-        raise BadRowsError(f"{where}, {field_name}{bad['problem']} (data.bad_rows=reject)")
-    report.bad_rows.append(bad)
-
-
 def normalize_rows(
     rows: list[dict[str, Any] | None], cfg: DataConfig, source: str, metadata_key: str | None = None,
     locations: list[str] | None = None, problems: list[str | None] | None = None,
@@ -201,6 +155,7 @@ def normalize_rows(
     report = LoadReport(raw_rows=len(rows))
     seen: set[str] = set()
     out: list[dict[str, Any]] = []
+    kept_at: list[tuple[int, str]] = []  # (row, location) of each kept row, for conflict reports
     for row, raw in enumerate(rows):
         problem = problems[row] if problems else None
         clean, bad = (None, {"row": row, "field": None, "problem": problem}) if problem else \
@@ -208,15 +163,17 @@ def normalize_rows(
         if bad is not None:
             if locations:
                 bad["where"] = locations[row]
-            _reject_or_record(bad, report, cfg, source)
+            reject_or_record(bad, report, cfg.bad_rows, source)
             continue
         pid = make_prompt_id(clean["question"], clean["answer"])
         if pid in seen:
             report.duplicates += 1
             continue
         seen.add(pid)
+        kept_at.append((row, locations[row] if locations else f"{source} row {row}"))
         out.append({"prompt_id": pid, "source": raw.get("source", source), **clean,
                     "metadata": json.dumps(clean["metadata"], default=_jsonable, sort_keys=True)})
+    out = drop_conflicting_labels(out, kept_at, report, cfg.answer_column, cfg.bad_rows, source)
     report.kept_rows = len(out)
     return pl.DataFrame(out, schema=SCHEMA), report
 
@@ -304,7 +261,7 @@ def _read_hf_split(cfg: DataConfig, location: str, split: str) -> tuple[pl.DataF
         where = [f"{location} [{split}] row {i}" for i in range(len(rows))]
         table, report = normalize_rows(rows, cfg, source, locations=where)
     if table.height == 0:
-        shown = "; ".join(f"{b.get('where')}: {_field_problem(b)}" for b in report.bad_rows[:3])
+        shown = "; ".join(f"{b.get('where')}: {field_problem(b)}" for b in report.bad_rows[:3])
         raise DataError(f"{location}: no usable rows ({report.raw_rows} read, {len(report.bad_rows)} bad"
                         + (f", e.g. {shown}" if shown else "") + ")")
     return table, report
@@ -335,6 +292,9 @@ def load_hf(cfg: DataConfig, split: Split) -> tuple[pl.DataFrame, LoadReport] | 
         raise ValueError("hf data sources have no SFT split; SFT is only for the builtin tiny model")
     if cfg.eval_fraction is not None:
         table, report = _read_hf_split(cfg, cfg.path, cfg.split)
+        if table.height < 2:
+            raise DataError(f"data.eval_fraction needs at least 2 usable rows to hold some out, got {table.height}: "
+                            + report.summary(str(cfg.path)))
         pool, held = hold_out(table, cfg.eval_fraction, cfg.seed)
         chosen, other = (pool, held) if split == "pool" else (held, pool)
         report.kept_rows, report.held_out = chosen.height, other.height
@@ -344,27 +304,6 @@ def load_hf(cfg: DataConfig, split: Split) -> tuple[pl.DataFrame, LoadReport] | 
     if not cfg.has_eval():
         return None
     return _read_hf_split(cfg, cfg.eval_path or cfg.path, cfg.eval_split or "")
-
-
-def _normal_text(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
-def remove_eval_overlap(pool: pl.DataFrame, eval_table: pl.DataFrame, report: LoadReport) -> pl.DataFrame:
-    """Drop pool rows whose question is also an eval question, exactly or after whitespace/case
-    normalisation; count them and record the first few in the report."""
-    exact = set(eval_table["question"].to_list())
-    normal = {_normal_text(q) for q in exact}
-    keep = []
-    for pid, question in zip(pool["prompt_id"], pool["question"], strict=True):
-        kind = "exact" if question in exact else "normalised" if _normal_text(question) in normal else None
-        keep.append(kind is None)
-        if kind is not None and len(report.overlap) < 50:
-            report.overlap.append({"prompt_id": pid, "match": kind, "question": question[:80]})
-    kept = pool.filter(pl.Series(keep, dtype=pl.Boolean))
-    report.overlap_removed += pool.height - kept.height
-    report.kept_rows = kept.height
-    return kept
 
 
 def _eval_for_overlap(cfg: DataConfig) -> pl.DataFrame | None:
@@ -384,4 +323,11 @@ def load_split(cfg: DataConfig, split: Split) -> tuple[pl.DataFrame, LoadReport]
     held_out = _eval_for_overlap(cfg)
     if held_out is not None and cfg.source == "builtin":  # exact copies are dropped by the eval split itself
         held_out = held_out.filter(~pl.col("question").is_in(table["question"].to_list()))
-    return (table if held_out is None else remove_eval_overlap(table, held_out, report)), report
+    if held_out is None:
+        return table, report
+    kept = remove_eval_overlap(table, held_out, report)
+    if kept.height == 0:
+        where = cfg.eval_path or (f"{cfg.path} [{cfg.eval_split}]" if cfg.source == "hf" else "the builtin eval split")
+        raise DataError(f"all {table.height} pool rows also appear in the eval set ({where}), exactly or after "
+                        f"whitespace and case folding: the pool is empty. Point data.eval_path at held-out rows")
+    return kept, report

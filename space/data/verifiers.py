@@ -73,6 +73,11 @@ def known_verifiers() -> list[str]:
     return _REGISTRY.names()
 
 
+# the metadata key each verifier that reads row metadata needs in every row (checked before any engine starts,
+# space/preflight.py); verifiers not listed need only the gold answer
+METADATA_NEEDS = {"reasoning_gym": "source_dataset"}
+
+
 # ---------------------------------------------------------------------------------------------
 # Answer extraction
 
@@ -186,7 +191,7 @@ def _parse_metadata(raw: str | dict | None, row: int) -> dict:
     if raw is None:
         raise ValueError(f"row {row}: the reasoning_gym verifier needs the 'metadata' column")
     meta = json.loads(raw) if isinstance(raw, str) else raw
-    if "source_dataset" not in meta:
+    if METADATA_NEEDS["reasoning_gym"] not in meta:
         raise KeyError(f"row {row}: metadata has no 'source_dataset' key, so its reasoning-gym task is unknown")
     return meta
 

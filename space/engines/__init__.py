@@ -100,7 +100,7 @@ class EngineConfig(BaseModel):
         "thread count while it runs; a spawned engine: cores 0..N-1 via VLLM_CPU_OMP_THREADS_BIND); None = "
         "this process's torch threads, or vLLM's automatic binding when spawned"
     )
-    vllm_seed: int = Field(0, description="vllm: engine seed (per-prompt seeds still come from generate's seed)")
+    vllm_seed: int = Field(0, ge=0, lt=2**32, description="vllm: engine seed (per-prompt seeds still come from generate's seed)")
     openai_base_url: str | tuple[str, ...] = Field(
         "http://127.0.0.1:8000/v1", description="openai: server root up to /v1, e.g. a vLLM OpenAI server; a list "
         "of roots is a pool serving the same model (requests balanced, dead servers failed over)"

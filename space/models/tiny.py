@@ -70,7 +70,7 @@ class TinyModelConfig(BaseModel):
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     grad_clip: float = Field(1.0, gt=0, description="gradient-norm clip")
     log_every: int = Field(10, gt=0, description="report the running loss every this many steps")
-    seed: int = Field(0, description="seeds initialisation, batch order and the SFT split")
+    seed: int = Field(0, ge=0, lt=2**32, description="seeds initialisation, batch order and the SFT split")
 
     @property
     def num_heads(self) -> int:
