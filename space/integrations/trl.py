@@ -169,7 +169,8 @@ class SpaceCurriculum:
             def train(self, *args: Any, **kwargs: Any) -> Any:
                 output = super().train(*args, **kwargs)
                 if plugin.curriculum is not None:
-                    plugin.curriculum.update()
+                    plugin.curriculum.update()  # the last period's groups: state and metrics, no plan follows
+                    self.log(plugin.curriculum.pop_metrics())
                 return output
 
         CurriculumTrainer.__name__ = CurriculumTrainer.__qualname__ = f"Curriculum{base.__name__}"
