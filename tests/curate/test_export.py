@@ -93,3 +93,15 @@ def test_a_repeated_prompt_id_is_named_on_read():
 def test_a_folder_that_is_not_an_export_is_refused(tmp_path):
     with pytest.raises(ExportError, match="not a `space export` folder"):
         read_curation(tmp_path)
+
+
+def test_space_export_refuses_a_non_empty_out_before_any_stage_runs(tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    (tmp_path / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(app, ["export", "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "is not empty (notes.txt); pass --force" in " ".join(result.output.split())
+    assert not (tmp_path / "README.md").exists()
