@@ -38,17 +38,23 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def main() -> None:
-    args = parse_args()
-    torch.manual_seed(args.seed)
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
+def load(model_dir: str, seed: int):
+    """(model, tokenizer, reward function): the policy in float32 and the reasoning-gym verifier as a TRL reward."""
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
     verifier = get_verifier("reasoning_gym", extract="none")
 
     def accuracy(prompts, completions, completion_ids, answer, metadata, **_):
-        truncated = [tokenizer.eos_token_id not in ids for ids in completion_ids]
+        truncated = [tokenizer.eos_token_id not in ids for ids in completion_ids]  # hit the length limit
         return verifier(completions, answer=answer, metadata=metadata, truncated=truncated)
 
+    return model, tokenizer, accuracy
+
+
+def main() -> None:
+    args = parse_args()
+    model, tokenizer, accuracy = load(args.model, args.seed)
     curriculum = SpaceCurriculum(args.curation, bandit={"policy": args.policy, "floor": 0.2,  # SPaCe
                                                        "lp_window": 1},  # SPaCe: the builtin recipe's bandit
                                  seed=args.seed, slots_per_epoch=args.slots)  # SPaCe

@@ -83,6 +83,7 @@ class SpaceCurriculum:
         self.slots_per_epoch, self.plan_every_steps = slots_per_epoch, plan_every_steps
         self.curriculum: Curriculum | None = None
         self.group_size: int | None = None
+        self.recording = True  # off while the trainer evaluates
 
     def train_dataset(self, tokenizer: Any = None, system_prompt: str | None = None,
                       enable_thinking: bool | None = None) -> Any:
@@ -141,6 +142,8 @@ class SpaceCurriculum:
         @functools.wraps(fn)
         def tracked(*args: Any, **kwargs: Any) -> list:
             rewards = fn(*args, **kwargs)
+            if not self.recording:  # evaluation: held-out prompts are not the bandit's feedback
+                return rewards
             if self.curriculum is None:
                 raise RuntimeError("the tracked reward ran before the trainer built the curriculum's sampler: build "
                                    "the trainer with `curriculum.trainer(GRPOTrainer)`")
@@ -154,7 +157,8 @@ class SpaceCurriculum:
 
     def trainer(self, base: type) -> type:
         """A subclass of `base` (the user's `GRPOTrainer`) whose train sampler is the curriculum's and whose `log`
-        adds the bandit's metrics; after `train()` the last period's groups are fed to the bandit too."""
+        adds the bandit's metrics; after `train()` the last period's groups are fed to the bandit too, and rewards
+        computed inside `evaluate()` are not recorded."""
         plugin = self
 
         class CurriculumTrainer(base):  # type: ignore[valid-type, misc]
@@ -165,6 +169,13 @@ class SpaceCurriculum:
                 if plugin.curriculum is not None:
                     logs = {**logs, **plugin.curriculum.pop_metrics()}
                 super().log(logs, *args, **kwargs)
+
+            def evaluate(self, *args: Any, **kwargs: Any) -> Any:
+                plugin.recording = False
+                try:
+                    return super().evaluate(*args, **kwargs)
+                finally:
+                    plugin.recording = True
 
             def train(self, *args: Any, **kwargs: Any) -> Any:
                 output = super().train(*args, **kwargs)
