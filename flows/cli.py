@@ -4,6 +4,7 @@
     space curate --recipe smollm2 --set curate.clusters.num_clusters=8
     space recipe --recipe builtin     # print the resolved recipe
     space bench infra/bench/smoke.yaml
+    space export --recipe builtin --out ./curation   # the curation for your own trainer (docs/integrations.md)
     space compare --tag space.recipe=builtin   # finished runs side by side
 """
 
@@ -205,6 +206,31 @@ def curate(
     typer.echo(render_summary(stage_rows(RECORDED[first:]), {}, {"MLflow curate run": result["run_id"],
                               "wall clock": f"{time.monotonic() - start:.1f} s"}, title="space curate summary"))
     typer.echo(f"reduced pool: {result['stages']['select']['reduced']}")
+
+
+@app.command()
+@friendly_errors
+def export(
+    recipe: RecipeOption = "builtin",
+    set: SetOption = None,
+    out: Annotated[Path | None, typer.Option(help="folder to write (default: SPACE_HOME/exports/<recipe>)")] = None,
+    format: Annotated[list[str] | None, typer.Option(
+        "--format", help="hf (datasets save_to_disk), parquet or jsonl; repeatable (default: all three)")] = None,
+    force: Annotated[bool, typer.Option(help="replace a previous export in --out")] = False,
+) -> None:
+    """Write the recipe's curation (pool, clusters, difficulty, selected subset) and a dataset card for another
+    trainer (docs/integrations.md); curates first when needed (cached)."""
+    from space.curate.export import FORMATS, check_out_dir
+    from space.paths import space_home
+
+    resolved = _resolve(recipe, set)
+    folder = (out or space_home() / "exports" / resolved.name).resolve()
+    check_out_dir(folder, force)  # before any stage runs
+    from flows.bootstrap import bootstrap_flow
+    from flows.export import export_flow
+
+    paths = export_flow(resolved, bootstrap_flow(resolved), str(folder), list(format or FORMATS), force)
+    typer.echo(f"export: {folder} ({', '.join(sorted(paths))})")
 
 
 @app.command()

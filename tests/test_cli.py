@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 
-COMMANDS = ["run", "bootstrap-model", "curate", "train", "recipe", "recipes", "bench"]
+COMMANDS = ["run", "bootstrap-model", "curate", "train", "recipe", "recipes", "bench", "export"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -37,6 +37,7 @@ FLOORS: list[tuple[str, int, tuple[str, ...]]] = [
     ("config", 5, ("space.config",)),
     ("analysis", 6, ("space.analysis",)),
     ("preflight", 6, ("space.preflight",)),
+    ("integrations", 6, ("space.integrations",)),
     ("tasks", 7, ("tasks",)),
     ("flows", 8, ("flows",)),
 ]

@@ -147,6 +147,13 @@ def epoch_arm_rows(epoch: int, planned: np.ndarray, probabilities: np.ndarray, r
     return rows
 
 
+def plan_epoch(policy: Any, picker: Any, epoch: int, slots: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """(allocation probabilities, arm per slot, row index per slot) of epoch `epoch`: the one planning step shared
+    by `run_epoch` and the trainer integrations (space/integrations), so their plans stay equal."""
+    probabilities, planned = policy.allocate(epoch, slots)
+    return probabilities, planned, picker.fill(planned)
+
+
 def run_epoch(
     table: pl.DataFrame,
     arms: list[dict[str, Any]],
@@ -178,8 +185,7 @@ def run_epoch(
     if state_in is not None:
         policy.load_state_dict(state_in["bandit"])
         picker.load_state_dict(state_in["picker"])
-    probabilities, planned = policy.allocate(epoch, cfg.slots_per_epoch)
-    order = picker.fill(planned)
+    probabilities, planned, order = plan_epoch(policy, picker, epoch, cfg.slots_per_epoch)
     result = grpo.train_epoch(
         Path(model_dir), checkpoint_in, checkpoint_out, table.to_dicts(), order,
         get_verifier(verifier.name, extract=verifier.extract), cfg.grpo, epoch, cfg.epochs, seed,
