@@ -30,6 +30,7 @@ from space.models.tiny import TinyModelConfig
 from space.scaleout import RayConfig
 from space.train.active_pool import RefillConfig
 from space.train.bandit import BanditConfig
+from space.train.distributed import DistributedConfig
 from space.train.grpo import GRPOSettings
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
@@ -86,6 +87,10 @@ class TrainConfig(BaseModel):
         "(space/train/active_pool.py, settings under `refill`)"
     )
     refill: RefillConfig = Field(default_factory=RefillConfig, description="how pool: refill retires and refills")
+    distributed: DistributedConfig = Field(
+        default_factory=DistributedConfig, description="data-parallel epochs: processes, launcher, backend, nodes "
+        "(docs/distributed.md); processes 1 trains in the flow's process"
+    )
 
 
 class EvalConfig(BaseModel):
