@@ -51,8 +51,18 @@ def train_rank(job_dir: Path) -> Any:
         Path(plan["base_model_dir"]), Path(plan["checkpoint_in"]) if plan["checkpoint_in"] else None,
         Path(plan["checkpoint_out"]), plan["rows"], plan["order"],
         get_verifier(verifier["name"], extract=verifier["extract"]), GRPOSettings(**plan["settings"]),
-        plan["epoch"], plan["total_epochs"], plan["seed"], theta_solve=verifier["theta_solve"], world=world,
+        plan["epoch"], plan["total_epochs"], plan["seed"], progress=print_progress(plan["epoch"]),
+        theta_solve=verifier["theta_solve"], world=world,
     )
+
+
+def print_progress(epoch: int) -> Any:
+    """Each rank prints a line per optimiser step (torchrun sends it to the launcher's log)."""
+
+    def progress(done: int, total: int, log: dict) -> None:
+        print(f"rank {current_rank()}: epoch {epoch} step {done}/{total}", flush=True)
+
+    return progress
 
 
 def write_result(job_dir: Path, result: Any) -> None:

@@ -386,10 +386,10 @@ def train_epoch(base_model_dir: Path, checkpoint_in: Path | None, checkpoint_out
     extra = {"seed": seed, "epoch_seed": epoch_seed, "total_epochs": total_epochs, "steps_per_epoch": num_steps,
              "order": [int(i) for i in order], "settings": settings.model_dump(mode="json"),
              "base_model_dir": str(base_model_dir)}
-    if world.is_main:
+    rollouts, rank_slots = gather_rollouts(world, recorder.records, epoch, len(order), settings, theta_solve)
+    if world.is_main:  # after the gather: a rank lost before it leaves no checkpoint of this epoch
         save_checkpoint(checkpoint_out, trainer.accelerator.unwrap_model(trainer.model), tokenizer, optimizer,
                         scheduler, extra, global_step=global_step, epoch=epoch)
-    rollouts, rank_slots = gather_rollouts(world, recorder.records, epoch, len(order), settings, theta_solve)
     log_history = [rewrite_log(e, e.get("step", 0), step_offset, epoch)
                    for e in trainer.state.log_history if "train_runtime" not in e]
     metrics = summarise(rollouts, log_history, seconds, num_steps, global_step)

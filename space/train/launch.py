@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -71,10 +72,10 @@ def run_launcher(cfg: DistributedConfig, job_dir: Path, epoch: int) -> None:
     env = dict(os.environ)
     if cfg.threads_per_process is not None:
         env["OMP_NUM_THREADS"] = str(cfg.threads_per_process)
-    log_path = job_dir / LOG
+    log_path, command = job_dir / LOG, launch_command(cfg, job_dir)
+    (job_dir / "command.txt").write_text(shlex.join(command) + "\n")  # what every other node runs (nnodes > 1)
     with log_path.open("w") as log:
-        done = subprocess.run(launch_command(cfg, job_dir), stdout=log, stderr=subprocess.STDOUT, env=env,
-                              check=False)
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
     if done.returncode != 0:
         raise RankFailedError(failure_message(log_path.read_text(errors="replace"), done.returncode, epoch, log_path))
 
