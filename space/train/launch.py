@@ -104,23 +104,20 @@ def epoch_job_dir(cfg: DistributedConfig, checkpoint_out: Path) -> tuple[Path, b
 
 def train_epoch_launched(cfg: DistributedConfig, base_model_dir: Path, checkpoint_in: Path | None,
                          checkpoint_out: Path, rows: list[dict], order: list[int], verifier: dict[str, Any],
-                         settings: Any, epoch: int, total_epochs: int, seed: int,
-                         job_dir: Path | None = None) -> Any:
+                         settings: Any, epoch: int, total_epochs: int, seed: int) -> Any:
     """Train one planned epoch as a `cfg.processes`-rank torchrun job; the gathered `EpochResult`.
 
     `verifier` is the recipe's verifier section as a dict (name, extract, theta_solve): each rank builds its own.
-    `job_dir` keeps the launch files where the caller wants them (tests read the per-rank records there); by
-    default a temporary folder is used and removed after a successful epoch (kept after a failure)."""
-    temporary = False
-    if job_dir is None:
-        job_dir, temporary = epoch_job_dir(cfg, checkpoint_out)
+    The launch files go to `epoch_job_dir`: under `cfg.job_dir` (kept), else a temporary folder removed after a
+    successful epoch (kept after a failure, for its log)."""
+    job_dir, temporary = epoch_job_dir(cfg, checkpoint_out)
     plan = {"base_model_dir": str(base_model_dir), "checkpoint_in": str(checkpoint_in) if checkpoint_in else None,
             "checkpoint_out": str(checkpoint_out), "rows": rows, "order": [int(i) for i in order],
             "verifier": verifier, "settings": settings.model_dump(mode="json"), "epoch": epoch,
             "total_epochs": total_epochs, "seed": seed}
-    write_plan(Path(job_dir), cfg, plan)
-    run_launcher(cfg, Path(job_dir), epoch)
-    result = read_result(Path(job_dir), checkpoint_out)
+    write_plan(job_dir, cfg, plan)
+    run_launcher(cfg, job_dir, epoch)
+    result = read_result(job_dir, checkpoint_out)
     if temporary:
         shutil.rmtree(job_dir, ignore_errors=True)
     return result
