@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from space.train.active_pool import RefillConfig
 from space.train.bandit import BanditConfig
+from space.train.distributed import DistributedConfig
 from space.train.grpo import GRPOSettings
 
 
@@ -32,3 +33,7 @@ class TrainConfig(BaseModel):
         "solve rate lies strictly between 0 and 1 (a cluster without one keeps all its prompts)"
     )
     refill: RefillConfig = Field(default_factory=RefillConfig, description="how pool: refill retires and refills")
+    distributed: DistributedConfig = Field(
+        default_factory=DistributedConfig, description="data-parallel epochs: processes, launcher, backend, nodes "
+        "(docs/distributed.md); processes 1 trains in the flow's process"
+    )

