@@ -52,7 +52,7 @@ class Recipe(BaseModel):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     runner: Literal["local", "ray"] = Field(
         "local", description="where curation's embedding and difficulty rollouts run: in the flow's process, or "
-        "sharded on a Ray cluster (the `ray` section; README 'Scale-out on Ray')"
+        "sharded on a Ray cluster (the `ray` section; docs/scale-out.md)"
     )
     ray: RayConfig = Field(default_factory=RayConfig, description="the Ray cluster and shards (runner: ray)")
 

@@ -4,8 +4,8 @@
 two runs (seeds 3 and 4) are triggered from the Prefect API and waited for. Then the Prefect flow-run page
 of a run must list its subflows and its artifacts, and MLflow's compare page for the two parent runs must
 show both run names and a rendered metric chart. Screenshots land in the test's tmp dir;
-SPACE_KEEP_SCREENSHOTS=1 also copies the README's two to infra/results/screenshots/. Chromium comes from `make test`
-(infra/install_chromium.sh); Playwright's own browser download is not used.
+SPACE_KEEP_SCREENSHOTS=1 also copies the two docs/operations.md shows to infra/results/screenshots/. Chromium
+comes from `make test` (infra/install_chromium.sh); Playwright's own browser download is not used.
 """
 
 from __future__ import annotations
@@ -113,7 +113,8 @@ def browser():
 
 
 def _screenshot(page, tmp_path: Path, name: str, readme: bool = False) -> Path:
-    """A PNG in the test's tmp dir; the README's ones are also copied there when SPACE_KEEP_SCREENSHOTS=1."""
+    """A PNG in the test's tmp dir; the ones docs/operations.md shows are also copied there when
+    SPACE_KEEP_SCREENSHOTS=1."""
     path = tmp_path / name
     page.screenshot(path=str(path))
     if readme and os.environ.get("SPACE_KEEP_SCREENSHOTS") == "1":
