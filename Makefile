@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.space-installed
 
-.PHONY: setup chromium demo test test-fast bench clean-venv
+.PHONY: setup chromium verl demo test test-fast bench clean-venv
 
 setup: $(STAMP)
 
@@ -25,10 +25,14 @@ $(STAMP): pyproject.toml infra/constraints.txt
 chromium:
 	infra/install_chromium.sh
 
+# verl 0.7.1 for tests/integrations/test_verl_sampler.py, in /tmp/verl-pkgs (it cannot share the venv's pins)
+verl: setup
+	bash infra/install_verl.sh
+
 demo: setup
 	$(VENV)/bin/space run
 
-test: setup chromium
+test: setup chromium verl
 	$(VENV)/bin/python -m pytest
 
 FAST := not slow and not e2e and not vllm and not server

@@ -11,5 +11,8 @@
 set -euo pipefail
 TARGET="${1:-/tmp/verl-pkgs}"
 PIP="${PIP:-$(dirname "$0")/../.venv/bin/pip}"
+if [ -d "$TARGET/verl-0.7.1.dist-info" ] && [ -d "$TARGET/tensordict-0.10.0.dist-info" ]; then
+    exit 0  # already there
+fi
 "$PIP" install --no-deps --target "$TARGET" verl==0.7.1 tensordict==0.10.0 pyvers==0.2.3 omegaconf==2.4.0 \
     antlr4-python3-runtime==4.9.3 hydra-core==1.3.8 codetiming==1.4.0 torchdata==0.11.0

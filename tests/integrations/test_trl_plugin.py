@@ -109,3 +109,31 @@ def test_split_groups_refuses_a_batch_that_mixes_ids_inside_a_group():
     assert split_groups(["a", "a", "b", "b"], [1, 0, None, 1], 2) == [("a", [1, 0]), ("b", [None, 1])]
     with pytest.raises(ValueError, match=r"rollouts 0..1 mix prompt ids \['a', 'b'\]"):
         split_groups(["a", "b", "b", "b"], [1, 0, 0, 1], 2)
+
+
+def test_rewards_computed_in_evaluate_do_not_reach_the_bandit(tmp_path):
+    """A real GRPOTrainer (tiny random model) evaluates before any training: the tracked reward runs, records
+    nothing, and does not complain that no plan exists yet."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from conftest_models import make_tiny_model_dir
+
+    model_dir = make_tiny_model_dir(tmp_path / "tiny")
+    plugin = SpaceCurriculum(curation(), slots_per_epoch=SLOTS)
+    dataset = plugin.train_dataset(AutoTokenizer.from_pretrained(model_dir))
+    calls = []
+
+    def count(prompts, completions, **_):
+        calls.append(len(completions))
+        return [0.0] * len(completions)
+
+    args = GRPOConfig(output_dir=str(tmp_path / "out"), per_device_train_batch_size=G * PER_CHUNK,
+                      per_device_eval_batch_size=G * PER_CHUNK, num_generations=G, max_completion_length=4,
+                      use_cpu=True, report_to="none", save_strategy="no", dataloader_num_workers=0)
+    trainer = plugin.trainer(GRPOTrainer)(model=AutoModelForCausalLM.from_pretrained(model_dir), args=args,
+                                          processing_class=AutoTokenizer.from_pretrained(model_dir),
+                                          train_dataset=dataset, eval_dataset=dataset.select(range(PER_CHUNK)),
+                                          reward_funcs=[plugin.reward(count)])
+    trainer.evaluate()
+    assert sum(calls) == PER_CHUNK * G and plugin.curriculum is None and plugin.recording
