@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "infra"))
 
 from bench_factors import load_cells  # noqa: E402
 
+from space.analysis.bench_plots import write_figures  # noqa: E402
 from space.analysis.bench_report import arm_rows, json_safe, report_markdown, task_rows  # noqa: E402
 
 
@@ -70,7 +71,8 @@ def main() -> None:
     order = [a for a in args.order.split(",") if a] or None
     rows = arm_rows(cells, args.reference, order)
     per_task = task_rows(cells, args.reference, order)
-    figures = sorted(p.name for g in args.grids for p in (ROOT / g).glob("*.png"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    figures = [p.name for p in write_figures(cells, rows, args.out)]  # from the cells, so merged grids plot together
     text = report_markdown(args.name or args.out.name, rows, args.reference, (), figures, None, per_task)
     by_arm = {r["arm"]: r for r in rows}
     pool = float(next(c["curation"]["pool"] for c in cells if c.get("curation")))
