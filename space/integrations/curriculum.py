@@ -22,7 +22,7 @@ import polars as pl
 
 from space.curate.export import ExportError, read_curation
 from space.train.bandit import BanditConfig, GroupResult, make_policy
-from space.train.epoch import allocation_metrics, arm_members, arm_priors, plan_epoch
+from space.train.epoch import allocation_metrics, arm_members, arm_priors, informative_rows, plan_epoch
 from space.train.sampler import ClusterPromptPicker
 
 
@@ -30,13 +30,15 @@ class Curriculum:
     """Bandit + picker over the rows of a trainer's dataset, matched to an exported curation by prompt id.
 
     `row_ids[i]` is the prompt id of dataset row i; every id must be in the curation. With `pool="reduced"` only
-    rows of selected prompts are ever planned; with "full" every row, each in its cluster's arm (as `train.pool`).
+    rows of selected prompts are ever planned; with "full" every row, each in its cluster's arm; with "informative"
+    (the builtin default) the rows whose reference solve rate lies strictly between 0 and 1, as `train.pool`
+    (`space.train.epoch.informative_rows`). `train.pool: refill` needs per-prompt feedback the plug-ins do not keep.
     A rollout is solved when its reward is at least `theta_solve` (the recipe's verifier threshold)."""
 
     def __init__(self, curation: Any, row_ids: Sequence[Any], bandit: BanditConfig | dict | None = None, *,
                  seed: int = 0, pool: str = "reduced", theta_solve: float = 1.0) -> None:
-        if pool not in ("reduced", "full"):
-            raise ValueError(f"pool={pool!r}: choose 'reduced' (the selected prompts) or 'full'")
+        if pool not in ("reduced", "full", "informative"):
+            raise ValueError(f"pool={pool!r}: choose 'reduced' (the selected prompts), 'full' or 'informative'")
         self.cfg = bandit if isinstance(bandit, BanditConfig) else BanditConfig(**(bandit or {}))
         self.seed, self.theta_solve = int(seed), float(theta_solve)
         self.table, self.rows = member_table(read_curation(curation), [str(i) for i in row_ids], pool)
@@ -134,6 +136,8 @@ def member_table(curation: pl.DataFrame, row_ids: list[str], pool: str) -> tuple
         table = table.filter(pl.col("selected"))
     if "solve_rate" not in table.columns:
         table = table.with_columns(pl.lit(None, dtype=pl.Float64).alias("solve_rate"))
+    if pool == "informative":  # predicted difficulty (propagate) counts where no solve rate was measured
+        table = informative_rows(table.with_columns(pl.col("solve_rate").fill_null(1.0 - pl.col("difficulty"))))
     table = table.sort("cluster", "prompt_id")
     if table.height == 0:
         raise ExportError(f"no dataset row is a {'selected ' if pool == 'reduced' else ''}prompt of the curation")

@@ -137,3 +137,13 @@ def test_rewards_computed_in_evaluate_do_not_reach_the_bandit(tmp_path):
                                           reward_funcs=[plugin.reward(count)])
     trainer.evaluate()
     assert sum(calls) == PER_CHUNK * G and plugin.curriculum is None and plugin.recording
+
+
+def test_the_informative_pool_plans_only_prompts_the_reference_solved_sometimes():
+    curriculum = Curriculum(curation(), curation()["prompt_id"], {"policy": "uniform"}, seed=0, pool="informative")
+    # q21 has solve rate 0.0; q23's is unknown, so its difficulty (0.2) stands in: 0.8, informative
+    assert sorted(curriculum.table["prompt_id"]) == sorted(set(curation()["prompt_id"]) - {"q21"})
+    planned = {curriculum.table["prompt_id"][i] for i in range(curriculum.table.height)}
+    assert "q21" not in {curation()["prompt_id"][r] for r in curriculum.plan(22)} and len(planned) == 11
+    with pytest.raises(ValueError, match="'informative'"):
+        Curriculum(curation(), curation()["prompt_id"], pool="refill")
