@@ -1,8 +1,8 @@
 """A self-paced pool that refills (`train.pool: refill`): l active prompts per cluster, renewed every epoch.
 
 Each cluster (bandit arm) keeps an active set, first the curation's l representatives. The bandit's slots for
-an arm are filled from its active set (a seeded shuffled queue, as `ClusterPromptPicker` does for a fixed
-pool). After the epoch, a prompt whose last `retire_after` groups carried no signal (every rollout got the
+an arm are filled from its active set (a seeded shuffled queue: `ActivePool` is a `ClusterPromptPicker` whose
+queues draw from the active set). After the epoch, a prompt whose last `retire_after` groups carried no signal (every rollout got the
 same reward: all solved or all failed, so GRPO's advantage is 0) is retired and replaced by a member of its
 cluster that has not been active yet, the one whose predicted current solve rate is nearest the target:
 its reference solve rate (measured or propagated at curation) plus the arm's drift, the mean of (observed -
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from space.seeding import derive_rng
+from space.train.sampler import ClusterPromptPicker
 
 
 class RefillConfig(BaseModel):
@@ -53,40 +53,31 @@ class GroupOutcome:
     no_signal: bool
 
 
-class ActivePool:
+class ActivePool(ClusterPromptPicker):
     """Active prompts per arm, retired and refilled between epochs (module docstring)."""
 
     def __init__(self, members: Sequence[Sequence[int]], active: Sequence[Sequence[int]],
                  ref_solve: Sequence[float], cfg: RefillConfig, target: float, seed: int) -> None:
-        self.members = [[int(i) for i in m] for m in members]
+        super().__init__(members, seed)
         self.active = [[int(i) for i in a] for a in active]
         for k, (m, a) in enumerate(zip(self.members, self.active, strict=True)):
             if not a or not set(a) <= set(m):
                 raise ValueError(f"arm {k}: the active set must be a non-empty subset of the arm's members")
         self.ref = np.asarray(ref_solve, dtype=float)
-        self.cfg, self.seed = cfg, int(seed)
+        self.cfg = cfg
         self.target = cfg.target_solve_rate if cfg.target_solve_rate is not None else float(target)
-        self.queues: list[list[int]] = [[] for _ in self.members]
-        self.refills = [0 for _ in self.members]
         self.used = {i for a in self.active for i in a}  # rows ever active
         self.trained: set[int] = set()
         self.retired: dict[int, int] = {}  # row -> epoch it was retired
         self.streak: dict[int, int] = {}  # row -> no-signal groups in a row
 
-    # --- planning
+    # --- planning: `fill` and `take` are ClusterPromptPicker's, drawing from `candidates`
 
-    def fill(self, arms: Sequence[int]) -> list[int]:
-        """Dataset row for each planned slot, from the arm's active set."""
-        return [self.take(int(a)) for a in arms]
+    rng_tag = "active-pool"
 
-    def take(self, arm: int) -> int:
-        if not 0 <= arm < len(self.members):
-            raise ValueError(f"arm {arm} is outside 0..{len(self.members) - 1}")
-        if not self.queues[arm]:
-            rng = derive_rng(self.seed, "active-pool", arm, self.refills[arm])
-            self.queues[arm] = [self.active[arm][i] for i in rng.permutation(len(self.active[arm]))]
-            self.refills[arm] += 1
-        return self.queues[arm].pop(0)
+    def candidates(self, arm: int) -> list[int]:
+        """A refilled queue shuffles the arm's active set."""
+        return self.active[arm]
 
     # --- feedback
 

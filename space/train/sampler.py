@@ -43,14 +43,21 @@ class ClusterPromptPicker:
         """Dataset row index for each planned slot, in slot order."""
         return [self.take(int(a)) for a in arms]
 
+    rng_tag = "picker"  # the seed stream of the queue shuffles (space/seeding.py)
+
     def take(self, arm: int) -> int:
         if not 0 <= arm < len(self.members):
             raise ValueError(f"arm {arm} is outside 0..{len(self.members) - 1}")
         if not self.queues[arm]:
-            rng = derive_rng(self.seed, "picker", arm, self.refills[arm])
-            self.queues[arm] = [self.members[arm][i] for i in rng.permutation(len(self.members[arm]))]
+            rows = self.candidates(arm)
+            rng = derive_rng(self.seed, self.rng_tag, arm, self.refills[arm])
+            self.queues[arm] = [rows[i] for i in rng.permutation(len(rows))]
             self.refills[arm] += 1
         return self.queues[arm].pop(0)
+
+    def candidates(self, arm: int) -> list[int]:
+        """The rows a refilled queue of `arm` shuffles: all its members here."""
+        return self.members[arm]
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable: the remaining queues and how often each arm was refilled."""
