@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from space.curate.clustering import ClusterConfig, kmeans_seed
 from space.curate.difficulty import DifficultyConfig
@@ -82,6 +82,13 @@ class TrainConfig(BaseModel):
         "reduced", description="train on the curated reduced pool, or on the whole pool with every prompt in its "
         "cluster's arm (with `uniform`: plain GRPO; with a bandit policy: the no-reduction ablation)"
     )
+
+    @model_validator(mode="after")
+    def _whole_steps(self) -> TrainConfig:  # steps_per_epoch refuses it in the first epoch otherwise
+        if self.slots_per_epoch % self.grpo.prompts_per_step:
+            raise ValueError(f"slots_per_epoch = {self.slots_per_epoch} is not a multiple of grpo.prompts_per_step = "
+                             f"{self.grpo.prompts_per_step} (each optimiser step takes that many prompts)")
+        return self
 
 
 class EvalConfig(BaseModel):

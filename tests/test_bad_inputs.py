@@ -189,6 +189,8 @@ def test_data_more_clusters_than_prompts_names_the_key():
     ("data.eval_fraction=1.5", "data.eval_fraction"),  # out of range
     ("seed=-1", "seed: Input should be greater than or equal to 0"),  # refused at load, not in the first epoch
     ("data.seed=-1", "data.seed"),
+    ("train.slots_per_epoch=7", "slots_per_epoch = 7 is not a multiple of grpo.prompts_per_step = 8"),
+    ("train.grpo.gradient_accumulation_steps=3", "is not divisible by gradient_accumulation_steps = 3"),
 ])
 def test_recipe_bad_value_fails_at_load_naming_key_and_file(override, named):
     with pytest.raises(RecipeError) as err:
