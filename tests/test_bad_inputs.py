@@ -511,7 +511,7 @@ def test_preflight_disk_below_the_estimate_fails_naming_space_home():
     estimate, how = disk_estimate(100 * MB, epochs=3, cells=2)
     assert estimate == 2 * (11 * 100 * MB + GB // 2)
     check = disk_check("/data/space", int(1.5 * GB), estimate, how)
-    assert not check.ok and check.detail.startswith("1.5 GB free under /data/space, the estimate is 3.1 GB (2 x ")
+    assert not check.ok and check.detail.startswith("1.5 GB free under /data/space, the estimate is 3.1 GB (2 runs x [model 100 MB x 11 ")
     assert check.detail.endswith("point SPACE_HOME at a larger disk")
     assert disk_check("/data/space", 4 * GB, estimate, how).ok
 
