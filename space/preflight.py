@@ -101,10 +101,10 @@ def disk_estimate(model_bytes: int, epochs: int, cells: int = 1, trains: bool = 
     copy of the final model and one checkpoint per epoch (weights and two AdamW moments), plus the stores."""
     copies = 2 + 3 * epochs if trains else 1
     total = cells * (copies * model_bytes + STORES_BYTES)
-    how = (f"{cells} x " if cells > 1 else "") + (
-        f"(model {model_bytes / MB:.0f} MB x {copies} cop{'ies' if copies > 1 else 'y'}"
-        + (f", with {epochs} epoch checkpoints" if trains else "")
-        + f" + {STORES_BYTES / GB:.1f} GB of data, artifacts and stores)")
+    inner = (f"model {model_bytes / MB:.0f} MB x {copies} cop{'ies' if copies > 1 else 'y'}"
+             + (f", with {epochs} epoch checkpoints," if trains else "")
+             + f" + {STORES_BYTES / GB:.1f} GB of data, artifacts and stores")
+    how = f"({cells} runs x [{inner}])" if cells > 1 else f"({inner})"
     return total, how
 
 

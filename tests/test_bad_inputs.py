@@ -5,21 +5,17 @@ field, key or prompt. CLI cases also assert a non-zero exit and no traceback unl
 """
 
 import json
-import os
-import re
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
+from conftest_cli import run_cli as _cli
 from space.config import RecipeError, load_recipe
 from space.data.sources import BadRowsError, DataConfig, DataError, load_split
 
-ROOT = Path(__file__).resolve().parent.parent
 GOOD = {"question": "What is 2 plus 2?", "answer": "4"}
 
 
@@ -189,6 +185,8 @@ def test_data_more_clusters_than_prompts_names_the_key():
     ("data.eval_fraction=1.5", "data.eval_fraction"),  # out of range
     ("seed=-1", "seed: Input should be greater than or equal to 0"),  # refused at load, not in the first epoch
     ("data.seed=-1", "data.seed"),
+    ("train.slots_per_epoch=7", "slots_per_epoch = 7 is not a multiple of grpo.prompts_per_step = 8"),
+    ("train.grpo.gradient_accumulation_steps=3", "is not divisible by gradient_accumulation_steps = 3"),
 ])
 def test_recipe_bad_value_fails_at_load_naming_key_and_file(override, named):
     with pytest.raises(RecipeError) as err:
@@ -309,84 +307,6 @@ def test_verifier_math_parse_error_is_none_never_0(monkeypatch):
     assert get_verifier("math")(["\\boxed{4}"], answer=["4"]) == [None]
 
 
-# ------------------------------------------------------------------------------------------------ artifacts
-
-
-def test_artifact_truncated_parquet_is_named_downstream(tmp_path):
-    from tasks.common import ArtifactError, file_sha256, verify_files
-
-    path = tmp_path / "curation.parquet"
-    pl.DataFrame({"x": list(range(50))}).write_parquet(path)
-    part = {"path": str(path), "sha": file_sha256(path)}
-    path.write_bytes(path.read_bytes()[:40])
-    with pytest.raises(ArtifactError, match=r"curation.parquet: content differs .*`space --refresh"):
-        verify_files(part)
-
-
-def test_artifact_corrupt_manifest_makes_the_stage_recompute(tmp_path):
-    from tasks.common import read_manifest
-
-    (tmp_path / "space_manifest.json").write_text("{not json")
-    assert read_manifest(tmp_path) is None
-
-
-def test_artifact_truncated_checkpoint_file_is_named(tmp_path):
-    from space.train.checkpoint import FORMAT_VERSION, load_checkpoint
-
-    manifest = tmp_path / "space_manifest.json"
-    listed = {"model.safetensors": {"size": 100, "sha256": "0" * 64}}
-    manifest.write_text(json.dumps({"format_version": FORMAT_VERSION, "files": listed}))
-    (tmp_path / "model.safetensors").write_bytes(b"x" * 10)
-    with pytest.raises(FileNotFoundError, match="model.safetensors is missing or has the wrong size"):
-        load_checkpoint(tmp_path)
-
-
-def test_disk_full_during_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    import errno
-
-    import torch
-    from conftest_models import make_tiny_model_dir
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from space.train.checkpoint import OPTIMIZER, is_complete, load_checkpoint, save_checkpoint
-
-    source = make_tiny_model_dir(tmp_path / "m")
-    model, tokenizer = AutoModelForCausalLM.from_pretrained(source), AutoTokenizer.from_pretrained(source)
-    optimizer = torch.optim.AdamW(model.parameters())
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    save_checkpoint(tmp_path / "ckpt", model, tokenizer, optimizer, scheduler, {}, global_step=4, epoch=0)
-    real_save = torch.save
-
-    def full_disk(obj, path, *args, **kwargs):
-        if str(path).endswith(OPTIMIZER):
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return real_save(obj, path, *args, **kwargs)
-
-    monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(OSError, match=r"No space left on device: '.*ckpt.tmp/optimizer.pt'"):
-        save_checkpoint(tmp_path / "ckpt", model, tokenizer, optimizer, scheduler, {}, global_step=8, epoch=1)
-    assert is_complete(tmp_path / "ckpt") and load_checkpoint(tmp_path / "ckpt").global_step == 4
-
-
-def test_disk_full_while_a_stage_writes_its_manifest_leaves_the_stage_to_recompute(tmp_path, monkeypatch):
-    import errno
-
-    from space import manifest as manifests
-    from tasks.common import read_manifest, write_manifest
-
-    (tmp_path / "table.parquet").write_bytes(b"rows")
-
-    def full_disk(fd):  # the bytes sit in the page cache; flushing them to a full disk fails
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(manifests.os, "fsync", full_disk)
-    with pytest.raises(OSError, match="No space left on device"):
-        write_manifest(tmp_path, {"path": str(tmp_path / "table.parquet")})
-    monkeypatch.undo()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.parquet"]  # no manifest, no temporary file
-    assert read_manifest(tmp_path) is None
-
-
 # ------------------------------------------------------------------------------------------------ tracking
 
 
@@ -407,33 +327,6 @@ def test_mlflow_unreachable_at_start_names_the_uri(monkeypatch):
 # ------------------------------------------------------------------------------------------------ CLI
 
 
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PREFECT_HOME", "PREFECT_RESULTS_LOCAL_STORAGE_PATH", "MLFLOW_TRACKING_URI", "SPACE_DEBUG")}
-    return {**env, "SPACE_HOME": str(home), "PYTHONPATH": str(ROOT), "SPACE_PROGRESS": "plain", **extra}
-
-
-def _cli(home: Path, *args: str, debug: bool = False, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.cli", *(["--debug"] if debug else []), *args],
-                          capture_output=True, text=True, env=_env(home, **env), cwd=ROOT, timeout=600)
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:  # bound, never listening, closed: nothing answers there
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _plain_recipe(tmp_path: Path, rows: list[dict], *sets: str) -> tuple[str, ...]:
-    """`--set` arguments for a plain question/answer jsonl pool (a quarter held out) and a local tiny model."""
-    from conftest_models import make_tiny_model_dir
-
-    path = _lines(tmp_path / "pool.jsonl", *(json.dumps(r) for r in rows))
-    model = tmp_path / "m" if (tmp_path / "m").is_dir() else make_tiny_model_dir(tmp_path / "m")
-    sets = ("data.source=hf", f"data.path={path}", "data.eval_fraction=0.25", f"model.name={model}", *sets)
-    return tuple(a for item in sets for a in ("--set", item))
-
-
 def test_cli_bad_recipe_exits_2_with_one_paragraph(tmp_path):
     out = _cli(tmp_path, "curate", "--set", "verifier.name=mathh")
     assert out.returncode == 2 and "unknown verifier 'mathh'" in out.stderr
@@ -452,106 +345,3 @@ def test_cli_missing_pool_file_exits_2_naming_it_and_debug_shows_the_traceback(t
     assert "nope.jsonl" in out.stderr and "Traceback" not in out.stdout + out.stderr
     debug = _cli(tmp_path / "home", *args, debug=True)
     assert debug.returncode != 0 and "Traceback" in debug.stdout + debug.stderr
-
-
-# ------------------------------------------------------------------------------------------------ pre-flight
-
-
-def test_cli_unreachable_mlflow_fails_the_preflight_in_seconds_naming_the_uri(tmp_path):
-    import time
-
-    uri = f"http://127.0.0.1:{_closed_port()}"
-    start = time.monotonic()
-    out = _cli(tmp_path, "curate", MLFLOW_TRACKING_URI=uri)
-    elapsed = time.monotonic() - start
-    assert out.returncode == 2, out.stdout + out.stderr
-    assert f"MLflow: {uri} cannot be reached" in out.stderr and "unset MLFLOW_TRACKING_URI" in out.stderr
-    assert "Retrying" not in out.stdout + out.stderr and "Traceback" not in out.stdout + out.stderr
-    assert not (tmp_path / "models").exists()  # nothing was built
-    assert elapsed < 60, elapsed  # the issue's case ran for 10 minutes; 15 s is the target on a quiet machine
-
-
-def test_preflight_unreachable_prefect_api_is_named():
-    from tasks.probes import probe_prefect
-
-    url = f"http://127.0.0.1:{_closed_port()}/api"
-    check = probe_prefect(url, timeout=2)
-    assert not check.ok and check.detail.startswith(f"{url} cannot be reached") and "PREFECT_API_URL" in check.detail
-
-
-def test_cli_reasoning_gym_verifier_on_plain_rows_fails_before_any_model_naming_the_key(tmp_path):
-    out = _cli(tmp_path / "home", "curate", *_plain_recipe(tmp_path, _numbered(12), "curate.clusters.num_clusters=2"))
-    assert out.returncode == 2, out.stdout + out.stderr
-    assert "verifier.name = 'reasoning_gym'" in out.stderr and "('source_dataset')" in out.stderr
-    assert "9 of 9 pool rows" in out.stderr and "one of exact, math, numeric" in out.stderr
-    assert "verifier  FAILED" in out.stderr  # the pre-flight block, on stderr when it fails
-    assert not (tmp_path / "home" / "artifacts" / "embed").exists()  # no embedding, no engine ran
-
-
-def test_preflight_data_sizes_name_the_pool_left_and_what_curation_needs():
-    from space.preflight import pool_size_check
-
-    check = pool_size_check(1, 1, "pool: read 3 rows, kept 1; skipped 2 bad", num_clusters=4, per_cluster=2,
-                            needs_eval=True)
-    assert not check.ok
-    assert check.detail.startswith("the pool has 1 usable rows, but curation needs at least 4 "
-                                   "(curate.clusters.num_clusters = 4 clusters, and 2 rows for the features' PCA)")
-    assert check.detail.endswith("[pool: read 3 rows, kept 1; skipped 2 bad]")
-    no_eval = pool_size_check(10, None, "", num_clusters=2, per_cluster=2, needs_eval=True)
-    assert not no_eval.ok and "has none: set data.eval_path" in no_eval.detail
-    assert pool_size_check(10, 3, "", 2, 8, needs_eval=True).detail == (
-        "pool 10 rows, eval 3; K x l = 2 x 8 = 16 (no reduction: selection keeps every prompt)")
-
-
-def test_preflight_disk_below_the_estimate_fails_naming_space_home():
-    from space.preflight import GB, MB, disk_check, disk_estimate
-
-    estimate, how = disk_estimate(100 * MB, epochs=3, cells=2)
-    assert estimate == 2 * (11 * 100 * MB + GB // 2)
-    check = disk_check("/data/space", int(1.5 * GB), estimate, how)
-    assert not check.ok and check.detail.startswith("1.5 GB free under /data/space, the estimate is 3.1 GB (2 x ")
-    assert check.detail.endswith("point SPACE_HOME at a larger disk")
-    assert disk_check("/data/space", 4 * GB, estimate, how).ok
-
-
-@pytest.mark.slow
-def test_cli_failing_task_prints_only_spaces_paragraph_unless_verbose(tmp_path):
-    rows = [*_numbered(12), {"question": "x" * 3000, "answer": "1"}]  # one prompt too long for the 512 context
-    args = ("curate", *_plain_recipe(tmp_path, rows, "verifier.name=exact", "curate.clusters.num_clusters=2",
-                                     "data.bad_rows=reject"))
-    out = _cli(tmp_path / "home", *args)
-    assert out.returncode == 2, out.stdout + out.stderr
-    lines = out.stderr.splitlines()  # the paragraph and its hint, nothing else
-    assert len(lines) == 2 and lines[1] == "(run `space --debug ...` for the traceback)", out.stderr
-    assert re.match(r"error: DataError: (pool|eval): 1 prompts do not fit the model's context of 512 tokens", lines[0])
-    verbose = _cli(tmp_path / "home", "--verbose", *args)  # the lines the quiet console leaves to Prefect's log
-    assert verbose.returncode == 2 and "Finished in state Failed" in verbose.stdout + verbose.stderr
-
-
-@pytest.mark.slow
-def test_cli_run_killed_with_sigkill_leaves_no_descendant_alive(tmp_path):
-    """`space run` SIGKILLed (its pid alone, as `kill -9` does) while its difficulty rollouts run: the temporary
-    Prefect server and everything else it started are gone soon after (flows/watchdog.py)."""
-    import signal
-    import time
-
-    import psutil
-
-    args = _plain_recipe(tmp_path, _numbered(16), "verifier.name=exact", "curate.clusters.num_clusters=2",
-                         "curate.selection.per_cluster=2", "engine.kind=transformers")
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", *args], env=_env(tmp_path / "home"), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if line.startswith("difficulty rollouts") and "started" in line:
-            break
-    descendants = psutil.Process(proc.pid).children(recursive=True)
-    commands = [" ".join(p.cmdline()) for p in descendants]
-    assert any("prefect.server" in c for c in commands), (commands, "".join(seen)[-3000:])  # something to leave
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    start = time.monotonic()
-    _, alive = psutil.wait_procs(descendants, timeout=60)
-    assert alive == [], [(p.pid, " ".join(p.cmdline())) for p in alive]
-    assert time.monotonic() - start < 30  # the watchdog looks every 0.5 s; the server stops on SIGTERM

@@ -72,8 +72,8 @@ def normal_text(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def drop_conflicting_labels(out: list[dict[str, Any]], kept_at: list[tuple[int, str]], report: LoadReport, answer_column: str,
-                            bad_rows: str, source: str) -> list[dict[str, Any]]:
+def drop_conflicting_labels(out: list[dict[str, Any]], kept_at: list[tuple[int, str]], report: LoadReport,
+                            answer_column: str, bad_rows: str, source: str) -> list[dict[str, Any]]:
     """Rows whose question (after the whitespace and case folding of the overlap check) recurs with another
     answer (after the same folding) are a bad row group: every row of it is skipped, or the load is refused
     (`data.bad_rows`), naming the lines. Trained on, they would reward two contradictory answers.

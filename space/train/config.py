@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from space.train.active_pool import RefillConfig
 from space.train.bandit import BanditConfig
@@ -37,3 +37,10 @@ class TrainConfig(BaseModel):
         default_factory=DistributedConfig, description="data-parallel epochs: processes, launcher, backend, nodes "
         "(docs/distributed.md); processes 1 trains in the flow's process"
     )
+
+    @model_validator(mode="after")
+    def _whole_steps(self) -> TrainConfig:  # steps_per_epoch refuses it in the first epoch otherwise
+        if self.slots_per_epoch % self.grpo.prompts_per_step:
+            raise ValueError(f"slots_per_epoch = {self.slots_per_epoch} is not a multiple of grpo.prompts_per_step = "
+                             f"{self.grpo.prompts_per_step} (each optimiser step takes that many prompts)")
+        return self

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from space.engines import collect_eos_ids
 from space.train.distributed import SINGLE, World
@@ -85,6 +85,14 @@ class GRPOSettings(BaseModel):
     vllm_gpu_memory_utilization: float = Field(
         0.3, gt=0, le=1, description="GPU only: share of GPU memory vLLM reserves in colocate mode"
     )
+
+    @model_validator(mode="after")
+    def _whole_accumulation(self) -> GRPOSettings:  # build_config refuses it in the first epoch otherwise
+        per_step = self.prompts_per_step * self.num_generations
+        if per_step % self.gradient_accumulation_steps:
+            raise ValueError(f"prompts_per_step x num_generations = {per_step} completions per step is not divisible "
+                             f"by gradient_accumulation_steps = {self.gradient_accumulation_steps}")
+        return self
 
 
 @dataclass

@@ -71,11 +71,11 @@ def test_a_bad_override_names_the_arm_and_the_key(tmp_path):
 
 def test_relative_recipe_paths_are_read_beside_the_spec(tmp_path):
     (tmp_path / "recipes").mkdir()
-    (tmp_path / "recipes" / "mine.yaml").write_text("base: builtin\ntrain:\n  slots_per_epoch: 4\n")
+    (tmp_path / "recipes" / "mine.yaml").write_text("base: builtin\ntrain:\n  slots_per_epoch: 8\n")
     arms = [{"name": "mine", "recipe": "recipes/mine.yaml"}, {"name": "uniform-full", "recipe": "uniform-full",
-                                                              "set": ["train.slots_per_epoch=4"]}]
+                                                              "set": ["train.slots_per_epoch=8"]}]
     spec = load_bench_spec(_write(tmp_path, {**SPEC, "arms": arms}))
-    assert resolve_cells(spec, tmp_path)[0].recipe.train.slots_per_epoch == 4
+    assert resolve_cells(spec, tmp_path)[0].recipe.train.slots_per_epoch == 8
 
 
 @pytest.mark.parametrize("name", ["smoke", "headline", "ablations", "curriculum", "curriculum-arms", "curriculum-fresh",

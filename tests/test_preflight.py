@@ -1,0 +1,121 @@
+"""The pre-flight every `space` command runs before any model, engine or embedding loads, and what a failing or
+killed command leaves: one test per row the README's bad-input catalogue marks `tests/test_preflight.py`.
+
+CLI cases run `python -m flows.cli` in a subprocess with a SPACE_HOME of their own; the MLflow and Prefect probes
+meet a real closed port.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest_cli import ROOT, cli_env, plain_recipe_args, run_cli
+from conftest_servers import free_port
+
+
+def _numbered(n: int) -> list[dict]:
+    return [{"question": f"What is {i} times 3?", "answer": str(3 * i)} for i in range(n)]
+
+
+def test_cli_unreachable_mlflow_fails_the_preflight_in_seconds_naming_the_uri(tmp_path):
+    import time
+
+    uri = f"http://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    out = run_cli(tmp_path, "curate", MLFLOW_TRACKING_URI=uri)
+    elapsed = time.monotonic() - start
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"MLflow: {uri} cannot be reached" in out.stderr and "unset MLFLOW_TRACKING_URI" in out.stderr
+    assert "Retrying" not in out.stdout + out.stderr and "Traceback" not in out.stdout + out.stderr
+    assert not (tmp_path / "models").exists()  # nothing was built
+    assert elapsed < 60, elapsed  # the issue's case ran for 10 minutes; 15 s is the target on a quiet machine
+
+
+def test_preflight_unreachable_prefect_api_is_named():
+    from tasks.probes import probe_prefect
+
+    url = f"http://127.0.0.1:{free_port()}/api"
+    check = probe_prefect(url, timeout=2)
+    assert not check.ok and check.detail.startswith(f"{url} cannot be reached") and "PREFECT_API_URL" in check.detail
+
+
+def test_cli_reasoning_gym_verifier_on_plain_rows_fails_before_any_model_naming_the_key(tmp_path):
+    args = plain_recipe_args(tmp_path, _numbered(12), "curate.clusters.num_clusters=2")
+    out = run_cli(tmp_path / "home", "curate", *args)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "verifier.name = 'reasoning_gym'" in out.stderr and "('source_dataset')" in out.stderr
+    assert "9 of 9 pool rows" in out.stderr and "one of exact, math, numeric" in out.stderr
+    assert "verifier  FAILED" in out.stderr  # the pre-flight block, on stderr when it fails
+    assert not (tmp_path / "home" / "artifacts" / "embed").exists()  # no embedding, no engine ran
+
+
+def test_preflight_data_sizes_name_the_pool_left_and_what_curation_needs():
+    from space.preflight import pool_size_check
+
+    check = pool_size_check(1, 1, "pool: read 3 rows, kept 1; skipped 2 bad", num_clusters=4, per_cluster=2,
+                            needs_eval=True)
+    assert not check.ok
+    assert check.detail.startswith("the pool has 1 usable rows, but curation needs at least 4 "
+                                   "(curate.clusters.num_clusters = 4 clusters, and 2 rows for the features' PCA)")
+    assert check.detail.endswith("[pool: read 3 rows, kept 1; skipped 2 bad]")
+    no_eval = pool_size_check(10, None, "", num_clusters=2, per_cluster=2, needs_eval=True)
+    assert not no_eval.ok and "has none: set data.eval_path" in no_eval.detail
+    assert pool_size_check(10, 3, "", 2, 8, needs_eval=True).detail == (
+        "pool 10 rows, eval 3; K x l = 2 x 8 = 16 (no reduction: selection keeps every prompt)")
+
+
+def test_preflight_disk_below_the_estimate_fails_naming_space_home():
+    from space.preflight import GB, MB, disk_check, disk_estimate
+
+    estimate, how = disk_estimate(100 * MB, epochs=3, cells=2)
+    assert estimate == 2 * (11 * 100 * MB + GB // 2)
+    check = disk_check("/data/space", int(1.5 * GB), estimate, how)
+    assert not check.ok
+    assert check.detail.startswith("1.5 GB free under /data/space, the estimate is 3.1 GB (2 runs x [model 100 MB ")
+    assert check.detail.endswith("point SPACE_HOME at a larger disk")
+    assert disk_check("/data/space", 4 * GB, estimate, how).ok
+
+
+@pytest.mark.slow
+def test_cli_failing_task_prints_only_spaces_paragraph_unless_verbose(tmp_path):
+    rows = [*_numbered(12), {"question": "x" * 3000, "answer": "1"}]  # one prompt too long for the 512 context
+    args = ("curate", *plain_recipe_args(tmp_path, rows, "verifier.name=exact", "curate.clusters.num_clusters=2",
+                                     "data.bad_rows=reject"))
+    out = run_cli(tmp_path / "home", *args)
+    assert out.returncode == 2, out.stdout + out.stderr
+    lines = out.stderr.splitlines()  # the paragraph and its hint, nothing else
+    assert len(lines) == 2 and lines[1] == "(run `space --debug ...` for the traceback)", out.stderr
+    assert re.match(r"error: DataError: (pool|eval): 1 prompts do not fit the model's context of 512 tokens", lines[0])
+    verbose = run_cli(tmp_path / "home", "--verbose", *args)  # the lines the quiet console leaves to Prefect's log
+    assert verbose.returncode == 2 and "Finished in state Failed" in verbose.stdout + verbose.stderr
+
+
+@pytest.mark.slow
+def test_cli_run_killed_with_sigkill_leaves_no_descendant_alive(tmp_path):
+    """`space run` SIGKILLed (its pid alone, as `kill -9` does) while its difficulty rollouts run: the temporary
+    Prefect server and everything else it started are gone soon after (flows/watchdog.py)."""
+    import signal
+    import time
+
+    import psutil
+
+    args = plain_recipe_args(tmp_path, _numbered(16), "verifier.name=exact", "curate.clusters.num_clusters=2",
+                         "curate.selection.per_cluster=2", "engine.kind=transformers")
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", *args], env=cli_env(tmp_path / "home"),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("difficulty rollouts") and "started" in line:
+            break
+    descendants = psutil.Process(proc.pid).children(recursive=True)
+    commands = [" ".join(p.cmdline()) for p in descendants]
+    assert any("prefect.server" in c for c in commands), (commands, "".join(seen)[-3000:])  # something to leave
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    start = time.monotonic()
+    _, alive = psutil.wait_procs(descendants, timeout=60)
+    assert alive == [], [(p.pid, " ".join(p.cmdline())) for p in alive]
+    assert time.monotonic() - start < 30  # the watchdog looks every 0.5 s; the server stops on SIGTERM
