@@ -1,4 +1,4 @@
-"""The bad-input catalogue (README, "When inputs are bad"): one test per case.
+"""The bad-input catalogue (docs/data.md, "Errors and the bad-input catalogue"): one test per case.
 
 Each case feeds one broken input and asserts the error (or the skip report) names the file, line, row,
 field, key or prompt. CLI cases also assert a non-zero exit and no traceback unless `--debug`.
