@@ -24,6 +24,11 @@ def configure_environment() -> None:
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "VLLM_CPU_KVCACHE_SPACE": "1",
+        # vLLM's own logging set-up runs logging.config.dictConfig when an engine starts; dictConfig flushes every
+        # existing handler while holding logging's lock, and Prefect's API log handler waits in its flush for a
+        # thread that needs that lock: `make demo` hung there (py-spy: APILogHandler.flush under dictConfig in
+        # LLM.__init__). vLLM's records go to the handlers already in place instead; its level is set below.
+        "VLLM_CONFIGURE_LOGGING": "0",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

@@ -6,7 +6,7 @@ from pathlib import Path
 from tasks.environment import configure_environment
 
 KEYS = ("SPACE_HOME", "PREFECT_HOME", "PREFECT_MEMO_STORE_PATH", "PREFECT_RESULTS_LOCAL_STORAGE_PATH",
-        "MLFLOW_TRACKING_URI")
+        "MLFLOW_TRACKING_URI", "VLLM_CONFIGURE_LOGGING")
 
 
 def _configured(monkeypatch, **exported: str) -> dict[str, str]:
@@ -31,3 +31,10 @@ def test_an_exported_prefect_home_takes_the_memo_store_along(monkeypatch, tmp_pa
     assert env["PREFECT_HOME"] == str(tmp_path / "elsewhere")
     assert Path(env["PREFECT_MEMO_STORE_PATH"]).parent == tmp_path / "elsewhere"
     assert (tmp_path / "elsewhere").is_dir()
+
+
+def test_vllm_leaves_the_logging_set_up_alone_unless_exported(monkeypatch, tmp_path):
+    """vLLM's dictConfig at engine start deadlocked against Prefect's API log handler (make demo hung)."""
+    assert _configured(monkeypatch, SPACE_HOME=str(tmp_path))["VLLM_CONFIGURE_LOGGING"] == "0"
+    exported = _configured(monkeypatch, SPACE_HOME=str(tmp_path), VLLM_CONFIGURE_LOGGING="1")
+    assert exported["VLLM_CONFIGURE_LOGGING"] == "1"
