@@ -19,7 +19,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 import tasks  # noqa: F401
 from space.analysis.bench import BenchSpec, resolve_cells
 from space.paths import space_home
-from tasks.bench import close_bench_run, open_bench_run, preload_libraries, run_cell, write_report
+from flows.bench_cell import run_cell
+from tasks.bench import close_bench_run, open_bench_run, preload_libraries, write_report
 
 
 @flow(name="space-bench", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=1))

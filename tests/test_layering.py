@@ -44,12 +44,7 @@ FLOORS: list[tuple[str, int, tuple[str, ...]]] = [
 
 # Known upward imports, each with the reason it is tolerated for now. An entry that no longer matches an import
 # fails `test_every_allowed_upward_import_still_exists`: remove it then.
-ALLOWED_UPWARD: dict[tuple[str, str], str] = {
-    (importer, flow): "a bench cell (tasks/bench.py) still runs the bootstrap, curate and train flows from inside a "
-    "task; composing the cell in flows/ from the run's stages is pending in the curriculum work (issue 19, item 4)"
-    for importer, flow in (("tasks.bench", "flows.bootstrap"), ("tasks.bench", "flows.curate"),
-                           ("tasks.bench", "flows.train"))
-}
+ALLOWED_UPWARD: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path, root: Path) -> str:
