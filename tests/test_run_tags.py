@@ -13,7 +13,7 @@ def test_train_tags_carry_the_compare_keys_and_a_fingerprint_of_the_key_and_part
     recipe = load_recipe("builtin", ["seed=3", "train.bandit.policy=ucb"]).resolved()
     tags = run_tags("train", recipe, MODEL, "train-run", "data-sha", 7, None)
     assert tags == {"space.stage": "train", "space.recipe": "builtin", "space.policy": "ucb",
-                    "space.pool": "reduced", "space.K": str(recipe.curate.clusters.num_clusters),
+                    "space.pool": "informative", "space.K": str(recipe.curate.clusters.num_clusters),
                     "space.l": str(recipe.curate.selection.per_cluster), "space.seed": "3",
                     "space.selection": "farthest", "space.model": "tiny",
                     "space.fingerprint": fingerprint("train-run", code_version(), "data-sha", 7, None)}

@@ -196,7 +196,7 @@ def test_editing_a_function_in_a_copy_of_the_package_recomputes_the_stage(tmp_pa
         shutil.copytree(source / package, tmp_path / "code" / package, ignore=shutil.ignore_patterns("__pycache__"))
     home = tmp_path / "home"
     first, again = _probe_in_copy(tmp_path / "code", home), _probe_in_copy(tmp_path / "code", home)
-    data_py = tmp_path / "code" / "space" / "data" / "sources.py"
+    data_py = tmp_path / "code" / "space" / "data" / "rows.py"
     text = data_py.read_text()
     assert 'return " ".join(text.split()).casefold()' in text
     edit = ('return " ".join(text.split()).casefold()', 'return " ".join(text.split()).lower()')
