@@ -111,7 +111,7 @@ def _resolve(recipe: str, overrides: list[str] | None):
     from space.paths import space_home
 
     try:
-        resolved = load_recipe(recipe, overrides or []).resolved()
+        resolved = load_recipe(recipe, overrides or [])
     except RecipeError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from None
@@ -148,7 +148,7 @@ def recipe(recipe: RecipeOption = "builtin", set: SetOption = None) -> None:
     from space.config import dump_recipe, load_recipe, RecipeError
 
     try:
-        typer.echo(dump_recipe(load_recipe(recipe, set or []).resolved()))
+        typer.echo(dump_recipe(load_recipe(recipe, set or [])))
     except RecipeError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from None

@@ -19,7 +19,6 @@ from tasks.curate_report import report_curation
 @flow(name="curate", log_prints=True)
 def curate_flow(recipe: Recipe, model: dict[str, Any], parent_run_id: str | None = None) -> dict[str, Any]:
     """Reduce the pool to a small, diverse, difficulty-aware subset tagged by cluster."""
-    recipe = recipe.resolved()
     cfg = recipe.curate
     data = stage.fit_context(stage.load_data(recipe.data), model, recipe.model.system_prompt,
                              _max_new_tokens(recipe), recipe.data.bad_rows, recipe.model.enable_thinking)
@@ -63,7 +62,6 @@ def curate_add_flow(recipe: Recipe, model: dict[str, Any], add_path: str, drift_
     """Place the prompts of a new file in the recipe's existing clusters; only their difficulty is estimated."""
     from tasks import curate_add
 
-    recipe = recipe.resolved()
     cfg = recipe.curate
     curation = curate_flow(recipe, model)["stages"]
     data = curate_add.additions_config(recipe.data, add_path)

@@ -18,7 +18,6 @@ from tasks.export import export_curation
 def export_flow(recipe: Recipe, model: dict[str, Any], out: str, formats: list[str], force: bool = False
                 ) -> dict[str, str]:
     """The recipe's curation (every stage cached from an earlier `space curate`) as hf/parquet/jsonl + card."""
-    recipe = recipe.resolved()
     curation = curate_flow(recipe, model)
     paths = export_curation(recipe, model, curation, out, formats, force)
     print(f"exported {out}: {', '.join(sorted(paths))}")

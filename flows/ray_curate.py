@@ -82,7 +82,6 @@ def _gather(futures: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
 @flow(name="curate-on-ray", log_prints=True)
 def curate_on_ray(pool: dict[str, Any], model: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
     """Embedding and (for source=rollouts) difficulty rollouts of the pool, one Prefect task per shard on Ray."""
-    recipe = recipe.resolved()
     cfg, ray_cfg = recipe.curate, recipe.ray
     shards = _plan(pool, ray_cfg.shard_size)
     embed_shards = [{**s, "out": str(sharded.embed_shard_dir(s, cfg.embedding))} for s in shards]

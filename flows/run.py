@@ -29,7 +29,6 @@ def run_flow(recipe: Recipe, register_as: str | None = None) -> dict[str, Any]:
     the model path.
 
     `register_as`: a registered-model name in MLflow under which the final model is registered."""
-    recipe = recipe.resolved()
     if not recipe.data.has_eval():  # fail before any work: training evaluates on a held-out set
         raise ValueError(f"recipe {recipe.name!r} has no eval set (data.path is a single file): set "
                          "data.eval_path or data.eval_fraction, or run `space curate` alone")

@@ -24,7 +24,6 @@ from tasks.train_report import log_epoch, report_evaluation, report_training, st
 def train_flow(recipe: Recipe, model: dict[str, Any], curation: dict[str, Any],
                parent_run_id: str | None = None, register_as: str | None = None) -> dict[str, Any]:
     """Epoch by epoch: allocate with the bandit, train with GRPO, update the bandit, evaluate."""
-    recipe = recipe.resolved()
     cfg = recipe.train
     if curation["stages"]["data"]["eval"] is None:
         raise ValueError(f"recipe {recipe.name!r} has no eval set, which training needs for its evaluations: "

@@ -37,7 +37,7 @@ def main() -> None:
     from space.data.verifiers import get_verifier
     from tasks.curate import estimate_difficulty, load_data
 
-    recipe = load_recipe(args.recipe, [f"data.pool_size={args.pool}"]).resolved()
+    recipe = load_recipe(args.recipe, [f"data.pool_size={args.pool}"])
     start = time.perf_counter()
     model = bootstrap_flow(recipe)
     build_s = time.perf_counter() - start

@@ -44,7 +44,7 @@ for name in ["ts_hard", "ts_lp", "learnability", "ucb", "exp3", "sec", "uniform"
     out[f"{name}_state"] = policy.state_dict()
 
 feats = np.random.default_rng(3).normal(size=(60, 8)).astype(np.float32)
-recipe = load_recipe("builtin", ["curate.clusters.num_clusters=4", "curate.selection.per_cluster=3"]).resolved()
+recipe = load_recipe("builtin", ["curate.clusters.num_clusters=4", "curate.selection.per_cluster=3"])
 labels, centroids = cluster_features(feats, recipe.curate.clusters)[:2]
 for rule in ["farthest", "maxmin", "nearest", "random"]:
     mask, _ = select_representatives(feats, labels, centroids, [f"p{i}" for i in range(60)],

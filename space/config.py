@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from space.curate.clustering import kmeans_seed
 from space.curate.config import CurateConfig
@@ -61,13 +61,43 @@ class Recipe(BaseModel):
         """The training completion length, which curation and evaluation follow unless set explicitly."""
         return self.train.grpo.max_completion_length
 
+    _followed: tuple[str, ...] = PrivateAttr(default=())  # the FOLLOWING keys this recipe left to their default
+
+    @model_validator(mode="after")
+    def _resolve_once(self) -> Recipe:
+        """Every validated recipe is resolved, once, here: a YAML or `--set` load, a Prefect deployment's
+        parameter, a `Recipe(...)` built in code. The flows and tasks take the values as they are."""
+        self._followed = tuple(key for key in FOLLOWING if _get(self, key) is None)
+        filled = self.resolved()
+        for section in ("curate", "eval"):
+            object.__setattr__(self, section, getattr(filled, section))  # frozen: set once, while validating
+        return self
+
+    def __eq__(self, other: object) -> bool:  # the configuration, not how it was reached (`_followed`)
+        return isinstance(other, Recipe) and self.model_dump() == other.model_dump()
+
+    def __hash__(self) -> int:
+        return hash(dump_recipe(self))
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Recipe:
+        """A copy; with `update` (another seed, another length), the keys this recipe left to follow their
+        default follow it again, unless the update set them itself."""
+        copy = super().model_copy(update=update, deep=deep)
+        if not update or not self._followed:
+            return copy
+        raw = copy.model_dump()
+        for key in self._followed:
+            if _get(copy, key) == _get(self, key):
+                _set(raw, key, None)
+        return Recipe.model_validate(raw)
+
     def resolved(self) -> Recipe:
         """This recipe with every follow-the-default field filled (idempotent).
 
         curate.difficulty.max_tokens and eval.max_tokens: None -> the training completion length;
         curate.clusters.seed and curate.selection.seed: None -> derived from the recipe seed with their own tags.
-        The flows resolve the recipe they are given, so a loaded recipe changed with `model_copy` (another seed,
-        another length) still gets matching derived values; a resolved recipe keeps the values it was given.
+        Validation calls it (`_resolve_once`), so only a recipe changed with `model_copy(update=...)`, which
+        skips validation, needs it again; a resolved recipe keeps the values it was given.
         """
         length, cur = self.completion_length, self.curate
         difficulty = cur.difficulty.model_copy(update={"max_tokens": _given(cur.difficulty.max_tokens, length)})
@@ -86,6 +116,22 @@ class Recipe(BaseModel):
 
 def _given(value: int | None, default: int) -> int:
     return default if value is None else value
+
+
+FOLLOWING = ("curate.difficulty.max_tokens", "eval.max_tokens", "curate.clusters.seed", "curate.selection.seed")
+
+
+def _get(recipe: BaseModel, key: str) -> Any:
+    for part in key.split("."):
+        recipe = getattr(recipe, part)
+    return recipe
+
+
+def _set(raw: dict[str, Any], key: str, value: Any) -> None:
+    *path, last = key.split(".")
+    for part in path:
+        raw = raw[part]
+    raw[last] = value
 
 
 class RecipeError(ValueError):

@@ -53,7 +53,6 @@ def check_lengths(data: dict[str, Any], model: dict[str, Any], recipe: Recipe) -
 
     from space.data.lengths import check_completion_lengths
 
-    recipe = recipe.resolved()
     pool_limits = {"curate.difficulty.max_tokens": recipe.curate.difficulty.max_tokens,
                    "train.grpo.max_completion_length": recipe.train.grpo.max_completion_length}
     if recipe.curate.difficulty.source != "rollouts":

@@ -6,6 +6,7 @@ import pytest
 
 from space.curate.clustering import cluster_features
 from space.config import (
+    Recipe,
     RecipeError,
     dump_recipe,
     fingerprint,
@@ -105,17 +106,17 @@ def test_dump_round_trips_and_fingerprint_tracks_config(tmp_path):
 
 
 def test_one_completion_length_unless_set_explicitly():
-    recipe = load_recipe("builtin", ["train.grpo.max_completion_length=40"])
-    assert recipe.curate.difficulty.max_tokens is None and recipe.eval.max_tokens is None  # follow, until resolved
-    resolved = recipe.resolved()
-    assert resolved.curate.difficulty.max_tokens == resolved.eval.max_tokens == 40
-    assert resolved.resolved() == resolved
-    explicit = load_recipe("builtin", ["train.grpo.max_completion_length=40", "eval.max_tokens=24"]).resolved()
+    recipe = load_recipe("builtin", ["train.grpo.max_completion_length=40"])  # validating resolves, once
+    assert recipe.curate.difficulty.max_tokens == recipe.eval.max_tokens == 40
+    assert recipe.resolved() == recipe
+    explicit = load_recipe("builtin", ["train.grpo.max_completion_length=40", "eval.max_tokens=24"])
     assert (explicit.curate.difficulty.max_tokens, explicit.eval.max_tokens) == (40, 24)
-    # a loaded recipe changed in code still follows the new training length when resolved (as the flows do)
-    longer = recipe.model_copy(update={"train": recipe.train.model_copy(
-        update={"grpo": recipe.train.grpo.model_copy(update={"max_completion_length": 64})})})
-    assert longer.resolved().eval.max_tokens == 64
+    # a resolved recipe keeps the values it was given: a saved YAML reloads as it ran
+    assert Recipe.model_validate(recipe.model_dump()).eval.max_tokens == 40
+    # what Prefect hands a deployment (the YAML with nulls) is resolved when validated
+    raw = recipe.model_dump() | {"eval": {**recipe.eval.model_dump(), "max_tokens": None}}
+    raw["train"]["grpo"]["max_completion_length"] = 64
+    assert Recipe.model_validate(raw).eval.max_tokens == 64
     for name in shipped_recipes():  # every shipped recipe resolves to positive lengths
         shipped = load_recipe(name).resolved()
         assert min(shipped.curate.difficulty.max_tokens, shipped.eval.max_tokens) > 0
