@@ -1,17 +1,15 @@
-"""The pre-flight every `space` command runs before any model, engine or embedding loads, and what a failing or
-killed command leaves: one test per row the README's bad-input catalogue marks `tests/test_preflight.py`.
+"""The pre-flight every `space` command runs before any model, engine or embedding loads, and what a failing
+command prints: one test per row the bad-input catalogue (docs/data.md) marks `tests/test_preflight.py`; a killed
+command is tests/test_killed_command.py.
 
 CLI cases run `python -m flows.cli` in a subprocess with a SPACE_HOME of their own; the MLflow and Prefect probes
 meet a real closed port.
 """
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
-from conftest_cli import ROOT, cli_env, plain_recipe_args, run_cli
+from conftest_cli import plain_recipe_args, run_cli
 from conftest_servers import free_port
 
 
@@ -91,31 +89,3 @@ def test_cli_failing_task_prints_only_spaces_paragraph_unless_verbose(tmp_path):
     verbose = run_cli(tmp_path / "home", "--verbose", *args)  # the lines the quiet console leaves to Prefect's log
     assert verbose.returncode == 2 and "Finished in state Failed" in verbose.stdout + verbose.stderr
 
-
-@pytest.mark.slow
-def test_cli_run_killed_with_sigkill_leaves_no_descendant_alive(tmp_path):
-    """`space run` SIGKILLed (its pid alone, as `kill -9` does) while its difficulty rollouts run: the temporary
-    Prefect server and everything else it started are gone soon after (flows/watchdog.py)."""
-    import signal
-    import time
-
-    import psutil
-
-    args = plain_recipe_args(tmp_path, _numbered(16), "verifier.name=exact", "curate.clusters.num_clusters=2",
-                         "curate.selection.per_cluster=2", "engine.kind=transformers")
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", *args], env=cli_env(tmp_path / "home"),
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if line.startswith("difficulty rollouts") and "started" in line:
-            break
-    descendants = psutil.Process(proc.pid).children(recursive=True)
-    commands = [" ".join(p.cmdline()) for p in descendants]
-    assert any("prefect.server" in c for c in commands), (commands, "".join(seen)[-3000:])  # something to leave
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    start = time.monotonic()
-    _, alive = psutil.wait_procs(descendants, timeout=60)
-    assert alive == [], [(p.pid, " ".join(p.cmdline())) for p in alive]
-    assert time.monotonic() - start < 30  # the watchdog looks every 0.5 s; the server stops on SIGTERM
