@@ -20,6 +20,7 @@ import tasks  # noqa: F401
 from space.analysis.bench import BenchSpec, resolve_cells
 from space.paths import space_home
 from flows.bench_cell import run_cell
+from flows.preflight import bench_recipes, flow_preflight
 from tasks.bench import close_bench_run, open_bench_run, preload_libraries, write_report
 
 
@@ -27,6 +28,7 @@ from tasks.bench import close_bench_run, open_bench_run, preload_libraries, writ
 def bench_flow(spec: BenchSpec, spec_dir: str = ".", out: str | None = None, spec_yaml: str = "") -> dict[str, Any]:
     """Run every (arm, seed) cell, then write the report; returns the report's path, rows and figures."""
     cells = resolve_cells(spec, spec_dir)
+    flow_preflight("bench", bench_recipes(cells), runs=len(cells))  # a deployment's run (the CLI ran it already)
     parent = open_bench_run(spec, cells, spec_yaml)
     if spec.max_parallel > 1:
         preload_libraries()

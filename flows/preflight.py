@@ -14,6 +14,10 @@ data (the load stage itself, so the flow reuses its folder), the verifier's need
 its chat template and the completion lengths (the same checks the curate flow runs after bootstrap). The pure
 checks are in space/preflight.py, the probes in tasks/probes.py. A failure prints the block on stderr and raises
 `PreflightError` listing the failed checks, which the CLI turns into its one paragraph (exit 2).
+
+A flow a deployment starts (flows/run.py, flows/jobs.py, flows/bench.py) runs the same pre-flight first thing
+(`flow_preflight`), its block in the flow run's log; called by the CLI, which has just passed it for the same
+recipes in the same process, the flow skips it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ TRACKED = {"curate", "train", "run", "bench", "serve", "compare"}
 FLOWS = {"bootstrap-model", "curate", "train", "run", "bench", "serve"}
 TRAINS = {"train", "run", "bench", "serve"}
 USER_ERRORS = (ValueError, KeyError, OSError, RuntimeError)  # what a check turns into a failed line
+_PASSED: set[tuple[str, ...]] = set()  # (command, recipe fingerprints) whose pre-flight passed in this process
 
 
 def probe_services(command: str, echo: Callable[..., Any]) -> list[Check]:
@@ -67,7 +72,30 @@ def preflight(command: str, recipes: dict[str, Recipe], echo: Callable[..., Any]
     failed = not all(c.ok for c in checks)
     echo(block, err=failed)
     raise_on_failure(checks)
+    _PASSED.add(_key(command, recipes))
     return checks
+
+
+def flow_preflight(command: str, recipes: dict[str, Recipe], runs: int = 1) -> list[Check]:
+    """The pre-flight at the start of a flow a deployment runs (or any direct call of the flow), its block in the
+    flow run's log; skipped (returns []) when this process already passed it for the same command and recipes,
+    as the CLI does before it calls the flow. Raises PreflightError as the CLI's pre-flight does."""
+    if _key(command, recipes) in _PASSED:
+        return []
+    from prefect import get_run_logger
+
+    logger = get_run_logger()
+
+    def log(message: str, err: bool = False) -> None:
+        (logger.error if err else logger.info)(message)
+
+    return preflight(command, recipes, log, runs)
+
+
+def _key(command: str, recipes: dict[str, Recipe]) -> tuple[str, ...]:
+    from space.hashing import fingerprint
+
+    return (command, *sorted(f"{label}={fingerprint(recipe.resolved())}" for label, recipe in recipes.items()))
 
 
 def _model_bytes(name: str) -> int:

@@ -17,6 +17,7 @@ from prefect.runtime import flow_run
 import tasks  # noqa: F401
 from flows.bootstrap import bootstrap_flow
 from flows.curate import curate_flow
+from flows.preflight import flow_preflight
 from flows.train import train_flow
 from space.config import Recipe, compare_keys, dump_recipe, flatten
 from tasks import tracking
@@ -32,6 +33,7 @@ def run_flow(recipe: Recipe, register_as: str | None = None) -> dict[str, Any]:
     if not recipe.data.has_eval():  # fail before any work: training evaluates on a held-out set
         raise ValueError(f"recipe {recipe.name!r} has no eval set (data.path is a single file): set "
                          "data.eval_path or data.eval_fraction, or run `space curate` alone")
+    flow_preflight("run", {recipe.name: recipe})  # a deployment's run too (skipped after the CLI's own)
     model = bootstrap_flow(recipe)
     tags = tracking.run_tags("run", recipe, model, "space-run", recipe, model["sha"])
     parent = tracking.open_run(f"{recipe.name}-{recipe.train.bandit.policy}-s{recipe.seed}", tags,

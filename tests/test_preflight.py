@@ -1,17 +1,15 @@
-"""The pre-flight every `space` command runs before any model, engine or embedding loads, and what a failing or
-killed command leaves: one test per row the README's bad-input catalogue marks `tests/test_preflight.py`.
+"""The pre-flight every `space` command runs before any model, engine or embedding loads (and every flow a
+deployment starts: run_flow, curate_job, train_job), and what a failing command prints: one test per row the bad-input
+catalogue (docs/data.md) marks `tests/test_preflight.py`; a killed command is tests/test_killed_command.py.
 
 CLI cases run `python -m flows.cli` in a subprocess with a SPACE_HOME of their own; the MLflow and Prefect probes
 meet a real closed port.
 """
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
-from conftest_cli import ROOT, cli_env, plain_recipe_args, run_cli
+from conftest_cli import ROOT, plain_recipe_args, run_cli
 from conftest_servers import free_port
 
 
@@ -92,30 +90,85 @@ def test_cli_failing_task_prints_only_spaces_paragraph_unless_verbose(tmp_path):
     assert verbose.returncode == 2 and "Finished in state Failed" in verbose.stdout + verbose.stderr
 
 
+# ------------------------------------------------------------------ a flow a deployment runs, called directly
+
+
+def _plain_recipe(tmp_path, rows, *sets):
+    """The builtin recipe on a plain question/answer jsonl pool (a quarter held out); model and verifier as shipped."""
+    import json
+
+    from space.config import load_recipe
+
+    path = tmp_path / "pool.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return load_recipe("builtin", ["data.source=hf", f"data.path={path}", "data.eval_fraction=0.25", *sets])
+
+
+def test_a_flow_skips_the_preflight_the_cli_just_passed_for_the_same_recipe(tmp_path, monkeypatch):
+    """The CLI runs the pre-flight, then the flow: the block is printed once. Another recipe is checked again."""
+    from flows.preflight import _key, flow_preflight, preflight
+
+    monkeypatch.setenv("SPACE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
+    recipe = _plain_recipe(tmp_path, _numbered(12), "verifier.name=exact", "curate.clusters.num_clusters=2")
+    printed = []
+    checks = preflight("curate", {recipe.name: recipe}, lambda message, err=False: printed.append(message))
+    assert [c.name for c in checks] == ["MLflow", "Prefect", "disk", "data", "verifier", "model"]
+    assert len(printed) == 1 and printed[0].startswith("pre-flight (space curate, recipe builtin)")
+    assert flow_preflight("curate", {recipe.name: recipe.resolved()}) == []  # nothing printed, nothing checked
+    other = recipe.model_copy(update={"seed": 1})
+    assert _key("curate", {other.name: other}) != _key("curate", {recipe.name: recipe})
+    assert _key("run", {recipe.name: recipe}) != _key("curate", {recipe.name: recipe})
+
+
 @pytest.mark.slow
-def test_cli_run_killed_with_sigkill_leaves_no_descendant_alive(tmp_path):
-    """`space run` SIGKILLed (its pid alone, as `kill -9` does) while its difficulty rollouts run: the temporary
-    Prefect server and everything else it started are gone soon after (flows/watchdog.py)."""
-    import signal
+@pytest.mark.server
+def test_run_and_bench_flows_as_a_deployment_runs_them_fail_the_preflight_on_an_unreachable_mlflow(tmp_path,
+                                                                                                   monkeypatch):
+    """flows/run.py:run_flow and flows/bench.py:bench_flow (prefect.yaml's entrypoints) called directly, as a
+    work-pool worker does: the same pre-flight as the CLI names the MLflow URI in seconds, before any model."""
     import time
 
-    import psutil
+    from flows.run import run_flow
+    from space.preflight import PreflightError
 
-    args = plain_recipe_args(tmp_path, _numbered(16), "verifier.name=exact", "curate.clusters.num_clusters=2",
-                         "curate.selection.per_cluster=2", "engine.kind=transformers")
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", *args], env=cli_env(tmp_path / "home"),
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if line.startswith("difficulty rollouts") and "started" in line:
-            break
-    descendants = psutil.Process(proc.pid).children(recursive=True)
-    commands = [" ".join(p.cmdline()) for p in descendants]
-    assert any("prefect.server" in c for c in commands), (commands, "".join(seen)[-3000:])  # something to leave
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    uri = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("SPACE_HOME", str(tmp_path / "home"))
     start = time.monotonic()
-    _, alive = psutil.wait_procs(descendants, timeout=60)
-    assert alive == [], [(p.pid, " ".join(p.cmdline())) for p in alive]
-    assert time.monotonic() - start < 30  # the watchdog looks every 0.5 s; the server stops on SIGTERM
+    with pytest.raises(PreflightError, match=re.escape(f"MLflow: {uri} cannot be reached")) as caught:
+        run_flow(_plain_recipe(tmp_path, _numbered(12), "verifier.name=exact"))
+    assert "unset MLFLOW_TRACKING_URI" in str(caught.value)
+    assert time.monotonic() - start < 120  # includes the temporary Prefect server's start for a first flow
+    from flows.bench import bench_flow  # the bench deployment's entrypoint, the same way
+    from space.analysis.bench import load_bench_spec
+
+    spec = ROOT / "infra" / "bench" / "smoke.yaml"
+    with pytest.raises(PreflightError, match=re.escape(f"MLflow: {uri} cannot be reached")):
+        bench_flow(load_bench_spec(spec), str(spec.parent), str(tmp_path / "bench"), spec.read_text())
+    assert not (tmp_path / "home" / "models").exists()  # nothing was built
+    assert time.monotonic() - start < 180
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_curate_and_train_jobs_fail_the_preflight_on_rows_the_verifier_cannot_score(tmp_path, monkeypatch):
+    """flows/jobs.py's curate_job and train_job (deployment entrypoints) on plain rows with the recipe's
+    reasoning_gym verifier: the CLI's verifier check, naming the key and the alternatives, before any model,
+    embedding or engine."""
+    import time
+
+    from flows.jobs import curate_job, train_job
+    from space.preflight import PreflightError
+
+    monkeypatch.setenv("SPACE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
+    recipe = _plain_recipe(tmp_path, _numbered(12), "curate.clusters.num_clusters=2")
+    for job in (curate_job, train_job):
+        start = time.monotonic()
+        with pytest.raises(PreflightError, match=re.escape("verifier.name = 'reasoning_gym'")) as caught:
+            job(recipe)
+        assert "9 of 9 pool rows" in str(caught.value) and "one of exact, math, numeric" in str(caught.value)
+        assert time.monotonic() - start < 120
+    assert not (tmp_path / "home" / "models").exists()
+    assert not (tmp_path / "home" / "artifacts" / "embed").exists()
