@@ -146,7 +146,7 @@ def _data(recipe: Recipe, needs_eval: bool) -> tuple[Check, dict[str, Any] | Non
     curate = recipe.curate
     check = pool_size_check(manifest["pool"]["rows"], (manifest["eval"] or {}).get("rows"),
                             load_summary(manifest).replace("\n", "; "), curate.clusters.num_clusters,
-                            curate.selection.per_cluster, needs_eval)
+                            curate.selection.per_cluster, needs_eval, recipe.train.pool)
     return check, manifest
 
 

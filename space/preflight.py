@@ -6,7 +6,7 @@ the model folder, free disk) and prints the block:
 
     pre-flight (space curate, recipe builtin)
       MLflow     ok      sqlite:///.../.space/mlflow.db (folder writable)
-      data       ok      pool 1998 rows, eval 400; K x l = 4 x 25 = 100 of them kept; the features need >= 2
+      data       ok      pool 1998 rows, eval 400; K x l = 4 x 25 = 100 kept and trained on (train.pool: reduced)
       ...
 
 A failed check names what to change (the recipe key, the URI, the folder), so the command can stop before it
@@ -41,8 +41,17 @@ class PreflightError(ValueError):
     """A pre-flight check failed; the message lists every failed check with what to change."""
 
 
+TRAINED_ON = {  # what `train.pool` trains on, for the data line
+    "reduced": "kept and trained on (train.pool: reduced)",
+    "refill": "kept as the first active set, refilled from the pool (train.pool: refill)",
+    "informative": "kept as representatives; training uses every prompt the reference model solves sometimes "
+                   "(train.pool: informative)",
+    "full": "kept as representatives; training uses every clustered prompt (train.pool: full)",
+}
+
+
 def pool_size_check(pool_rows: int, eval_rows: int | None, summary: str, num_clusters: int, per_cluster: int,
-                    needs_eval: bool) -> Check:
+                    needs_eval: bool, train_pool: str = "reduced") -> Check:
     """The pool left after bad rows, duplicates, eval overlap and the eval split, against what curation needs:
     K <= N (k-means, `curate.clusters.num_clusters`) and N >= 2 (the PCA block of the features); a run or a
     training also needs a non-empty eval set. N <= K x l is allowed: selection then keeps every prompt."""
@@ -56,7 +65,7 @@ def pool_size_check(pool_rows: int, eval_rows: int | None, summary: str, num_clu
                         "data.eval_fraction or data.eval_split")
     kept = num_clusters * per_cluster
     shape = (f"K x l = {num_clusters} x {per_cluster} = {kept}"
-             + (" (no reduction: selection keeps every prompt)" if pool_rows <= kept else " kept"))
+             + (" (no reduction: selection keeps every prompt)" if pool_rows <= kept else f" {TRAINED_ON[train_pool]}"))
     found = f"pool {pool_rows} rows, eval {eval_rows if eval_rows is not None else 'none'}; {shape}"
     if problems:
         return Check("data", False, "; ".join(problems) + f" [{summary}]")

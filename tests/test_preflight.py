@@ -62,6 +62,9 @@ def test_preflight_data_sizes_name_the_pool_left_and_what_curation_needs():
     assert not no_eval.ok and "has none: set data.eval_path" in no_eval.detail
     assert pool_size_check(10, 3, "", 2, 8, needs_eval=True).detail == (
         "pool 10 rows, eval 3; K x l = 2 x 8 = 16 (no reduction: selection keeps every prompt)")
+    assert pool_size_check(100, 3, "", 2, 8, needs_eval=True, train_pool="informative").detail == (
+        "pool 100 rows, eval 3; K x l = 2 x 8 = 16 kept as representatives; training uses every prompt the "
+        "reference model solves sometimes (train.pool: informative)")
 
 
 def test_preflight_disk_below_the_estimate_fails_naming_space_home():
