@@ -41,7 +41,7 @@ TRACKED = {"curate", "train", "run", "bench", "serve", "compare"}
 FLOWS = {"bootstrap-model", "curate", "train", "run", "bench", "serve"}
 TRAINS = {"train", "run", "bench", "serve"}
 USER_ERRORS = (ValueError, KeyError, OSError, RuntimeError)  # what a check turns into a failed line
-_PASSED: set[tuple[str, ...]] = set()  # (command, recipe fingerprints) whose pre-flight passed in this process
+_PASSED: set[tuple[str, ...]] = set()  # (command, services, recipe fingerprints) passed, not yet used by a flow
 
 
 def probe_services(command: str, echo: Callable[..., Any]) -> list[Check]:
@@ -79,8 +79,12 @@ def preflight(command: str, recipes: dict[str, Recipe], echo: Callable[..., Any]
 def flow_preflight(command: str, recipes: dict[str, Recipe], runs: int = 1) -> list[Check]:
     """The pre-flight at the start of a flow a deployment runs (or any direct call of the flow), its block in the
     flow run's log; skipped (returns []) when this process already passed it for the same command and recipes,
-    as the CLI does before it calls the flow. Raises PreflightError as the CLI's pre-flight does."""
-    if _key(command, recipes) in _PASSED:
+    as the CLI does before it calls the flow. A pass lets one flow skip, and only under the same tracking URI,
+    Prefect API and SPACE_HOME: a later call of the flow in the same process (a test session, a notebook)
+    checks again. Raises PreflightError as the CLI's pre-flight does."""
+    key = _key(command, recipes)
+    if key in _PASSED:
+        _PASSED.discard(key)
         return []
     from prefect import get_run_logger
 
@@ -95,7 +99,9 @@ def flow_preflight(command: str, recipes: dict[str, Recipe], runs: int = 1) -> l
 def _key(command: str, recipes: dict[str, Recipe]) -> tuple[str, ...]:
     from space.hashing import fingerprint
 
-    return (command, *sorted(f"{label}={fingerprint(recipe.resolved())}" for label, recipe in recipes.items()))
+    services = tuple(f"{name}={os.environ.get(name, '')}" for name in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL"))
+    recipe_keys = sorted(f"{label}={fingerprint(recipe)}" for label, recipe in recipes.items())
+    return (command, *services, f"SPACE_HOME={space_home()}", *recipe_keys)
 
 
 def _model_bytes(name: str) -> int:

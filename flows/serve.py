@@ -36,18 +36,19 @@ def server_answers(timeout: float = 2.0) -> bool:
 def serve_flow(flow: Flow, name: str, *, cron: str | None, interval: int | None, parameters: dict[str, Any],
                tags: list[str], limit: int = 1, grace: float = 30.0) -> int:
     """Register the deployment, poll for its runs until a signal arrives; returns the process exit code."""
-    runner = Runner(name=name, pause_on_shutdown=True, limit=limit)
-    runner.add_flow(flow, name=name, cron=cron, interval=interval, parameters=parameters, tags=tags)
-    loop = asyncio.new_event_loop()
-    worker = threading.Thread(target=loop.run_until_complete, args=(runner.start(),), name="space-serve",
-                              daemon=True)
     stop = threading.Event()
     received: list[int] = []
+    # before add_flow: it registers the deployment, and a signal from then on must pause its schedule
     previous = {sig: signal.signal(sig, lambda sig, _frame: (received.append(sig), stop.set())) for sig in SIGNALS}
-    print(f"serving deployment '{flow.name}/{name}' (at most {limit} run(s) at a time); stop with Ctrl-C or SIGTERM",
-          flush=True)
-    worker.start()
     try:
+        runner = Runner(name=name, pause_on_shutdown=True, limit=limit)
+        runner.add_flow(flow, name=name, cron=cron, interval=interval, parameters=parameters, tags=tags)
+        loop = asyncio.new_event_loop()
+        worker = threading.Thread(target=loop.run_until_complete, args=(runner.start(),), name="space-serve",
+                                  daemon=True)
+        print(f"serving deployment '{flow.name}/{name}' (at most {limit} run(s) at a time); "
+              "stop with Ctrl-C or SIGTERM", flush=True)
+        worker.start()
         while worker.is_alive() and not stop.wait(0.5):
             pass
     finally:

@@ -85,6 +85,33 @@ def test_serve_stops_promptly_and_pauses_its_schedule_while_the_server_answers(p
         assert client.read_deployment(deployment.id).paused, output
 
 
+# space serve with Runner.add_flow wrapped to send the process SIGINT the moment the deployment is registered,
+# before the runner starts: the window CI's Ctrl-C once landed in (exit 130, schedule left running)
+SIGNAL_WHILE_REGISTERING = """
+import os, signal, sys
+from prefect.runner import Runner
+register = Runner.add_flow
+def register_then_interrupt(self, *args, **kwargs):
+    deployment_id = register(self, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGINT)
+    return deployment_id
+Runner.add_flow = register_then_interrupt
+from flows.cli import app
+sys.argv = ["space", "serve", "--recipe", sys.argv[1], "--cron", "0 3 * * *", "--name", "stop-registering"]
+app()
+"""
+
+
+def test_serve_pauses_its_schedule_on_a_signal_that_lands_while_it_registers(prefect_server):
+    env = {**os.environ, "PREFECT_API_URL": prefect_server}
+    out = subprocess.run([sys.executable, "-c", SIGNAL_WHILE_REGISTERING, RECIPE], env=env, capture_output=True,
+                         text=True, timeout=300, cwd=Path(__file__).parents[1])
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "SIGINT: stopping; the deployment's schedule is paused" in out.stdout, out.stdout[-3000:]
+    with _client(prefect_server) as client:
+        assert client.read_deployment_by_name("space-run/stop-registering").paused
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
 def test_serve_stops_promptly_after_its_server_went_away(tmp_path, sig):
     server, url = _start_server(tmp_path / "prefect")

@@ -108,8 +108,10 @@ def _plain_recipe(tmp_path, rows, *sets):
 
 
 def test_a_flow_skips_the_preflight_the_cli_just_passed_for_the_same_recipe(tmp_path, monkeypatch):
-    """The CLI runs the pre-flight, then the flow: the block is printed once. Another recipe is checked again."""
-    from flows.preflight import _key, flow_preflight, preflight
+    """The CLI runs the pre-flight, then the flow: the block is printed once. The pass is used up by that flow
+    (CI once ran a deployment test after a CLI test had passed the same bench in the process, and the flow
+    skipped its check of a dead MLflow); another recipe, command or tracking URI is checked again."""
+    from flows.preflight import _PASSED, _key, flow_preflight, preflight
 
     monkeypatch.setenv("SPACE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
@@ -119,6 +121,10 @@ def test_a_flow_skips_the_preflight_the_cli_just_passed_for_the_same_recipe(tmp_
     assert [c.name for c in checks] == ["MLflow", "Prefect", "disk", "data", "verifier", "model"]
     assert len(printed) == 1 and printed[0].startswith("pre-flight (space curate, recipe builtin)")
     assert flow_preflight("curate", {recipe.name: recipe.resolved()}) == []  # nothing printed, nothing checked
+    assert _key("curate", {recipe.name: recipe}) not in _PASSED  # the next call of the flow checks again
+    key = _key("curate", {recipe.name: recipe})
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    assert _key("curate", {recipe.name: recipe}) != key
     other = recipe.model_copy(update={"seed": 1})
     assert _key("curate", {other.name: other}) != _key("curate", {recipe.name: recipe})
     assert _key("run", {recipe.name: recipe}) != _key("curate", {recipe.name: recipe})
