@@ -6,9 +6,11 @@ A `space` process starts children that are not its own code: Prefect's temporary
 subprocess that `prefect.server.api.server.SubprocessASGIServer` starts with a plain `subprocess.Popen`, stopped
 only by an `atexit` hook), vLLM's engine-core processes (multiprocessing; they block on a queue and never look
 at their parent), a local Ray cluster (Ray gives its gcs_server and raylet a parent-death signal, not its
-dashboard and runtime-env agents, which also outlived SIGTERM for the whole grace in tests/test_killed_command.py).
+dashboard and runtime-env agents, which also outlived SIGTERM for the whole grace in tests/test_killed_command.py),
+torchrun and its ranks (`train.distributed.processes > 1`; torchrun puts each rank in a session of its own).
 When the command is SIGKILLed no atexit hook runs, and all of them stay up with parent 1 (a 350 MB server, a model
-and its KV cache).
+and its KV cache, ranks that train on and write a checkpoint). tests/test_killed_command.py and
+tests/test_distributed_faults.py check that nothing is left.
 
 Prefect and vLLM offer no hook to set a parent-death signal on those children (`PR_SET_PDEATHSIG` would also
 fire when the *thread* that started them ends, and Prefect may start its server from a worker thread), so the

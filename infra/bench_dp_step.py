@@ -61,7 +61,9 @@ def run_arm(processes: int, model_dir: Path, out: Path, args: argparse.Namespace
         result = train_epoch_launched(dist, model_dir, None, out, rows(), order, verifier, settings, 0, 1, 0)
     wall = time.perf_counter() - started
     steps = [e["step_time"] for e in result.log_history if "step_time" in e]
-    return {"processes": processes, "step_seconds": steps, "train_seconds": result.metrics["seconds"],
+    lengths = [e.get("completions/mean_length") for e in result.log_history if "step_time" in e]
+    return {"processes": processes, "step_seconds": steps, "mean_lengths": lengths, "nice": os.nice(0),
+            "train_seconds": result.metrics["seconds"],
             "wall_seconds": wall, "load_before": load_before, "load_after": os.getloadavg()[0],
             "rank_slots": result.extra["rank_slots"]}
 
@@ -72,27 +74,35 @@ def summarise(runs: list[dict]) -> dict:
     for processes in sorted({r["processes"] for r in runs}):
         steps = [s for r in runs if r["processes"] == processes for s in r["step_seconds"]]
         walls = [r["wall_seconds"] for r in runs if r["processes"] == processes]
+        lengths = [n for r in runs if r["processes"] == processes for n in r.get("mean_lengths", []) if n is not None]
         out[processes] = {"median_step": statistics.median(steps), "min_step": min(steps), "max_step": max(steps),
-                          "steps": len(steps), "median_wall": statistics.median(walls)}
+                          "steps": len(steps), "median_wall": statistics.median(walls),
+                          "median_length": statistics.median(lengths) if lengths else None}
     out["ratio"] = out[2]["median_step"] / out[1]["median_step"]
     return out
 
 
 def write_report(out: Path, args: argparse.Namespace, runs: list[dict], summary: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"args": vars(args), "runs": runs, "summary": summary}, indent=1,
+    recorded = {**vars(args), "out": os.path.relpath(args.out, ROOT)}  # no path outside the repository
+    out.with_suffix(".json").write_text(json.dumps({"args": recorded, "runs": runs, "summary": summary}, indent=1,
                                                 default=str))
     lines = [f"# Seconds per GRPO step, 1 vs 2 training processes ({time.strftime('%Y-%m-%d')})", "",
              f"`{' '.join(sys.argv)}`; tiny random Llama, {args.slots} slots, B={args.prompts_per_step}, "
              f"G={args.generations}, {args.max_tokens} new tokens, {args.threads} torch thread(s) per process; "
              f"{os.cpu_count()} cores, shared.", "",
-             "| processes | steps | median s/step | min | max | median epoch wall s (launch included) |",
-             "|---|---|---|---|---|---|"]
+             "| processes | steps | median s/step | min | max | median epoch wall s (launch included) "
+             "| median tokens per completion |",
+             "|---|---|---|---|---|---|---|"]
     for processes in (1, 2):
         s = summary[processes]
+        length = f"{s['median_length']:.1f}" if s.get("median_length") is not None else "n/a"
         lines.append(f"| {processes} | {s['steps']} | {s['median_step']:.3f} | {s['min_step']:.3f} | "
-                     f"{s['max_step']:.3f} | {s['median_wall']:.1f} |")
+                     f"{s['max_step']:.3f} | {s['median_wall']:.1f} | {length} |")
     lines += ["", f"Ratio of median step times, 2 processes / 1: **{summary['ratio']:.2f}** (target: at most 1.3).",
+              f"Run at nice {runs[0]['nice']} (the bench's processes and the ranks it starts). Per step, the "
+              "epoch's mean completion length (the work of a step; the arms sample differently): "
+              + "; ".join(f"{r['processes']}p {[round(n, 1) for n in r['mean_lengths'] if n is not None]}" for r in runs),
               "Load averages (1 min) before/after each epoch: "
               + ", ".join(f"{r['processes']}p {r['load_before']:.1f}/{r['load_after']:.1f}" for r in runs)]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")

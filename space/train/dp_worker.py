@@ -12,11 +12,18 @@ flow's process does both, once.
 
 `torch.distributed.elastic`'s `record` puts a failing rank's traceback into torchrun's failure summary, which
 `launch.py` turns into an error naming the rank.
+
+torchrun starts each rank in a session of its own and sets no parent-death signal, so a rank outlives a torchrun
+that is SIGKILLed (say, with the `space` command's whole process group, the CLI's watchdog included) and would
+train on, rank 0 writing its checkpoint. Each rank therefore asks the kernel for SIGKILL when its parent, the
+torchrun agent, dies (`die_with_launcher`, Linux); elsewhere the watchdog alone stops ranks.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -75,8 +82,24 @@ def write_result(job_dir: Path, result: Any) -> None:
     (out / "result.json").write_text(json.dumps(body))
 
 
+def die_with_launcher() -> bool:
+    """SIGKILL this rank when its parent (torchrun) dies: PR_SET_PDEATHSIG on Linux. A parent that died before
+    the call (this rank re-parented to init, or the parent changed meanwhile) ends the rank at once. True when
+    set."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    if parent == 1 or os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)  # torchrun is already gone: nothing is left to report to
+    return True
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of one rank: `python -m space.train.dp_worker JOB_DIR` under torchrun."""
+    die_with_launcher()
     from torch.distributed.elastic.multiprocessing.errors import record
 
     @record
