@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import time
 from pathlib import Path
@@ -22,9 +21,6 @@ import typer
 app = typer.Typer(help="SPaCe: self-paced curriculum RL fine-tuning on Prefect and MLflow.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 _STATE: dict[str, Any] = {"debug": False, "verbose": False}
-# Errors the user can fix (a bad recipe, data file, artifact, verifier or path): a paragraph, exit 2.
-# Anything else is likely a bug: the same paragraph, exit 1. `--debug` shows the traceback of both.
-KNOWN_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError, RuntimeError)
 
 
 @app.callback()
@@ -46,14 +42,6 @@ def _global_options(
         os.environ["PREFECT_TASKS_REFRESH_CACHE"] = "true"
 
 
-class _NoTraceback(logging.Filter):
-    """Drops the traceback from log records (Prefect logs one per failed task and flow); keeps the line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.exc_info, record.exc_text = None, None
-        return True
-
-
 def _set_up_console() -> None:
     """Without --debug, console log handlers print no tracebacks (Prefect's API handler still records them,
     so the Prefect UI shows them), and without --verbose either, no ERROR lines about failed task and flow runs;
@@ -61,7 +49,7 @@ def _set_up_console() -> None:
     console shows warnings and errors only (flows/console.py); with rich bars, log lines print above them."""
     from prefect.logging.configuration import ensure_logging_setup
 
-    from flows.console import NoRunFailures, console_handlers, quiet_loggers, route_logs_above_bars
+    from flows.console import NoRunFailures, NoTraceback, console_handlers, quiet_loggers, route_logs_above_bars
     from tasks.progress import progress_mode
 
     ensure_logging_setup()  # Prefect's handlers exist from here on (later setups are incremental)
@@ -70,16 +58,9 @@ def _set_up_console() -> None:
         route_logs_above_bars()
     if not _STATE["debug"]:
         for handler in console_handlers():
-            handler.addFilter(_NoTraceback())
+            handler.addFilter(NoTraceback())
             if not _STATE["verbose"]:
                 handler.addFilter(NoRunFailures())
-
-
-def _describe_error(err: BaseException) -> str:
-    """One paragraph: what failed (the message names the file, row, key or prompt) and how to see more."""
-    message = " ".join(str(err).split()) if not isinstance(err, KeyError) else str(err.args[0] if err.args else err)
-    kind = "error" if isinstance(err, KNOWN_ERRORS) else "unexpected error (please report it)"
-    return f"{kind}: {type(err).__name__}: {message}\n(run `space --debug ...` for the traceback)"
 
 
 def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -94,7 +75,9 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as err:  # noqa: BLE001  (shown, never swallowed: the exit code says it failed)
-            typer.echo(_describe_error(err), err=True)
+            from flows.console import KNOWN_ERRORS, describe_error
+
+            typer.echo(describe_error(err), err=True)
             raise typer.Exit(2 if isinstance(err, KNOWN_ERRORS) else 1) from None
 
     return run

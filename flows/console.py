@@ -34,6 +34,9 @@ QUIET_LOGGERS = {"vllm": logging.ERROR, "transformers": logging.WARNING, "datase
                  "sentence_transformers": logging.WARNING, "torch": logging.WARNING, "httpx": logging.WARNING,
                  "mlflow": logging.WARNING, "alembic": logging.WARNING,
                  "mlflow.transformers": logging.ERROR}  # warns at every model log: no hub model card, no licence
+# Errors the user can fix (a bad recipe, data file, artifact, verifier or path): a paragraph, exit 2.
+# Anything else is likely a bug: the same paragraph, exit 1. `--debug` shows the traceback of both.
+KNOWN_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError, RuntimeError)
 DEFAULT_RUN_NAME = re.compile(r"^(?P<task>.+)-[0-9a-f]{3}$")  # Prefect's `<task name>-<3 hex digits>`
 
 
@@ -66,6 +69,21 @@ class NoRunFailures(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.levelno >= logging.ERROR and record.name.startswith(self.LOGGERS))
+
+
+class NoTraceback(logging.Filter):
+    """Drops the traceback from log records (Prefect logs one per failed task and flow); keeps the line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def describe_error(err: BaseException) -> str:
+    """One paragraph: what failed (the message names the file, row, key or prompt) and how to see more."""
+    message = " ".join(str(err).split()) if not isinstance(err, KeyError) else str(err.args[0] if err.args else err)
+    kind = "error" if isinstance(err, KNOWN_ERRORS) else "unexpected error (please report it)"
+    return f"{kind}: {type(err).__name__}: {message}\n(run `space --debug ...` for the traceback)"
 
 
 def console_handlers() -> list[logging.StreamHandler]:
