@@ -1,7 +1,7 @@
 """`space run` with train.distributed.processes=2 under kills (issue 21, item 4(d)), at the flow level.
 
 One SPACE_HOME of the test's own, one chain of four `space run` processes (each in a process group of its own)
-on the e2e recipe with a tiny random Llama (no SFT), 2 epochs of 8 slots, B=2 prompts per step (4 optimiser
+on the e2e recipe with a tiny random Llama (no SFT), 2 epochs of 32 slots, B=2 prompts per step (16 optimiser
 steps per epoch, one prompt x G per rank):
 
   1. rank 1 of epoch 2's torchrun job is SIGKILLed (found with psutil among the command's descendants) once it
@@ -12,7 +12,7 @@ steps per epoch, one prompt x G per rank):
      after (flows/watchdog.py), before rank 0 could write epoch 2's checkpoint.
   3. the same with the command's whole process group SIGKILLed (`kill -9 -PGID`: the watchdog and torchrun
      die with it; the ranks, which torchrun puts in sessions of their own, die with torchrun).
-  4. the last re-run trains epoch 2 only, from epoch 1's checkpoint (global step 4 -> 8), and completes.
+  4. the last re-run trains epoch 2 only, from epoch 1's checkpoint (global step 16 -> 32), and completes.
 
 Checked as tests/test_resume.py checks one process: no re-run touches epoch 1's finished files or trains
 epoch 1 again, and MLflow holds one finished run per stage.
@@ -38,7 +38,7 @@ from conftest_models import make_tiny_model_dir
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 RECIPE = str(ROOT / "tests" / "recipes" / "e2e.yaml")
-SETS = ["name=e2e-dp-faults", "train.epochs=2", "train.slots_per_epoch=8", "train.grpo.prompts_per_step=2",
+SETS = ["name=e2e-dp-faults", "train.epochs=2", "train.slots_per_epoch=32", "train.grpo.prompts_per_step=2",
         "train.distributed.processes=2"]
 EPOCH_2 = "train epoch 2/2: started"
 TIMEOUT = 1200  # seconds for one `space run` to reach its kill point or its end on the shared cores
@@ -73,7 +73,7 @@ def wait_for_step(proc: subprocess.Popen, log: Path, wanted: tuple[int, ...]) ->
             if sorted(workers) == [0, 1]:
                 launcher_log = Path(workers[0].cmdline()[-1]) / "launcher.log"  # the job folder is the last argument
                 text = launcher_log.read_text(errors="replace") if launcher_log.exists() else ""
-                if all(f"rank {r}: epoch 1 step 1/4" in text for r in wanted):
+                if all(f"rank {r}: epoch 1 step 1/16" in text for r in wanted):
                     return workers
         time.sleep(0.05)
     raise AssertionError(f"no kill point (exit {proc.poll()}):\n{log.read_text(errors='replace')[-3000:]}")
@@ -121,10 +121,12 @@ def chain(tmp_path_factory):
     found["first_checkpoints"] = epoch_2_checkpoints()
 
     for index, how in ((1, "pid"), (2, "group")):  # 2., 3. `space` killed while epoch 2's ranks train
+        before = epoch_2_checkpoints()
         found[how] = kill_space(start(home, model, logs[index]), logs[index], group=how == "group")
         job_dirs.add(found[how]["job_dir"])
-        # ranks left to themselves would finish the epoch's 3 remaining steps and rank 0 would write a checkpoint
-        found[how]["checkpoints"] = epoch_2_checkpoints()
+        # ranks left to themselves would finish the epoch's 15 remaining steps (seconds, not the watchdog's
+        # half-second look and SIGTERM) and rank 0 would write a checkpoint
+        found[how]["checkpoints"] = [c for c in epoch_2_checkpoints() if c not in before]
 
     proc = start(home, model, logs[3])  # 4. to the end
     found["last_exit"] = proc.wait(timeout=TIMEOUT)
@@ -166,8 +168,8 @@ def test_reruns_resume_from_epoch_1_and_complete(chain):
     before = chain["after_first"]
     assert {p: chain["after_last"][p] for p in before} == before  # epoch 1's files untouched by the re-runs
     [run_dir] = {Path(*Path(p).parts[:3]) for p in chain["after_last"]}  # artifacts/train/<run>
-    assert load_checkpoint(chain["home"] / run_dir / "epoch_000" / "checkpoint").global_step == 4
-    assert load_checkpoint(chain["home"] / run_dir / "epoch_001" / "checkpoint").global_step == 8
+    assert load_checkpoint(chain["home"] / run_dir / "epoch_000" / "checkpoint").global_step == 16
+    assert load_checkpoint(chain["home"] / run_dir / "epoch_001" / "checkpoint").global_step == 32
 
 
 def test_mlflow_holds_one_finished_run_per_stage(chain):

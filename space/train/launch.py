@@ -29,7 +29,8 @@ from space.train.distributed import DistributedConfig
 from space.train.dp_worker import PLAN, RANKS, RESULT
 
 LOG = "launcher.log"
-ROOT_CAUSE = re.compile(r"Root Cause.*?rank\s*:\s*(\d+) \(local_rank: (\d+)\)\s*exitcode\s*:\s*(-?\d+)", re.S)
+FAILURE = re.compile(r"rank\s*:\s*(\d+) \(local_rank: (\d+)\)\s*exitcode\s*:\s*(-?\d+)")
+STOPPED = -15  # SIGTERM: how torchrun stops the ranks that are still running once one failed
 
 
 class RankFailedError(RuntimeError):
@@ -57,12 +58,18 @@ def write_plan(job_dir: Path, cfg: DistributedConfig, plan: dict[str, Any]) -> N
 
 
 def failure_message(log_text: str, returncode: int, epoch: int, log_path: Path) -> str:
-    """Name the first failed rank from torchrun's summary; else say the launcher failed and show its tail."""
-    found = ROOT_CAUSE.search(log_text)
-    if found is None:
+    """Name the failed rank from torchrun's summary; else say the launcher failed and show its tail.
+
+    torchrun's "Root Cause" is the failure with the smallest timestamp, in whole seconds when a rank left no
+    error file (a signal): a rank it stopped with SIGTERM in the same second as the one that died ties with it,
+    and the lower rank wins. So a failure other than that SIGTERM is named first, the root cause among them."""
+    summary = log_text[log_text.rfind("Failures:"):] if "Failures:" in log_text else ""
+    failures = [tuple(int(g) for g in m.groups()) for m in FAILURE.finditer(summary)]
+    if not failures:
         tail = "\n".join(log_text.splitlines()[-20:])
         return f"epoch {epoch}: the torchrun job exited with code {returncode}; log {log_path}:\n{tail}"
-    rank, local_rank, code = (int(g) for g in found.groups())
+    root_cause_first = failures[-1:] + failures[:-1]  # the summary prints the root cause last
+    rank, local_rank, code = next((f for f in root_cause_first if f[2] != STOPPED), root_cause_first[0])
     how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
     return f"epoch {epoch}: rank {rank} (local rank {local_rank}) {how}; torchrun stopped the others; log {log_path}"
 

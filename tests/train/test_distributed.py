@@ -71,3 +71,29 @@ def test_failure_message_without_a_torchrun_summary_shows_the_logs_tail():
     message = failure_message("line 1\nTraceback: boom", 2, 3, Path("/jobs/a/launcher.log"))
     assert message.startswith("epoch 3: the torchrun job exited with code 2; log /jobs/a/launcher.log")
     assert message.endswith("Traceback: boom")
+
+
+def _torchrun_summary(failures: dict[int, int]) -> str:
+    """torchrun's own failure summary (torch's ChildFailedError) for ranks -> exit codes, all in one second."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    recorded = {rank: ProcessFailure(local_rank=rank, pid=1000 + rank, exitcode=code, error_file="<N/A>")
+                for rank, code in failures.items()}
+    for failure in recorded.values():
+        failure.timestamp = 1_765_000_000  # whole seconds, as torch records a failure without an error file
+    return ChildFailedError("space.train.dp_worker", recorded).format_msg()
+
+
+def test_failure_message_names_the_killed_rank_not_the_one_torchrun_stopped_in_the_same_second():
+    summary = _torchrun_summary({0: -15, 1: -9})  # rank 1 SIGKILLed, rank 0 then stopped by torchrun
+    assert "Root Cause" in summary and "rank      : 0 (local_rank: 0)\n  exitcode  : -15" in summary.split("Root")[1]
+    message = failure_message(summary, 1, 1, Path("/jobs/a/launcher.log"))
+    assert message == ("epoch 1: rank 1 (local rank 1) was killed by signal 9; torchrun stopped the others; "
+                       "log /jobs/a/launcher.log")
+
+
+def test_failure_message_keeps_torchruns_root_cause_when_every_rank_got_sigterm_or_one_raised():
+    assert "rank 1 (local rank 1) was killed by signal 15" in failure_message(
+        _torchrun_summary({1: -15}), 1, 0, Path("log"))
+    message = failure_message(_torchrun_summary({0: 1, 1: -15}), 1, 0, Path("log"))
+    assert "rank 0 (local rank 0) exited with code 1" in message
