@@ -52,6 +52,9 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--set", nargs="*", default=[], help="extra overrides for every run")
     args = parser.parse_args()
+    from flows.watchdog import start_watchdog
+
+    start_watchdog()  # killed, this script leaves no Prefect server or engine behind (flows/watchdog.py)
     import tasks  # noqa: F401  (environment defaults)
 
     rows = []

@@ -102,6 +102,9 @@ def bench_embedding(n_texts: int = 2000) -> dict:
 
 def main() -> None:
     args = _args()
+    from flows.watchdog import start_watchdog
+
+    start_watchdog()  # killed, this script leaves no Prefect server or engine behind (flows/watchdog.py)
     home = Path(args.home)
     if home.exists() and not args.keep:
         shutil.rmtree(home)

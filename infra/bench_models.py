@@ -24,6 +24,9 @@ def main() -> None:
     parser.add_argument("--recipe", default="builtin")
     parser.add_argument("--pool", type=int, default=2000)
     args = parser.parse_args()
+    from flows.watchdog import start_watchdog
+
+    start_watchdog()  # killed, this script leaves no Prefect server or engine behind (flows/watchdog.py)
     import tasks  # noqa: F401  (environment defaults)
     import polars as pl
     from scipy.stats import spearmanr

@@ -158,6 +158,9 @@ def split_half(rollouts_path: str) -> dict:
 
 def main() -> None:
     args = _args()
+    from flows.watchdog import start_watchdog
+
+    start_watchdog()  # killed, this script leaves no Prefect server or engine behind (flows/watchdog.py)
     os.environ["SPACE_HOME"] = str(Path(args.home).resolve())
     import numpy as np
     import polars as pl

@@ -174,6 +174,9 @@ def main() -> None:
     parser.add_argument("--work", required=True, help="folder for exports, TRL models and logs")
     parser.add_argument("--out", default=str(ROOT / "infra" / "results"))
     args = parser.parse_args()
+    from flows.watchdog import start_watchdog
+
+    start_watchdog()  # killed, this script leaves no Prefect server or engine behind (flows/watchdog.py)
     cells = []
     for seed in args.seeds:
         done = Path(args.work) / f"seed{seed}" / "cell.json"

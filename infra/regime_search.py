@@ -174,6 +174,9 @@ def main() -> None:
     cli.add_argument("--set", action="append", default=[])
     sub.add_parser("table", help="rewrite regime.md from regime.json")
     args = parser.parse_args()
+    from flows.watchdog import start_watchdog
+
+    start_watchdog()  # killed, this script leaves no Prefect server or engine behind (flows/watchdog.py)
     home = os.environ.get("SPACE_HOME")
     if args.command == "table":
         write_results(load_rows())

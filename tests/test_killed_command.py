@@ -59,12 +59,14 @@ while True:
 
 
 class Command:
-    """`python -m flows.cli ARGS` under the subreaper: output drained by a thread, descendants recorded."""
+    """`python -m flows.cli ARGS` (or `python SCRIPT ARGS`) under the subreaper: output drained by a thread,
+    descendants recorded."""
 
-    def __init__(self, home, args, **env):
+    def __init__(self, home, args, script=None, **env):
         import psutil
 
-        self.reaper = subprocess.Popen([sys.executable, "-c", SUBREAPER, sys.executable, "-m", "flows.cli", *args],
+        program = [script] if script else ["-m", "flows.cli"]
+        self.reaper = subprocess.Popen([sys.executable, "-c", SUBREAPER, sys.executable, *program, *args],
                                        env=cli_env(home, **env), cwd=ROOT, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
@@ -194,3 +196,27 @@ def test_cli_curate_killed_with_sigkill_on_a_local_ray_cluster_leaves_no_ray_pro
             os.kill(int(line.split(None, 1)[0]), signal.SIGKILL)
         shutil.rmtree(ray_home, ignore_errors=True)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _runs_flows_in_process(source: str) -> bool:
+    return any(f"from flows.{stage} import" in source for stage in ("bootstrap", "curate", "train", "run"))
+
+
+def test_every_infra_script_that_runs_flows_in_process_starts_the_watchdog():
+    """The benchmark scripts that call space's flows themselves (so start Prefect's temporary server in their own
+    process) start the watchdog in `main`, as the CLI does; a script without it fails here by name."""
+    scripts = sorted((ROOT / "infra").glob("*.py"))
+    running = [p for p in scripts if _runs_flows_in_process(p.read_text())]
+    assert len(running) >= 6, [p.name for p in running]
+    assert [p.name for p in running if "start_watchdog()" not in p.read_text()] == []
+
+
+def test_an_infra_script_killed_with_sigkill_leaves_no_prefect_server(tmp_path):
+    """`infra/bench_models.py` (a script that runs the bootstrap flow in its own process) SIGKILLed once Prefect's
+    temporary server runs: the server and everything else it started are gone soon after."""
+    command = Command(tmp_path / "home", ["--pool", "16"], script=str(ROOT / "infra" / "bench_models.py"))
+    described = command.wait_for([lambda d: "prefect.server" in d], timeout=300)
+    assert "bench_models.py" in _describe(command.me), described
+    time.sleep(2 * 0.5)  # the watchdog records every 0.5 s: a child newer than that may be missed (flows/watchdog.py)
+    assert command.survivors(timeout=60) == []
+    assert any("flows/watchdog.py" in d for d in command.record() + described), described
