@@ -14,6 +14,7 @@ from space.train.active_pool import RefillConfig
 from space.train.bandit import BanditConfig
 from space.train.distributed import DistributedConfig
 from space.train.grpo import GRPOSettings
+from space.train.skipping import SkipConfig
 
 
 class TrainConfig(BaseModel):
@@ -33,14 +34,19 @@ class TrainConfig(BaseModel):
         "solve rate lies strictly between 0 and 1 (a cluster without one keeps all its prompts)"
     )
     refill: RefillConfig = Field(default_factory=RefillConfig, description="how pool: refill retires and refills")
+    skip: SkipConfig = Field(default_factory=SkipConfig, description="leave spent prompts out of their arm's draws "
+                             "(space/train/skipping.py; off by default; not with pool: refill, which retires its own)")
     distributed: DistributedConfig = Field(
         default_factory=DistributedConfig, description="data-parallel epochs: processes, launcher, backend, nodes "
         "(docs/distributed.md); processes 1 trains in the flow's process"
     )
 
     @model_validator(mode="after")
-    def _whole_steps(self) -> TrainConfig:  # steps_per_epoch refuses it in the first epoch otherwise
+    def _consistent(self) -> TrainConfig:  # steps_per_epoch would refuse a partial step in the first epoch
         if self.slots_per_epoch % self.grpo.prompts_per_step:
             raise ValueError(f"slots_per_epoch = {self.slots_per_epoch} is not a multiple of grpo.prompts_per_step = "
                              f"{self.grpo.prompts_per_step} (each optimiser step takes that many prompts)")
+        if self.pool == "refill" and self.skip.after:
+            raise ValueError("train.skip.after > 0 with train.pool = refill: the refilling pool retires spent prompts "
+                             "itself (train.refill.retire_after); set train.skip.after = 0 or choose another pool")
         return self

@@ -91,12 +91,14 @@ def group_results(rollouts: pl.DataFrame) -> tuple[list[Any], int]:
 
 
 def make_picker(table: pl.DataFrame, members: list[list[int]], cfg: TrainConfig, seed: int) -> Any:
-    """The prompt picker of `cfg.pool`: an active pool that refills (refill), else fixed per-cluster queues."""
+    """The prompt picker of `cfg.pool`: an active pool that refills (refill), else per-cluster queues, without
+    spent prompts when `cfg.skip.after` > 0."""
     from space.train.active_pool import ActivePool
     from space.train.sampler import ClusterPromptPicker
+    from space.train.skipping import SkippingPicker
 
     if cfg.pool != "refill":
-        return ClusterPromptPicker(members, seed)
+        return SkippingPicker(members, cfg.skip, seed) if cfg.skip.after else ClusterPromptPicker(members, seed)
     selected = table["selected"].to_list()
     active = [[row for row in m if selected[row]] or m[:1] for m in members]
     return ActivePool(members, active, table["solve_rate"].cast(pl.Float64).to_list(), cfg.refill,
@@ -209,7 +211,8 @@ def run_epoch(
     if not groups:
         raise RuntimeError(f"epoch {epoch}: the verifier judged no group (see {rollouts_out or 'the rollouts'})")
     bandit_metrics = policy.update(groups)
-    pool_metrics = picker.end_epoch(epoch, group_outcomes(result.rollouts, order)) if cfg.pool == "refill" else {}
+    feedback = cfg.pool == "refill" or cfg.skip.after > 0  # pickers that learn from each prompt's groups
+    pool_metrics = picker.end_epoch(epoch, group_outcomes(result.rollouts, order)) if feedback else {}
     metrics = {**result.metrics, **bandit_metrics, **allocation_metrics(planned, probabilities, len(members)),
                **pool_metrics, "bandit/skipped_groups": skipped}
     return EpochOutcome(

@@ -17,6 +17,7 @@ from space.train.checkpoint import load_checkpoint
 from space.train.epoch import (allocation_metrics, arm_members, epoch_arm_rows, group_results, run_epoch,
                          training_table)
 from space.train.grpo import GRPOSettings
+from space.train.skipping import SkipConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -159,3 +160,24 @@ def test_a_refill_epoch_trains_active_prompts_only_and_retires_spent_ones(tmp_pa
     second = run_epoch(rows, ARMS, cfg, EXACT, base, seed=3, epoch=1, checkpoint_in=first.checkpoint_out,
                        state_in=json.loads(json.dumps(first.state)), checkpoint_out=tmp_path / "e1")
     assert set(second.order) <= active
+
+
+def test_a_skip_epoch_leaves_its_spent_prompts_out_of_the_next_epoch(tmp_path):
+    """train.skip.after 1 on a fixed pool: the random tiny model never matches exactly, so every group of the first
+    epoch is all-0 and its prompts are left out of the second; the picker state carries them over."""
+    rows = table()
+    cfg = CFG.model_copy(update={"pool": "full", "slots_per_epoch": 4, "bandit": BanditConfig(policy="uniform"),
+                                 "skip": SkipConfig(after=1)})
+    base = make_tiny_model_dir(tmp_path / "tiny")
+    first = run_epoch(rows, ARMS, cfg, EXACT, base, seed=3, epoch=0, checkpoint_in=None, state_in=None,
+                      checkpoint_out=tmp_path / "e0")
+    spent = set(first.order)
+    assert first.metrics["skip/skipped"] == len(spent) and first.state["picker"]["kind"] == "skip"
+    assert {r for r, _ in first.state["picker"]["skipped"]} == spent
+    second = run_epoch(rows, ARMS, cfg, EXACT, base, seed=3, epoch=1, checkpoint_in=first.checkpoint_out,
+                       state_in=json.loads(json.dumps(first.state)), checkpoint_out=tmp_path / "e1")
+    fallback = second.metrics["skip/fallback_arms"]
+    clusters = rows["cluster"].to_list()
+    for row in second.order:  # a spent row comes back only in an arm whose every member was spent
+        arm_spent = all(r in spent for r in range(len(clusters)) if clusters[r] == clusters[row])
+        assert row not in spent or (arm_spent and fallback > 0), (row, spent, second.order)
