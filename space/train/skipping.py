@@ -1,8 +1,8 @@
 """Skip spent prompts (`train.skip`): leave a prompt out of its arm's draws once its groups carried no signal.
 
 A GRPO group whose rollouts all got the same reward (all solved or all failed) has advantage 0 everywhere and
-trains nothing, and a prompt that gave such a group is likely to give another at its next use (measured in
-docs/results.md, "Skipping spent prompts"). With `train.skip.after` r > 0 the
+trains nothing, and a prompt that gave such a group is likely to give another at its next use (on the builtin
+benches about 0.6-0.8 against 0.2-0.3 after a group with signal: infra/no_signal_persistence.py). With `train.skip.after` r > 0 the
 prompt picker leaves out a prompt after r no-signal groups in a row, for `cooldown` epochs (None: for the rest
 of the run), and its arm's slots go to the arm's other prompts: the same slots, more of them informative. This
 is the idea of GRESO (skip prompts predicted to give zero-variance groups) and Polaris (drop mastered items as
