@@ -32,7 +32,8 @@ class Curriculum:
     `row_ids[i]` is the prompt id of dataset row i; every id must be in the curation. With `pool="reduced"` only
     rows of selected prompts are ever planned; with "full" every row, each in its cluster's arm; with "informative"
     (the builtin default) the rows whose reference solve rate lies strictly between 0 and 1, as `train.pool`
-    (`space.train.epoch.informative_rows`). `train.pool: refill` and `train.skip` need per-prompt feedback the plug-ins do not keep.
+    (`space.train.epoch.informative_rows`). `train.pool: refill` and `train.skip` need per-prompt feedback the
+    plug-ins do not keep.
     A rollout is solved when its reward is at least `theta_solve` (the recipe's verifier threshold)."""
 
     def __init__(self, curation: Any, row_ids: Sequence[Any], bandit: BanditConfig | dict | None = None, *,

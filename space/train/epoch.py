@@ -211,8 +211,7 @@ def run_epoch(
     if not groups:
         raise RuntimeError(f"epoch {epoch}: the verifier judged no group (see {rollouts_out or 'the rollouts'})")
     bandit_metrics = policy.update(groups)
-    feedback = cfg.pool == "refill" or cfg.skip.after > 0  # pickers that learn from each prompt's groups
-    pool_metrics = picker.end_epoch(epoch, group_outcomes(result.rollouts, order)) if feedback else {}
+    pool_metrics = picker.end_epoch(epoch, group_outcomes(result.rollouts, order))
     metrics = {**result.metrics, **bandit_metrics, **allocation_metrics(planned, probabilities, len(members)),
                **pool_metrics, "bandit/skipped_groups": skipped}
     return EpochOutcome(

@@ -64,6 +64,11 @@ class ClusterPromptPicker:
         return {"seed": self.seed, "members": self.members, "queues": [list(q) for q in self.queues],
                 "refills": list(self.refills)}
 
+    def end_epoch(self, epoch: int, outcomes: Sequence[Any]) -> dict[str, float]:
+        """Per-prompt feedback after an epoch (`GroupOutcome`s): fixed queues learn nothing from it; the refilling
+        and skipping pickers (space/train/active_pool.py, space/train/skipping.py) override this."""
+        return {}
+
     def load_state_dict(self, d: dict[str, Any]) -> None:
         for key, value in (("seed", self.seed), ("members", self.members)):
             if d[key] != value:

@@ -2,12 +2,13 @@
 
 A GRPO group whose rollouts all got the same reward (all solved or all failed) has advantage 0 everywhere and
 trains nothing, and a prompt that gave such a group is likely to give another at its next use (on the builtin
-benches about 0.6-0.8 against 0.2-0.3 after a group with signal: infra/no_signal_persistence.py). With `train.skip.after` r > 0 the
-prompt picker leaves out a prompt after r no-signal groups in a row, for `cooldown` epochs (None: for the rest
-of the run), and its arm's slots go to the arm's other prompts: the same slots, more of them informative. This
-is the idea of GRESO (skip prompts predicted to give zero-variance groups) and Polaris (drop mastered items as
-training goes) on space's own feedback, the training rollouts; it costs no extra rollout. An arm whose every
-prompt is skipped draws from all of them again rather than going empty (reported as `skip/fallback_arms`).
+benches about 0.6-0.8 against 0.2-0.3 after a group with signal: infra/no_signal_persistence.py). With
+`train.skip.after` r > 0 the prompt picker leaves out a prompt after r no-signal groups in a row, for `cooldown`
+epochs (None: for the rest of the run), and its arm's slots go to the arm's other prompts: the same slots, more of
+them informative. This is the idea of GRESO (skip prompts predicted to give zero-variance groups) and Polaris (drop
+mastered items as training goes) on space's own feedback, the training rollouts; it costs no extra rollout. An arm
+whose every prompt is skipped draws from all of them again rather than going empty (reported as
+`skip/fallback_arms`).
 
     picker = SkippingPicker(members, SkipConfig(after=1), seed=0)
     rows = picker.fill(arms)                         # as ClusterPromptPicker, without the skipped rows
