@@ -26,6 +26,8 @@ import time
 import pytest
 from conftest_cli import ROOT, cli_env, plain_recipe_args
 
+from flows.watchdog import INTERVAL_SECONDS
+
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 
@@ -217,6 +219,6 @@ def test_an_infra_script_killed_with_sigkill_leaves_no_prefect_server(tmp_path):
     command = Command(tmp_path / "home", ["--pool", "16"], script=str(ROOT / "infra" / "bench_models.py"))
     described = command.wait_for([lambda d: "prefect.server" in d], timeout=300)
     assert "bench_models.py" in _describe(command.me), described
-    time.sleep(2 * 0.5)  # the watchdog records every 0.5 s: a child newer than that may be missed (flows/watchdog.py)
+    time.sleep(2 * INTERVAL_SECONDS)  # the watchdog may miss a child newer than its last look (flows/watchdog.py)
     assert command.survivors(timeout=60) == []
     assert any("flows/watchdog.py" in d for d in command.record() + described), described
