@@ -29,7 +29,7 @@ def train_flow(recipe: Recipe, model: dict[str, Any], curation: dict[str, Any],
         raise ValueError(f"recipe {recipe.name!r} has no eval set, which training needs for its evaluations: "
                          "set data.eval_path, data.eval_fraction or data.eval_split")
     data = prepare_training(curation["stages"]["select"], model, recipe.model.system_prompt, cfg.pool,
-                            recipe.model.enable_thinking)
+                            recipe.model.enable_thinking, cfg.informative_min_signal)
     eval_split = curation["stages"]["data"]["eval"]
     # the parent is in the fingerprint: concurrent bench cells with the same training never share a run
     tags = tracking.run_tags("train", recipe, model, "train-run", data["sha"], model["sha"], recipe.train,

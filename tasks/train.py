@@ -27,18 +27,18 @@ from tasks.stages import STAGE_OPTIONS
 
 @task(**STAGE_OPTIONS, name="prepare-training", cache_policy=CACHED, persist_result=True)
 def prepare_training(curation: dict[str, Any], model: dict[str, Any], system_prompt: str | None,
-                     pool: str, enable_thinking: bool | None = None) -> dict[str, Any]:
-    """Training rows (rendered prompt, answer, metadata, cluster) for the reduced or the full pool."""
+                     pool: str, enable_thinking: bool | None = None, min_signal: float = 0.5) -> dict[str, Any]:
+    """Training rows (rendered prompt, answer, metadata, cluster) of the pool `train.pool` names."""
     from transformers import AutoTokenizer
 
     from space.train.epoch import training_table
 
     out, done, _ = open_stage("train-data", curation["sha"], model["sha"], system_prompt, pool, enable_thinking,
-                              inputs=(curation,))
+                              min_signal, inputs=(curation,))
     if done is not None:
         return done
     table, arms = training_table(pl.read_parquet(curation["path"]), AutoTokenizer.from_pretrained(model["path"]),
-                                 system_prompt, pool, enable_thinking)
+                                 system_prompt, pool, enable_thinking, min_signal)
     table.write_parquet(out / "train.parquet")
     return write_manifest(out, {"path": str(out / "train.parquet"), "sha": file_sha256(out / "train.parquet"),
                                 "rows": table.height, "arms": arms})

@@ -23,7 +23,7 @@ def curation() -> pl.DataFrame:
         "metadata": ["{}"] * 12, "cluster": [c for c in range(3) for _ in range(4)],
         "selected": [i < 3 for _ in range(3) for i in range(4)],
         "solve_rate": [0.8, 0.7, 0.9, 0.6, 0.5, 0.4, 0.6, 0.5, 0.1, 0.0, 0.2, None],
-        "difficulty": [0.2] * 12, "distance": [0.1] * 12,
+        "k": [8] * 11 + [None], "difficulty": [0.2] * 12, "distance": [0.1] * 12,
     })
 
 

@@ -31,18 +31,18 @@ class Curriculum:
 
     `row_ids[i]` is the prompt id of dataset row i; every id must be in the curation. With `pool="reduced"` only
     rows of selected prompts are ever planned; with "full" every row, each in its cluster's arm; with "informative"
-    (the builtin default) the rows whose reference solve rate lies strictly between 0 and 1, as `train.pool`
-    (`space.train.epoch.informative_rows`). `train.pool: refill` and `train.skip` need per-prompt feedback the
+    (the builtin default) the rows that can teach, as `train.pool` does (`space.train.epoch.informative_rows`;
+    `min_signal` is `train.informative_min_signal`, for prompts whose difficulty was predicted). `train.pool: refill` and `train.skip` need per-prompt feedback the
     plug-ins do not keep.
     A rollout is solved when its reward is at least `theta_solve` (the recipe's verifier threshold)."""
 
     def __init__(self, curation: Any, row_ids: Sequence[Any], bandit: BanditConfig | dict | None = None, *,
-                 seed: int = 0, pool: str = "reduced", theta_solve: float = 1.0) -> None:
+                 seed: int = 0, pool: str = "reduced", theta_solve: float = 1.0, min_signal: float = 0.5) -> None:
         if pool not in ("reduced", "full", "informative"):
             raise ValueError(f"pool={pool!r}: choose 'reduced' (the selected prompts), 'full' or 'informative'")
         self.cfg = bandit if isinstance(bandit, BanditConfig) else BanditConfig(**(bandit or {}))
         self.seed, self.theta_solve = int(seed), float(theta_solve)
-        self.table, self.rows = member_table(read_curation(curation), [str(i) for i in row_ids], pool)
+        self.table, self.rows = member_table(read_curation(curation), [str(i) for i in row_ids], pool, min_signal)
         self.cluster_of = dict(zip(self.table["prompt_id"].to_list(), self.table["cluster"].to_list()))
         members = arm_members(self.table)
         self.policy = make_policy(self.cfg, [len(m) for m in members], self.seed, arm_priors(reference_arms(self.table)))
@@ -119,7 +119,8 @@ class Curriculum:
         self.pending, self.skipped, self.outstanding = [], 0, Counter()
 
 
-def member_table(curation: pl.DataFrame, row_ids: list[str], pool: str) -> tuple[pl.DataFrame, list[int]]:
+def member_table(curation: pl.DataFrame, row_ids: list[str], pool: str, min_signal: float = 0.5
+                 ) -> tuple[pl.DataFrame, list[int]]:
     """The planned rows as the flow orders them (by cluster, then prompt id), and each one's dataset row index.
 
     Raises naming the first dataset id missing from the curation, a repeated id, or a cluster left without rows."""
@@ -137,8 +138,8 @@ def member_table(curation: pl.DataFrame, row_ids: list[str], pool: str) -> tuple
         table = table.filter(pl.col("selected"))
     if "solve_rate" not in table.columns:
         table = table.with_columns(pl.lit(None, dtype=pl.Float64).alias("solve_rate"))
-    if pool == "informative":  # predicted difficulty (propagate) counts where no solve rate was measured
-        table = informative_rows(table.with_columns(pl.col("solve_rate").fill_null(1.0 - pl.col("difficulty"))))
+    if pool == "informative":
+        table = informative_rows(table, min_signal)
     table = table.sort("cluster", "prompt_id")
     if table.height == 0:
         raise ExportError(f"no dataset row is a {'selected ' if pool == 'reduced' else ''}prompt of the curation")

@@ -68,18 +68,19 @@ class SpaceCurriculum:
     """The plug-in: an exported curation plus a bandit config, attached to a `GRPOTrainer` subclass.
 
     `curation` is a `space export` folder, a curation file, a `datasets.Dataset` or a polars frame; `bandit` a
-    `BanditConfig` or its fields as a dict. `pool`, `seed` and `theta_solve` mean what they mean in a recipe
-    (`train.pool`, `seed`, `verifier.theta_solve`)."""
+    `BanditConfig` or its fields as a dict. `pool`, `seed`, `theta_solve` and `min_signal` mean what they mean in a
+    recipe (`train.pool`, `seed`, `verifier.theta_solve`, `train.informative_min_signal`)."""
 
     def __init__(self, curation: Any, bandit: Any = None, *, seed: int = 0, pool: str = "reduced",
                  slots_per_epoch: int | None = None, plan_every_steps: int | None = None,
-                 theta_solve: float = 1.0) -> None:
+                 theta_solve: float = 1.0, min_signal: float = 0.5) -> None:
         from space.curate.export import read_curation
 
         if slots_per_epoch is not None and plan_every_steps is not None:
             raise ValueError("give slots_per_epoch or plan_every_steps, not both")
         self.curation = read_curation(Path(curation) if isinstance(curation, str) else curation)
         self.bandit, self.seed, self.pool, self.theta_solve = bandit, seed, pool, theta_solve
+        self.min_signal = min_signal
         self.slots_per_epoch, self.plan_every_steps = slots_per_epoch, plan_every_steps
         self.curriculum: Curriculum | None = None
         self.group_size: int | None = None
@@ -116,7 +117,7 @@ class SpaceCurriculum:
             raise ValueError(f"the training dataset has no column 'prompt_id' (columns: "
                              f"{getattr(dataset, 'column_names', None)}): the plug-in matches rows to the curation by it")
         self.curriculum = Curriculum(self.curation, dataset["prompt_id"], self.bandit, seed=self.seed,
-                                     pool=self.pool, theta_solve=self.theta_solve)
+                                     pool=self.pool, theta_solve=self.theta_solve, min_signal=self.min_signal)
         self.group_size = args.num_generations
         return CurriculumSampler(self.curriculum, self.period_slots(args), args.num_generations,
                                  args.generation_batch_size, args.num_iterations, args.steps_per_generation)

@@ -47,7 +47,8 @@ class VerlCurriculum:
         self.curriculum = Curriculum(options["curation"], dataset_prompt_ids(data_source, self.id_key),
                                      options.get("bandit"), seed=0 if seed is None else int(seed),
                                      pool=options.get("pool", "reduced"),
-                                     theta_solve=float(options.get("theta_solve", 1.0)))
+                                     theta_solve=float(options.get("theta_solve", 1.0)),
+                                     min_signal=float(options.get("informative_min_signal", 0.5)))
         self.slots = int(options.get("slots_per_epoch") or self.curriculum.table.height)
         self.metrics: dict[str, float] = {}
 

@@ -33,6 +33,11 @@ class TrainConfig(BaseModel):
         "(space/train/active_pool.py, settings under `refill`); or informative: every prompt whose reference "
         "solve rate lies strictly between 0 and 1 (a cluster without one keeps all its prompts)"
     )
+    informative_min_signal: float = Field(
+        0.5, gt=0, lt=1, description="pool: informative, for a prompt whose difficulty was predicted "
+        "(curate.difficulty.source: propagate): the least probability that k reference samples at its predicted "
+        "solve rate mix successes and failures for it to count as informative (space.train.epoch.informative_rows)"
+    )
     refill: RefillConfig = Field(default_factory=RefillConfig, description="how pool: refill retires and refills")
     skip: SkipConfig = Field(default_factory=SkipConfig, description="leave spent prompts out of their arm's draws "
                              "(space/train/skipping.py; off by default; not with pool: refill, which retires its own)")

@@ -40,17 +40,18 @@ class EpochOutcome:
 
 
 def training_table(curation: pl.DataFrame, tokenizer: Any, system_prompt: str | None, pool: str,
-                   enable_thinking: bool | None = None) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+                   enable_thinking: bool | None = None, min_signal: float = 0.5
+                   ) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
     """The rows `run_epoch` trains on, and one dict per arm (`cluster`, `size`, `ref_solve_rate`).
 
     `pool` "reduced" keeps the curation's selected prompts, "full" and "refill" every prompt (each in its
-    cluster's arm; `selected` marks refill's first active set), "informative" the prompts whose reference solve
-    rate lies strictly between 0 and 1 (a cluster without any keeps all its prompts). Questions are rendered
-    through the model's chat template; rows come sorted by (cluster, prompt_id)."""
+    cluster's arm; `selected` marks refill's first active set), "informative" the prompts that can teach
+    (`informative_rows`, with `min_signal` for predicted difficulty). Questions are rendered through the model's
+    chat template; rows come sorted by (cluster, prompt_id)."""
     from space.data.prompting import render_prompts
 
     table = {"reduced": curation.filter(pl.col("selected")),
-             "informative": informative_rows(curation)}.get(pool, curation)
+             "informative": informative_rows(curation, min_signal)}.get(pool, curation)
     prompts = render_prompts(tokenizer, table["question"].to_list(), system_prompt, enable_thinking)
     table = table.with_columns(pl.Series("prompt", prompts)).select(
         "prompt_id", "question", "prompt", "answer", "metadata", "source", "level", "cluster", "solve_rate", "selected",
@@ -60,11 +61,27 @@ def training_table(curation: pl.DataFrame, tokenizer: Any, system_prompt: str | 
     return table, arms.to_dicts()
 
 
-def informative_rows(curation: pl.DataFrame) -> pl.DataFrame:
-    """Rows whose reference solve rate is strictly between 0 and 1 (their GRPO groups can carry a signal for
-    the reference model), plus every row of a cluster that has no such row, so no arm goes empty."""
-    informative = (pl.col("solve_rate") > 0) & (pl.col("solve_rate") < 1)
-    return curation.filter(informative.fill_null(False) | ~informative.fill_null(False).any().over("cluster"))
+def informative_rows(curation: pl.DataFrame, min_signal: float = 0.5) -> pl.DataFrame:
+    """The rows whose GRPO groups can carry a signal for the reference model, plus every row of a cluster that has
+    none, so no arm goes empty.
+
+    A measured row counts when its reference solve rate lies strictly between 0 and 1. A row without one (its
+    difficulty predicted: `curate.difficulty.source: propagate`) counts when a group of k samples at its predicted
+    solve rate p = 1 - difficulty would mix successes and failures with probability 1 - p^k - (1 - p)^k of at
+    least `min_signal` (k: the measured rows' rollouts per prompt); 0.5 keeps p in about [0.08, 0.92] at k = 8."""
+    measured = (pl.col("solve_rate") > 0) & (pl.col("solve_rate") < 1)
+    informative = measured.fill_null(predicted_signal(curation) >= min_signal).fill_null(False)
+    return curation.filter(informative | ~informative.any().over("cluster"))
+
+
+def predicted_signal(curation: pl.DataFrame) -> pl.Expr:
+    """Per row, the probability that k reference samples at the predicted solve rate 1 - difficulty mix successes
+    and failures; null without a difficulty or without any measured row to take k from."""
+    k = curation["k"].max() if "k" in curation.columns else None
+    if k is None or "difficulty" not in curation.columns:
+        return pl.lit(None, dtype=pl.Float64)
+    p = (1.0 - pl.col("difficulty")).clip(0.0, 1.0)
+    return 1.0 - p.pow(int(k)) - (1.0 - p).pow(int(k))
 
 
 def arm_members(table: pl.DataFrame) -> list[list[int]]:

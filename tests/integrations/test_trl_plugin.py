@@ -141,8 +141,11 @@ def test_rewards_computed_in_evaluate_do_not_reach_the_bandit(tmp_path):
 
 def test_the_informative_pool_plans_only_prompts_the_reference_solved_sometimes():
     curriculum = Curriculum(curation(), curation()["prompt_id"], {"policy": "uniform"}, seed=0, pool="informative")
-    # q21 has solve rate 0.0; q23's is unknown, so its difficulty (0.2) stands in: 0.8, informative
+    # q21 has solve rate 0.0; q23's is unknown, so its predicted rate 1 - 0.2 stands in: 8 samples at 0.8 mix
+    # successes and failures with probability 0.83, above min_signal 0.5 (and below 0.9)
     assert sorted(curriculum.table["prompt_id"]) == sorted(set(curation()["prompt_id"]) - {"q21"})
+    strict = Curriculum(curation(), curation()["prompt_id"], {"policy": "uniform"}, pool="informative", min_signal=0.9)
+    assert sorted(strict.table["prompt_id"]) == sorted(set(curation()["prompt_id"]) - {"q21", "q23"})
     planned = {curriculum.table["prompt_id"][i] for i in range(curriculum.table.height)}
     assert "q21" not in {curation()["prompt_id"][r] for r in curriculum.plan(22)} and len(planned) == 11
     with pytest.raises(ValueError, match="'informative'"):

@@ -140,6 +140,23 @@ def test_training_table_keeps_the_selected_pool_renders_prompts_and_counts_arms(
     assert full.height == 4 and full_arms[1] == {"cluster": 1, "size": 3, "ref_solve_rate": 0.75}  # None not counted
 
 
+def test_informative_rows_read_predicted_difficulty_as_the_chance_of_a_mixed_group():
+    """Unmeasured rows (propagated difficulty) count when k samples at 1 - difficulty would mix successes and
+    failures with probability >= min_signal; k comes from the measured rows; without it they do not count."""
+    from space.train.epoch import informative_rows
+
+    curation = pl.DataFrame({"prompt_id": list("abcdefg"), "cluster": [0, 0, 0, 0, 0, 0, 1],
+                             "solve_rate": [0.5, 1.0, None, None, None, None, None],
+                             "k": [8, 8, None, None, None, None, None],
+                             "difficulty": [0.5, 0.0, 0.5, 0.98, 0.0, None, 1.0]})
+    # c: p 0.5, mixed with probability 0.99; d: p 0.02, 0.15; e: p 1.0, 0; f: no difficulty; cluster 1 has no
+    # informative row, so it keeps g
+    assert informative_rows(curation)["prompt_id"].to_list() == ["a", "c", "g"]
+    assert informative_rows(curation, min_signal=0.1)["prompt_id"].to_list() == ["a", "c", "d", "g"]
+    assert informative_rows(curation.with_columns(pl.lit(None, dtype=pl.Int64).alias("k")))[
+        "prompt_id"].to_list() == ["a", "g"]  # no measured k: a predicted difficulty cannot be read as a group
+
+
 def test_a_refill_epoch_trains_active_prompts_only_and_retires_spent_ones(tmp_path):
     """pool: refill on the whole table: slots come from the selected rows, then spent prompts are swapped for
     unused members of their cluster; the picker state carries the active sets into the next epoch."""
