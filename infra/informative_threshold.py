@@ -13,17 +13,16 @@ probability >= the threshold) with "informative by the full rollouts" (solve rat
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from space.train.epoch import predicted_signal  # noqa: E402
+
 THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
-
-
-def mixed_probability(solve_rate: np.ndarray, k: int) -> np.ndarray:
-    """P(k samples at this solve rate are neither all solved nor all failed)."""
-    return 1.0 - solve_rate ** k - (1.0 - solve_rate) ** k
 
 
 def pairs(home: Path) -> list[tuple[str, pl.DataFrame, pl.DataFrame]]:
@@ -47,11 +46,10 @@ def pairs(home: Path) -> list[tuple[str, pl.DataFrame, pl.DataFrame]]:
 
 def rows(propagated: pl.DataFrame, full: pl.DataFrame) -> list[str]:
     """One markdown row per threshold: share kept, precision and recall against the full rollouts."""
-    k = int(propagated["k"].max())
-    table = propagated.filter(~pl.col("measured")).join(full.select("prompt_id", pl.col("solve_rate").alias("full")),
-                                                       on="prompt_id")
+    table = propagated.with_columns(predicted_signal(propagated).alias("signal")).filter(~pl.col("measured")).join(
+        full.select("prompt_id", pl.col("solve_rate").alias("full")), on="prompt_id")
     truth = ((table["full"] > 0) & (table["full"] < 1)).to_numpy()
-    signal = mixed_probability(np.clip(1.0 - table["difficulty"].to_numpy(), 0.0, 1.0), k)
+    signal = table["signal"].to_numpy()  # the rule `train.pool: informative` applies (space.train.epoch)
     out = []
     for threshold in THRESHOLDS:
         keep = signal >= threshold

@@ -27,7 +27,7 @@ from tasks.stages import STAGE_OPTIONS
 
 @task(**STAGE_OPTIONS, name="prepare-training", cache_policy=CACHED, persist_result=True)
 def prepare_training(curation: dict[str, Any], model: dict[str, Any], system_prompt: str | None,
-                     pool: str, enable_thinking: bool | None = None, min_signal: float = 0.5) -> dict[str, Any]:
+                     pool: str, enable_thinking: bool | None, min_signal: float) -> dict[str, Any]:
     """Training rows (rendered prompt, answer, metadata, cluster) of the pool `train.pool` names."""
     from transformers import AutoTokenizer
 

@@ -22,6 +22,7 @@ import polars as pl
 
 from space.curate.export import ExportError, read_curation
 from space.train.bandit import BanditConfig, GroupResult, make_policy
+from space.train.config import INFORMATIVE_MIN_SIGNAL
 from space.train.epoch import allocation_metrics, arm_members, arm_priors, informative_rows, plan_epoch
 from space.train.sampler import ClusterPromptPicker
 
@@ -37,7 +38,8 @@ class Curriculum:
     A rollout is solved when its reward is at least `theta_solve` (the recipe's verifier threshold)."""
 
     def __init__(self, curation: Any, row_ids: Sequence[Any], bandit: BanditConfig | dict | None = None, *,
-                 seed: int = 0, pool: str = "reduced", theta_solve: float = 1.0, min_signal: float = 0.5) -> None:
+                 seed: int = 0, pool: str = "reduced", theta_solve: float = 1.0,
+                 min_signal: float = INFORMATIVE_MIN_SIGNAL) -> None:
         if pool not in ("reduced", "full", "informative"):
             raise ValueError(f"pool={pool!r}: choose 'reduced' (the selected prompts), 'full' or 'informative'")
         self.cfg = bandit if isinstance(bandit, BanditConfig) else BanditConfig(**(bandit or {}))
@@ -119,7 +121,7 @@ class Curriculum:
         self.pending, self.skipped, self.outstanding = [], 0, Counter()
 
 
-def member_table(curation: pl.DataFrame, row_ids: list[str], pool: str, min_signal: float = 0.5
+def member_table(curation: pl.DataFrame, row_ids: list[str], pool: str, min_signal: float
                  ) -> tuple[pl.DataFrame, list[int]]:
     """The planned rows as the flow orders them (by cluster, then prompt id), and each one's dataset row index.
 

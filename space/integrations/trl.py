@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from space.integrations.curriculum import Curriculum, split_groups
+from space.train.config import INFORMATIVE_MIN_SIGNAL
 from space.train.sampler import EpochSampler
 
 
@@ -73,7 +74,7 @@ class SpaceCurriculum:
 
     def __init__(self, curation: Any, bandit: Any = None, *, seed: int = 0, pool: str = "reduced",
                  slots_per_epoch: int | None = None, plan_every_steps: int | None = None,
-                 theta_solve: float = 1.0, min_signal: float = 0.5) -> None:
+                 theta_solve: float = 1.0, min_signal: float = INFORMATIVE_MIN_SIGNAL) -> None:
         from space.curate.export import read_curation
 
         if slots_per_epoch is not None and plan_every_steps is not None:

@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from space.integrations.curriculum import Curriculum
+from space.train.config import INFORMATIVE_MIN_SIGNAL
 
 
 class VerlCurriculum:
@@ -48,7 +49,7 @@ class VerlCurriculum:
                                      options.get("bandit"), seed=0 if seed is None else int(seed),
                                      pool=options.get("pool", "reduced"),
                                      theta_solve=float(options.get("theta_solve", 1.0)),
-                                     min_signal=float(options.get("informative_min_signal", 0.5)))
+                                     min_signal=float(options.get("informative_min_signal", INFORMATIVE_MIN_SIGNAL)))
         self.slots = int(options.get("slots_per_epoch") or self.curriculum.table.height)
         self.metrics: dict[str, float] = {}
 

@@ -16,6 +16,10 @@ from space.train.distributed import DistributedConfig
 from space.train.grpo import GRPOSettings
 from space.train.skipping import SkipConfig
 
+# The default of `train.informative_min_signal`, shared by `space train` and the trainer plug-ins: at k = 8 it keeps
+# predicted solve rates in about [0.08, 0.92] (space.train.epoch.informative_rows).
+INFORMATIVE_MIN_SIGNAL = 0.5
+
 
 class TrainConfig(BaseModel):
     """Phase 2: bandit-paced GRPO in epochs."""
@@ -31,10 +35,11 @@ class TrainConfig(BaseModel):
         "cluster's arm (with `uniform`: plain GRPO; with a bandit policy: the no-reduction ablation); or refill: "
         "the reduced pool as the first active set, spent prompts replaced from their cluster each epoch "
         "(space/train/active_pool.py, settings under `refill`); or informative: every prompt whose reference "
-        "solve rate lies strictly between 0 and 1 (a cluster without one keeps all its prompts)"
+        "solve rate lies strictly between 0 and 1, or, where it was predicted, likely to be (`informative_min_signal`); "
+        "a cluster without one keeps all its prompts"
     )
     informative_min_signal: float = Field(
-        0.5, gt=0, lt=1, description="pool: informative, for a prompt whose difficulty was predicted "
+        INFORMATIVE_MIN_SIGNAL, gt=0, lt=1, description="pool: informative, for a prompt whose difficulty was predicted "
         "(curate.difficulty.source: propagate): the least probability that k reference samples at its predicted "
         "solve rate mix successes and failures for it to count as informative (space.train.epoch.informative_rows)"
     )

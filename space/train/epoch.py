@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from space.data.verifiers import VerifierConfig
-from space.train.config import TrainConfig
+from space.train.config import INFORMATIVE_MIN_SIGNAL, TrainConfig
 
 
 @dataclass
@@ -40,7 +40,8 @@ class EpochOutcome:
 
 
 def training_table(curation: pl.DataFrame, tokenizer: Any, system_prompt: str | None, pool: str,
-                   enable_thinking: bool | None = None, min_signal: float = 0.5
+                   enable_thinking: bool | None = None,
+                   min_signal: float = INFORMATIVE_MIN_SIGNAL
                    ) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
     """The rows `run_epoch` trains on, and one dict per arm (`cluster`, `size`, `ref_solve_rate`).
 
@@ -61,7 +62,7 @@ def training_table(curation: pl.DataFrame, tokenizer: Any, system_prompt: str | 
     return table, arms.to_dicts()
 
 
-def informative_rows(curation: pl.DataFrame, min_signal: float = 0.5) -> pl.DataFrame:
+def informative_rows(curation: pl.DataFrame, min_signal: float = INFORMATIVE_MIN_SIGNAL) -> pl.DataFrame:
     """The rows whose GRPO groups can carry a signal for the reference model, plus every row of a cluster that has
     none, so no arm goes empty.
 
