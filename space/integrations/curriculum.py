@@ -140,8 +140,8 @@ def member_table(curation: pl.DataFrame, row_ids: list[str], pool: str, min_sign
         table = table.filter(pl.col("selected"))
     if "solve_rate" not in table.columns:
         table = table.with_columns(pl.lit(None, dtype=pl.Float64).alias("solve_rate"))
-    if pool == "informative":
-        table = informative_rows(table, min_signal)
+    if pool == "informative":  # k from the whole curation: the dataset may hold no measured prompt
+        table = informative_rows(table, min_signal, k=curation["k"].max() if "k" in curation.columns else None)
     table = table.sort("cluster", "prompt_id")
     if table.height == 0:
         raise ExportError(f"no dataset row is a {'selected ' if pool == 'reduced' else ''}prompt of the curation")

@@ -62,23 +62,26 @@ def training_table(curation: pl.DataFrame, tokenizer: Any, system_prompt: str | 
     return table, arms.to_dicts()
 
 
-def informative_rows(curation: pl.DataFrame, min_signal: float = INFORMATIVE_MIN_SIGNAL) -> pl.DataFrame:
+def informative_rows(curation: pl.DataFrame, min_signal: float = INFORMATIVE_MIN_SIGNAL, k: int | None = None
+                     ) -> pl.DataFrame:
     """The rows whose GRPO groups can carry a signal for the reference model, plus every row of a cluster that has
     none, so no arm goes empty.
 
     A measured row counts when its reference solve rate lies strictly between 0 and 1. A row without one (its
     difficulty predicted: `curate.difficulty.source: propagate`) counts when a group of k samples at its predicted
     solve rate p = 1 - difficulty would mix successes and failures with probability 1 - p^k - (1 - p)^k of at
-    least `min_signal` (k: the measured rows' rollouts per prompt); 0.5 keeps p in about [0.08, 0.92] at k = 8."""
+    least `min_signal` (k: the measured rows' rollouts per prompt, or `k` when given, e.g. read from a whole curation
+    of which `curation` is a part); 0.5 keeps p in about [0.08, 0.92] at k = 8."""
     measured = (pl.col("solve_rate") > 0) & (pl.col("solve_rate") < 1)
-    informative = measured.fill_null(predicted_signal(curation) >= min_signal).fill_null(False)
+    informative = measured.fill_null(predicted_signal(curation, k) >= min_signal).fill_null(False)
     return curation.filter(informative | ~informative.any().over("cluster"))
 
 
-def predicted_signal(curation: pl.DataFrame) -> pl.Expr:
+def predicted_signal(curation: pl.DataFrame, k: int | None = None) -> pl.Expr:
     """Per row, the probability that k reference samples at the predicted solve rate 1 - difficulty mix successes
-    and failures; null without a difficulty or without any measured row to take k from."""
-    k = curation["k"].max() if "k" in curation.columns else None
+    and failures; null without a difficulty, or when no `k` is given and no measured row has one to take."""
+    if k is None and "k" in curation.columns:
+        k = curation["k"].max()
     if k is None or "difficulty" not in curation.columns:
         return pl.lit(None, dtype=pl.Float64)
     p = (1.0 - pl.col("difficulty")).clip(0.0, 1.0)

@@ -150,3 +150,15 @@ def test_the_informative_pool_plans_only_prompts_the_reference_solved_sometimes(
     assert "q21" not in {curation()["prompt_id"][r] for r in curriculum.plan(22)} and len(planned) == 11
     with pytest.raises(ValueError, match="'informative'"):
         Curriculum(curation(), curation()["prompt_id"], pool="refill")
+
+
+def test_the_informative_pool_reads_k_from_the_whole_curation_when_the_dataset_holds_no_measured_prompt():
+    unmeasured = {"q02": 0.98, "q03": 0.2, "q13": 0.5, "q23": 0.2}  # predicted difficulty, no rollouts
+    rows = curation().with_columns(
+        pl.when(pl.col("prompt_id").is_in(list(unmeasured))).then(None).otherwise(pl.col(c)).alias(c)
+        for c in ("solve_rate", "k")).with_columns(
+        pl.col("prompt_id").replace_strict(unmeasured, default=pl.col("difficulty")).alias("difficulty"))
+    curriculum = Curriculum(rows, sorted(unmeasured), {"policy": "uniform"}, seed=0, pool="informative")
+    # k = 8 from the curation's measured rows: q02 (p 0.02) mixes with probability 0.15 < 0.5 and is dropped; its
+    # cluster keeps q03. Reading k from the dataset's rows alone found none and kept all four.
+    assert sorted(curriculum.table["prompt_id"]) == ["q03", "q13", "q23"]
