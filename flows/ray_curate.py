@@ -8,8 +8,9 @@ server this flow reports to, the ephemeral one included), SPACE_HOME and Prefect
 Ray runtime_env, so their task runs show up under this flow and their files land in the same SPACE_HOME (on a
 multi-node cluster that folder must be shared storage).
 
-With `difficulty.source: label` or `propagate`, difficulty runs as the local stage (label needs no rollouts;
-propagate's measured fraction is not sharded yet).
+With `difficulty.source: label`, difficulty runs as the local stage (no rollouts). With `propagate`, the measured
+fraction is chosen from the combined embeddings (tasks/shards.py `measured_pool`), its rollouts are sharded like
+the whole pool's, and the prediction for the rest runs as the local stage on them (the same files as a local run).
 """
 
 # No `from __future__ import annotations`: Prefect builds flow parameter models from the real types.
@@ -81,29 +82,49 @@ def _gather(futures: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
 
 @flow(name="curate-on-ray", log_prints=True)
 def curate_on_ray(pool: dict[str, Any], model: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
-    """Embedding and (for source=rollouts) difficulty rollouts of the pool, one Prefect task per shard on Ray."""
+    """Embedding and difficulty rollouts of the pool (of its measured rows for source=propagate, none for
+    source=label), one Prefect task per shard on Ray."""
     cfg, ray_cfg = recipe.curate, recipe.ray
     shards = _plan(pool, ray_cfg.shard_size)
     embed_shards = [{**s, "out": str(sharded.embed_shard_dir(s, cfg.embedding))} for s in shards]
     embed_futures = _submit_shards(sharded.embed_shard, embed_shards, ray_cfg.shard_task, pool=pool,
                                    cfg=cfg.embedding, ray_cfg=ray_cfg)
-    if cfg.difficulty.source != "rollouts":
+    if cfg.difficulty.source == "label":  # no rollouts to shard
         embedded = sharded.combine_embeddings(pool, *_gather(embed_futures), cfg.embedding)
-        difficulty = stage.estimate_difficulty(pool, model, recipe.model.system_prompt, recipe.verifier,
-                                               cfg.difficulty, recipe.engine, cfg.difficulty.seed,
-                                               recipe.model.enable_thinking, embedded)
+        difficulty = _difficulty_stage(pool, model, recipe, embedded)
         return {"embed": embedded, "difficulty": difficulty, "shards": len(shards)}
-    prompting = {"system_prompt": recipe.model.system_prompt, "enable_thinking": recipe.model.enable_thinking}
-    keys = (model, prompting, recipe.verifier, cfg.difficulty, recipe.engine, cfg.difficulty.seed)
-    rollout_shards = [{**s, "out": str(sharded.difficulty_shard_dir(s, *keys))} for s in shards]
-    rollout_futures = _submit_shards(sharded.difficulty_shard, rollout_shards, ray_cfg.shard_task, pool=pool,
-                                     model=model, prompting=prompting, verifier=recipe.verifier, cfg=cfg.difficulty,
-                                     engine=recipe.engine, seed=cfg.difficulty.seed, ray_cfg=ray_cfg)
-    embedded = sharded.combine_embeddings(pool, *_gather(embed_futures), cfg.embedding)
-    difficulty = sharded.combine_difficulty(pool, *_gather(rollout_futures), cfg.difficulty)
+    if cfg.difficulty.source == "propagate":  # the measured rows are chosen from the embeddings: shard after them
+        embedded = sharded.combine_embeddings(pool, *_gather(embed_futures), cfg.embedding)
+        measured = sharded.measured_pool(pool, embedded, cfg.difficulty, cfg.difficulty.seed)
+        rollouts = _difficulty_shards(measured, _plan(measured, ray_cfg.shard_size), model, recipe)
+        difficulty = {**_difficulty_stage(pool, model, recipe, embedded, rollouts), "shards": rollouts["shards"]}
+    else:
+        difficulty = _difficulty_shards(pool, shards, model, recipe)
+        embedded = sharded.combine_embeddings(pool, *_gather(embed_futures), cfg.embedding)
     print(f"ray: {len(shards)} shards of <= {ray_cfg.shard_size} prompts; embed shards "
           f"{_tally(embedded)}; difficulty shards {_tally(difficulty)}")
     return {"embed": embedded, "difficulty": difficulty, "shards": len(shards)}
+
+
+def _difficulty_shards(pool: dict[str, Any], shards: list[dict[str, Any]], model: dict[str, Any], recipe: Recipe
+                       ) -> dict[str, Any]:
+    """Reference rollouts of `pool`'s rows, one cached task per shard, combined in pool order."""
+    cfg, ray_cfg = recipe.curate.difficulty, recipe.ray
+    prompting = {"system_prompt": recipe.model.system_prompt, "enable_thinking": recipe.model.enable_thinking}
+    keys = (model, prompting, recipe.verifier, cfg, recipe.engine, cfg.seed)
+    rollout_shards = [{**s, "out": str(sharded.difficulty_shard_dir(s, *keys))} for s in shards]
+    futures = _submit_shards(sharded.difficulty_shard, rollout_shards, ray_cfg.shard_task, pool=pool, model=model,
+                             prompting=prompting, verifier=recipe.verifier, cfg=cfg, engine=recipe.engine,
+                             seed=cfg.seed, ray_cfg=ray_cfg)
+    return sharded.combine_difficulty(pool, *_gather(futures), cfg)
+
+
+def _difficulty_stage(pool: dict[str, Any], model: dict[str, Any], recipe: Recipe, embedded: dict[str, Any],
+                      measured: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The local difficulty stage (labels, or propagation from the `measured` rows' sharded rollouts)."""
+    cfg = recipe.curate.difficulty
+    return stage.estimate_difficulty(pool, model, recipe.model.system_prompt, recipe.verifier, cfg, recipe.engine,
+                                     cfg.seed, recipe.model.enable_thinking, embedded, measured)
 
 
 def _tally(manifest: dict[str, Any]) -> str:

@@ -149,17 +149,20 @@ def estimate_difficulty(
     seed: int,
     enable_thinking: bool | None = None,
     embedded: dict[str, Any] | None = None,
+    measured: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """k reference rollouts per prompt, scored by the verifier -> solve rate and difficulty.
 
     With `source: propagate` only a seeded fraction of the pool is rolled out and the rest is predicted from
-    the embeddings (`embedded`, the embed stage's manifest) of their nearest measured neighbours.
+    the embeddings (`embedded`, the embed stage's manifest) of their nearest measured neighbours; `measured` is
+    that fraction's difficulty manifest when its rollouts were drawn elsewhere (on Ray shards, flows/ray_curate.py).
     """
     from space.curate import difficulty
 
     keyed_embeddings = embedded["sha"] if cfg.source == "propagate" and embedded is not None else None
+    keys = [*([keyed_embeddings] if keyed_embeddings else []), *([measured["sha"]] if measured else [])]
     out, done, start = open_stage("difficulty", pool["sha"], model["sha"], system_prompt, verifier, cfg, engine, seed,
-                                  enable_thinking, *([keyed_embeddings] if keyed_embeddings else []), inputs=(pool,))
+                                  enable_thinking, *keys, inputs=(pool, measured))
     if done is not None:
         return done
     table = pl.read_parquet(pool["path"])
@@ -168,7 +171,7 @@ def estimate_difficulty(
         per_prompt, rollouts = difficulty.difficulty_table_from_labels(table, cfg), None
     elif cfg.source == "propagate":
         per_prompt, rollouts, fit = _propagated(table, embedded, model, (system_prompt, enable_thinking), verifier,
-                                                cfg, engine, seed)
+                                                cfg, engine, seed, measured)
     else:
         prompts = render_pool_prompts(table, model, system_prompt, enable_thinking)
         per_prompt, rollouts = _difficulty_from_rollouts(table, prompts, model, verifier, cfg, engine, seed)
@@ -182,11 +185,11 @@ def estimate_difficulty(
                                 **({"calibration": fit} if fit is not None else {})})
 
 
-def _propagated(table, embedded, model, prompting, verifier, cfg, engine, seed):
-    """Rollouts on the measured fraction, the rest predicted (space.curate.propagate): by kNN, or calibrated
-    on the measured prompts with the gold answer's likelihood (`predictor: knn+likelihood`)."""
+def measured_mask(table: pl.DataFrame, embedded: dict[str, Any] | None, cfg: DifficultyConfig, seed: int
+                  ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The pool's ids and embeddings in pool order, and the mask of the prompts `source: propagate` rolls out."""
     from space.curate.embedding import load_embeddings
-    from space.curate.propagate import choose_measured, propagated_table
+    from space.curate.propagate import choose_measured
 
     if embedded is None:
         raise ValueError("difficulty.source='propagate' needs the embed stage's output (embedded=...)")
@@ -197,13 +200,29 @@ def _propagated(table, embedded, model, prompting, verifier, cfg, engine, seed):
     if missing:
         raise KeyError(f"{embedded['path']}: no embedding for prompt_id(s) {missing[:5]}")
     vectors = vectors[[position[pid] for pid in pool_ids]]
-    mask = choose_measured(vectors, cfg.measure_fraction, cfg.strata, seed)
+    return pool_ids, vectors, choose_measured(vectors, cfg.measure_fraction, cfg.strata, seed)
+
+
+def _propagated(table, embedded, model, prompting, verifier, cfg, engine, seed, measured=None):
+    """Rollouts on the measured fraction (drawn here, or read from `measured`, their manifest), the rest predicted
+    (space.curate.propagate): by kNN, or calibrated on the measured prompts with the gold answer's likelihood
+    (`predictor: knn+likelihood`)."""
+    from space.curate.propagate import propagated_table
+
+    pool_ids, vectors, mask = measured_mask(table, embedded, cfg, seed)
     prompts = render_pool_prompts(table, model, *prompting)  # once: the rollouts and the likelihood share them
-    measured, rollouts = _difficulty_from_rollouts(table.filter(pl.Series(mask)), list(compress(prompts, mask)),
-                                                   model, verifier, cfg, engine, seed)
+    if measured is None:
+        per_measured, rollouts = _difficulty_from_rollouts(table.filter(pl.Series(mask)),
+                                                           list(compress(prompts, mask)), model, verifier, cfg,
+                                                           engine, seed)
+    else:
+        per_measured, rollouts = pl.read_parquet(measured["path"]), pl.read_parquet(measured["rollouts"])
+        expected = list(compress(pool_ids, mask))
+        if per_measured["prompt_id"].to_list() != expected:
+            raise ValueError(f"{measured['path']}: its prompts are not the {len(expected)} the measured mask chose")
     logprob = (gold_answer_logprobs(table, prompts, model, verifier, cfg) if cfg.predictor == "knn+likelihood"
                else None)
-    per_prompt, fit = propagated_table(pool_ids, vectors, mask, measured, cfg.neighbours, logprob)
+    per_prompt, fit = propagated_table(pool_ids, vectors, mask, per_measured, cfg.neighbours, logprob)
     return per_prompt, rollouts, fit
 
 

@@ -5,7 +5,8 @@ through warm Ray Data actors (space/scaleout.py) and writes a parquet shard unde
 SPACE_HOME/artifacts/<stage>-shard/<fingerprint of the shard digest, the stage config and the code>/. The runner
 layout (shard size aside, which sets the digests) and Ray resources are not part of the folder's key. The
 `combine_*` tasks concatenate the shards in pool order into the same files the local stages write
-(embeddings.npy, difficulty.parquet, rollouts.parquet), so every later stage is unchanged.
+(embeddings.npy, difficulty.parquet, rollouts.parquet), so every later stage is unchanged. With
+`difficulty.source: propagate` the difficulty shards cover only the measured rows (`measured_pool`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from space.curate.difficulty import DifficultyConfig
 from space.curate.embedding import EmbeddingConfig
 from space.engines import EngineConfig
 from space.scaleout import RayConfig, shard_digest
-from tasks.common import CACHED, MANIFEST, file_problems, file_sha256, open_stage_dir, stage_dir, write_manifest
+from tasks.common import (CACHED, MANIFEST, file_problems, file_sha256, open_stage, open_stage_dir, stage_dir,
+                          write_manifest)
 from tasks.stages import STAGE_OPTIONS
 
 
@@ -112,6 +114,24 @@ def difficulty_shard(pool: dict[str, Any], shard: dict[str, Any], model: dict[st
     return write_manifest(out, {"path": str(out / "difficulty.parquet"), "rollouts": str(out / "rollouts.parquet"),
                                 "sha": file_sha256(out / "difficulty.parquet"), "rows": per_prompt.height,
                                 "digest": shard["digest"], "seconds": time.perf_counter() - start})
+
+
+@task(**STAGE_OPTIONS, name="measured-pool", cache_policy=CACHED, persist_result=True)
+def measured_pool(pool: dict[str, Any], embedded: dict[str, Any], cfg: DifficultyConfig, seed: int
+                  ) -> dict[str, Any]:
+    """For `difficulty.source: propagate`: the pool's rows that get rollouts (the local stage's seeded choice,
+    tasks.curate.measured_mask), in pool order, as a pool manifest the difficulty shards read."""
+    from tasks.curate import measured_mask
+
+    out, done, start = open_stage("measured-pool", pool["sha"], embedded["sha"], cfg.measure_fraction, cfg.strata,
+                                  seed, inputs=(pool, embedded))
+    if done is not None:
+        return done
+    table = pl.read_parquet(pool["path"])
+    mask = measured_mask(table, embedded, cfg, seed)[2]
+    table.filter(pl.Series(mask)).write_parquet(out / "pool.parquet")
+    return write_manifest(out, {"path": str(out / "pool.parquet"), "sha": file_sha256(out / "pool.parquet"),
+                                "rows": int(mask.sum()), "seconds": time.perf_counter() - start})
 
 
 def _check_order(pool: dict[str, Any], ids: list[str], what: str) -> None:

@@ -1,5 +1,6 @@
 """`runner: ray` on a real local Ray cluster (2 CPUs, loopback, no auth, temp HOME and session folder): sharded
-curation matches the local runner for the same seed, and a damaged shard is recomputed alone.
+curation matches the local runner for the same seed (with propagated difficulty too, whose shards hold only the
+measured rows), and a damaged shard is recomputed alone.
 
 Everything is real: Ray (cluster started by prefect-ray's RayTaskRunner), Ray Data actors, Prefect (the test
 session's ephemeral server, which the Ray workers report to), MLflow, the transformers engine on a random-init
@@ -84,6 +85,24 @@ def ray_run(model, ray_settings):
     return curate_flow(_recipe("runner=ray", *ray_settings), model)["stages"]
 
 
+PROPAGATE = ["curate.difficulty.source=propagate", "curate.difficulty.measure_fraction=0.5",
+             "curate.difficulty.predictor=knn+likelihood"]
+
+
+@pytest.fixture(scope="module")
+def local_propagated(model):
+    from flows.curate import curate_flow
+
+    return curate_flow(_recipe(*PROPAGATE), model)["stages"]
+
+
+@pytest.fixture(scope="module")
+def ray_propagated(model, ray_settings):
+    from flows.curate import curate_flow
+
+    return curate_flow(_recipe("runner=ray", *ray_settings, *PROPAGATE), model)["stages"]
+
+
 def test_ray_run_maps_one_task_per_shard_and_computes_them_all(ray_run):
     for name in ("embed", "difficulty"):
         shards = ray_run[name]["shards"]
@@ -166,3 +185,17 @@ def test_vllm_inside_a_ray_data_actor_draws_the_local_engines_samples(model, ray
     assert [[c.text for c in group] for group in on_ray] == [[c.text for c in group] for group in local]
     assert on_ray == local  # token counts and finish reasons too
     assert len({c.text for group in local for c in group}) > 10  # sampled, not one constant completion
+
+
+def test_propagated_difficulty_on_ray_rolls_out_only_the_measured_rows_and_matches_the_local_runner(
+        local_propagated, ray_propagated):
+    local = pl.read_parquet(local_propagated["difficulty"]["path"])
+    on_ray = pl.read_parquet(ray_propagated["difficulty"]["path"])
+    measured = local.filter(pl.col("measured"))["prompt_id"].to_list()
+    assert 0 < len(measured) < POOL
+    shards = ray_propagated["difficulty"]["shards"]
+    assert sum(s["rows"] for s in shards) == len(measured) and {s["state"] for s in shards} == {"Completed"}
+    assert on_ray.equals(local)  # measured solve rates and predicted difficulty alike
+    rollouts = [pl.read_parquet(run["difficulty"]["rollouts"]) for run in (local_propagated, ray_propagated)]
+    assert rollouts[1].equals(rollouts[0]) and sorted(set(rollouts[0]["prompt_id"])) == sorted(measured)
+    assert rollouts[0].height == 3 * len(measured)
