@@ -55,7 +55,7 @@ def check_lengths(data: dict[str, Any], model: dict[str, Any], recipe: Recipe) -
 
     pool_limits = {"curate.difficulty.max_tokens": recipe.curate.difficulty.max_tokens,
                    "train.grpo.max_completion_length": recipe.train.grpo.max_completion_length}
-    if recipe.curate.difficulty.source != "rollouts":
+    if recipe.curate.difficulty.source == "label":  # no reference rollouts (propagate rolls out its fraction)
         del pool_limits["curate.difficulty.max_tokens"]
     splits = {"pool": (pl.read_parquet(data["pool"]["path"]), pool_limits),
               "eval": (pl.read_parquet(data["eval"]["path"]) if data.get("eval") else None,

@@ -75,5 +75,9 @@ def test_curation_task_fails_on_the_builtin_data_before_any_engine(tmp_path):
     TOKENIZER.save_pretrained(model_dir)
     with pytest.raises(CompletionLengthError, match=r"curate\.difficulty\.max_tokens = 16(.|\n)*needs 18"):
         check_lengths.fn(paths, {"path": str(model_dir)}, recipe)
+    for source in ("rollouts", "propagate"):  # propagate rolls out its measured fraction at the same length
+        short = load_recipe("builtin", ["train.grpo.max_completion_length=16", f"curate.difficulty.source={source}"])
+        with pytest.raises(CompletionLengthError, match=r"curate\.difficulty\.max_tokens = 16"):
+            check_lengths.fn(paths, {"path": str(model_dir)}, short)
     ok = load_recipe("builtin")
     assert check_lengths.fn(paths, {"path": str(model_dir)}, ok)["pool"]["tokens"] == 18
