@@ -52,6 +52,7 @@ class ScriptedHandler(BaseHTTPRequestHandler):
             step = "503" if body["prompt"] == server.poison else step
             server.in_flight += 1
             server.max_in_flight = max(server.max_in_flight, server.in_flight)
+        self.answered = False
         try:
             time.sleep(2.0 if step == "hang" else server.delay)
             if step in ("503", "400"):
@@ -65,10 +66,18 @@ class ScriptedHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout test)
         finally:
-            with server.lock:
-                server.in_flight -= 1
+            self._leave()
+
+    def _leave(self) -> None:
+        """Out of the in-flight count once, before the answer goes out: the client may send its next request as
+        soon as it has read this one's, before this thread runs again (seen under load as a false 3 > cap 2)."""
+        if not self.answered:
+            self.answered = True
+            with self.server.lock:
+                self.server.in_flight -= 1
 
     def reply(self, status: int, payload: dict) -> None:
+        self._leave()
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
