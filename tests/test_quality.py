@@ -26,7 +26,8 @@ def builtin():
     from tasks.bootstrap import build_tiny_model
     from tasks.curate import embed, estimate_difficulty, load_data
 
-    recipe = load_recipe("builtin", ["data.pool_size=1000"]).resolved()
+    # every prompt measured: these checks read solve rates per task and level (builtin measures a tenth)
+    recipe = load_recipe("builtin", ["data.pool_size=1000", "curate.difficulty.source=rollouts"]).resolved()
     pool = load_data.fn(recipe.data)["pool"]
     model = build_tiny_model.fn(recipe.model.tiny, recipe.data)
     difficulty = estimate_difficulty.fn(pool, model, None, recipe.verifier, recipe.curate.difficulty,
