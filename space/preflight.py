@@ -44,8 +44,8 @@ class PreflightError(ValueError):
 TRAINED_ON = {  # what `train.pool` trains on, for the data line
     "reduced": "kept and trained on (train.pool: reduced)",
     "refill": "kept as the first active set, refilled from the pool (train.pool: refill)",
-    "informative": "kept as representatives; training uses every prompt the reference model solves sometimes "
-                   "(train.pool: informative)",
+    "informative": "kept as representatives; training uses every prompt the reference model solves sometimes, "
+                   "measured or predicted (train.pool: informative)",
     "full": "kept as representatives; training uses every clustered prompt (train.pool: full)",
 }
 

@@ -64,7 +64,7 @@ def test_preflight_data_sizes_name_the_pool_left_and_what_curation_needs():
         "pool 10 rows, eval 3; K x l = 2 x 8 = 16 (no reduction: selection keeps every prompt)")
     assert pool_size_check(100, 3, "", 2, 8, needs_eval=True, train_pool="informative").detail == (
         "pool 100 rows, eval 3; K x l = 2 x 8 = 16 kept as representatives; training uses every prompt the "
-        "reference model solves sometimes (train.pool: informative)")
+        "reference model solves sometimes, measured or predicted (train.pool: informative)")
 
 
 def test_preflight_disk_below_the_estimate_fails_naming_space_home():
