@@ -188,8 +188,14 @@ def estimate_difficulty(
 def measured_mask(table: pl.DataFrame, embedded: dict[str, Any] | None, cfg: DifficultyConfig, seed: int
                   ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The pool's ids and embeddings in pool order, and the mask of the prompts `source: propagate` rolls out."""
-    from space.curate.embedding import load_embeddings
     from space.curate.propagate import choose_measured
+
+    pool_ids, vectors = _pool_embeddings(table, embedded)
+    return pool_ids, vectors, choose_measured(vectors, cfg.measure_fraction, cfg.strata, seed)
+
+
+def _pool_embeddings(table: pl.DataFrame, embedded: dict[str, Any] | None) -> tuple[list[str], np.ndarray]:
+    from space.curate.embedding import load_embeddings
 
     if embedded is None:
         raise ValueError("difficulty.source='propagate' needs the embed stage's output (embedded=...)")
@@ -199,29 +205,27 @@ def measured_mask(table: pl.DataFrame, embedded: dict[str, Any] | None, cfg: Dif
     missing = [pid for pid in pool_ids if pid not in position]
     if missing:
         raise KeyError(f"{embedded['path']}: no embedding for prompt_id(s) {missing[:5]}")
-    vectors = vectors[[position[pid] for pid in pool_ids]]
-    return pool_ids, vectors, choose_measured(vectors, cfg.measure_fraction, cfg.strata, seed)
+    return pool_ids, vectors[[position[pid] for pid in pool_ids]]
 
 
 def _propagated(table, embedded, model, prompting, verifier, cfg, engine, seed, measured=None):
-    """Rollouts on the measured fraction (drawn here, or read from `measured`, their manifest), the rest predicted
-    (space.curate.propagate): by kNN, or calibrated on the measured prompts with the gold answer's likelihood
-    (`predictor: knn+likelihood`)."""
+    """Rollouts on the measured fraction (drawn here, or read from `measured`, the manifest of the rows
+    tasks/shards.py `measured_pool` chose), the rest predicted (space.curate.propagate): by kNN, or calibrated on
+    the measured prompts with the gold answer's likelihood (`predictor: knn+likelihood`)."""
     from space.curate.propagate import propagated_table
 
-    pool_ids, vectors, mask = measured_mask(table, embedded, cfg, seed)
-    prompts = render_pool_prompts(table, model, *prompting)  # once: the rollouts and the likelihood share them
+    likelihood = cfg.predictor == "knn+likelihood"
+    prompts = render_pool_prompts(table, model, *prompting) if measured is None or likelihood else None
     if measured is None:
+        pool_ids, vectors, mask = measured_mask(table, embedded, cfg, seed)
         per_measured, rollouts = _difficulty_from_rollouts(table.filter(pl.Series(mask)),
                                                            list(compress(prompts, mask)), model, verifier, cfg,
                                                            engine, seed)
-    else:
+    else:  # the mask from the rows measured_pool chose, not a second draw
+        pool_ids, vectors = _pool_embeddings(table, embedded)
         per_measured, rollouts = pl.read_parquet(measured["path"]), pl.read_parquet(measured["rollouts"])
-        expected = list(compress(pool_ids, mask))
-        if per_measured["prompt_id"].to_list() != expected:
-            raise ValueError(f"{measured['path']}: its prompts are not the {len(expected)} the measured mask chose")
-    logprob = (gold_answer_logprobs(table, prompts, model, verifier, cfg) if cfg.predictor == "knn+likelihood"
-               else None)
+        mask = np.isin(np.array(pool_ids, dtype=object), per_measured["prompt_id"].to_list())
+    logprob = gold_answer_logprobs(table, prompts, model, verifier, cfg) if likelihood else None
     per_prompt, fit = propagated_table(pool_ids, vectors, mask, per_measured, cfg.neighbours, logprob)
     return per_prompt, rollouts, fit
 

@@ -23,7 +23,8 @@ import polars as pl
 from space.curate.export import ExportError, read_curation
 from space.train.bandit import BanditConfig, GroupResult, make_policy
 from space.train.config import INFORMATIVE_MIN_SIGNAL
-from space.train.epoch import allocation_metrics, arm_members, arm_priors, informative_rows, plan_epoch
+from space.train.epoch import (allocation_metrics, arm_members, arm_priors, informative_rows, plan_epoch,
+                               rollouts_per_prompt)
 from space.train.sampler import ClusterPromptPicker
 
 
@@ -141,7 +142,7 @@ def member_table(curation: pl.DataFrame, row_ids: list[str], pool: str, min_sign
     if "solve_rate" not in table.columns:
         table = table.with_columns(pl.lit(None, dtype=pl.Float64).alias("solve_rate"))
     if pool == "informative":  # k from the whole curation: the dataset may hold no measured prompt
-        table = informative_rows(table, min_signal, k=curation["k"].max() if "k" in curation.columns else None)
+        table = informative_rows(table, min_signal, k=rollouts_per_prompt(curation))
     table = table.sort("cluster", "prompt_id")
     if table.height == 0:
         raise ExportError(f"no dataset row is a {'selected ' if pool == 'reduced' else ''}prompt of the curation")

@@ -80,12 +80,17 @@ def informative_rows(curation: pl.DataFrame, min_signal: float = INFORMATIVE_MIN
 def predicted_signal(curation: pl.DataFrame, k: int | None = None) -> pl.Expr:
     """Per row, the probability that k reference samples at the predicted solve rate 1 - difficulty mix successes
     and failures; null without a difficulty, or when no `k` is given and no measured row has one to take."""
-    if k is None and "k" in curation.columns:
-        k = curation["k"].max()
+    if k is None:
+        k = rollouts_per_prompt(curation)
     if k is None or "difficulty" not in curation.columns:
         return pl.lit(None, dtype=pl.Float64)
     p = (1.0 - pl.col("difficulty")).clip(0.0, 1.0)
     return 1.0 - p.pow(int(k)) - (1.0 - p).pow(int(k))
+
+
+def rollouts_per_prompt(curation: pl.DataFrame) -> int | None:
+    """k of the curation's measured prompts (its `k` column's largest value); None when none was measured."""
+    return curation["k"].max() if "k" in curation.columns else None
 
 
 def arm_members(table: pl.DataFrame) -> list[list[int]]:
